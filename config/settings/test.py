@@ -1,0 +1,10 @@
+"""Tests: always real PostgreSQL."""
+
+from .base import *  # noqa: F403
+from .base import database_from_url, env_str
+
+DATABASES = {
+    "default": database_from_url(env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/oms"))
+}
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

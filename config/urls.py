@@ -1,0 +1,21 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from core.api.views import HealthApi
+
+handler404 = "core.api.exceptions.not_found_view"
+handler500 = "core.api.exceptions.server_error_view"
+
+api_v1 = [
+    path("", include("inventory.api.urls")),
+    path("", include("orders.api.urls")),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("health/", HealthApi.as_view(), name="health"),
+]

@@ -1,0 +1,31 @@
+"""Glue between DRF views and core.idempotency."""
+
+from collections.abc import Callable
+from typing import Any
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from core.actors import Actor
+from core.api.exceptions import PROBLEM_CONTENT_TYPE
+from core.idempotency import idempotent_execute
+
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+
+def idempotent_response(
+    request: Request, *, payload: Any, operation: Callable[[], tuple[int, Any]]
+) -> Response:
+    """Run the operation once per (user, Idempotency-Key); replay the stored response."""
+    result = idempotent_execute(
+        user=Actor.from_request(request).require_user(),
+        key=request.headers.get(IDEMPOTENCY_KEY_HEADER),
+        method=request.method or "POST",
+        path=request.path,
+        payload=payload,
+        operation=operation,
+    )
+    headers = {REPLAYED_HEADER: "true"} if result.replayed else None
+    content_type = PROBLEM_CONTENT_TYPE if result.status >= 400 else None
+    return Response(result.body, status=result.status, headers=headers, content_type=content_type)

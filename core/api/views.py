@@ -1,0 +1,33 @@
+from django.db import connection
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+
+class HealthApi(APIView):
+    """Readiness: the database answers."""
+
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        responses=inline_serializer(
+            "Health",
+            fields={"status": serializers.CharField(), "database": serializers.CharField()},
+        )
+    )
+    def get(self, request: Request) -> Response:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+            database = "ok"
+        except Exception:  # any failure means not ready
+            database = "unavailable"
+        ready = database == "ok"
+        return Response(
+            {"status": "ok" if ready else "unavailable", "database": database},
+            status=200 if ready else 503,
+        )

@@ -1,0 +1,113 @@
+"""The domain's error hierarchy. Each error has a stable machine `code` and an HTTP status.
+
+The API renders every one of them as application/problem+json (see core.api.exceptions).
+"""
+
+from typing import Any
+
+
+def problem(*, status: int, code: str, title: str, detail: str, **extra: Any) -> dict[str, Any]:
+    """Build an RFC 9457 problem document (JSON-serializable)."""
+    return {
+        "type": f"https://oms.example/problems/{code.replace('_', '-')}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+
+
+class DomainError(Exception):
+    """A failure the client can understand and act on."""
+
+    code: str = "domain_error"
+    status: int = 400
+    title: str = "Request could not be processed"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        self.detail = detail or self.title
+        self.extra = extra
+        super().__init__(self.detail)
+
+    def to_problem(self) -> dict[str, Any]:
+        return problem(
+            status=self.status,
+            code=self.code,
+            title=self.title,
+            detail=self.detail,
+            **self.extra,
+        )
+
+
+class NotFound(DomainError):
+    code = "not_found"
+    status = 404
+    title = "Not found"
+
+
+class UnknownSku(DomainError):
+    code = "unknown_sku"
+    status = 422
+    title = "Unknown SKU"
+
+    def __init__(self, skus: list[str]) -> None:
+        super().__init__(f"Unknown or inactive SKU(s): {', '.join(skus)}", skus=skus)
+
+
+class InsufficientStock(DomainError):
+    code = "insufficient_stock"
+    status = 409
+    title = "Insufficient stock"
+
+    def __init__(self, skus: list[str]) -> None:
+        super().__init__(f"Not enough stock for SKU(s): {', '.join(skus)}", skus=skus)
+
+
+class StockConflict(DomainError):
+    code = "stock_conflict"
+    status = 409
+    title = "Stock adjustment conflicts with current stock"
+
+
+class InvalidTransition(DomainError):
+    code = "invalid_transition"
+    status = 409
+    title = "Transition not allowed"
+
+    def __init__(self, *, transition: str, current_status: str) -> None:
+        super().__init__(
+            f"Cannot {transition} an order in status '{current_status}'.",
+            transition=transition,
+            current_status=current_status,
+        )
+
+
+class ConcurrentUpdate(DomainError):
+    code = "concurrent_update"
+    status = 409
+    title = "The resource was changed by another request; retry"
+
+
+class IdempotencyKeyMissing(DomainError):
+    code = "idempotency_key_missing"
+    status = 400
+    title = "Idempotency-Key header is required"
+
+
+class IdempotencyKeyInvalid(DomainError):
+    code = "idempotency_key_invalid"
+    status = 400
+    title = "Idempotency-Key must be 1-255 printable ASCII characters"
+
+
+class IdempotencyKeyReused(DomainError):
+    code = "idempotency_key_reused"
+    status = 422
+    title = "Idempotency-Key was already used with a different request"
+
+
+class RequestInProgress(DomainError):
+    code = "request_in_progress"
+    status = 409
+    title = "A request with this Idempotency-Key is still being processed"

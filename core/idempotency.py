@@ -1,0 +1,167 @@
+"""Idempotency-Key handling: run a use case once per (user, key), replay its response after.
+
+The key is claimed in its own committed write before the use case runs, so concurrent
+requests with the same key see it and get 409 request_in_progress. The use case's writes
+and the stored response commit in one transaction: either both exist or neither does, so
+a crash mid-request leaves nothing to double. A claim whose request died is taken over
+after IDEMPOTENCY_LOCK_TIMEOUT.
+"""
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
+from django.utils import timezone
+
+from core.errors import (
+    ConcurrentUpdate,
+    DomainError,
+    IdempotencyKeyInvalid,
+    IdempotencyKeyMissing,
+    IdempotencyKeyReused,
+    RequestInProgress,
+)
+from core.models import IdempotencyKey
+
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+
+# Errors that describe this attempt's circumstances, not its outcome: never stored.
+_TRANSIENT_ERRORS = (RequestInProgress, ConcurrentUpdate)
+
+
+@dataclass(frozen=True)
+class IdempotentResult:
+    status: int
+    body: Any
+    replayed: bool
+
+
+def idempotency_key_validate(key: str | None) -> str:
+    if key is None or key == "":
+        raise IdempotencyKeyMissing()
+    if len(key) > IDEMPOTENCY_KEY_MAX_LENGTH or not all(" " <= ch <= "~" for ch in key):
+        raise IdempotencyKeyInvalid()
+    return key
+
+
+def request_fingerprint(*, method: str, path: str, payload: Any) -> str:
+    canonical = json.dumps(
+        {"method": method, "path": path, "payload": payload},
+        sort_keys=True,
+        separators=(",", ":"),
+        cls=DjangoJSONEncoder,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _claim(
+    *, user: User, key: str, method: str, path: str, fingerprint: str
+) -> tuple[IdempotencyKey, bool]:
+    """Claim the key for this request. Return the row and whether this request owns it."""
+    now = timezone.now()
+    record, created = IdempotencyKey.objects.get_or_create(
+        user=user,
+        key=key,
+        defaults={
+            "request_method": method,
+            "request_path": path,
+            "request_fingerprint": fingerprint,
+            "status": IdempotencyKey.Status.IN_PROGRESS,
+            "locked_at": now,
+        },
+    )
+    if created:
+        return record, True
+    if record.request_fingerprint != fingerprint:
+        raise IdempotencyKeyReused()
+    if record.status == IdempotencyKey.Status.COMPLETED:
+        return record, False
+    stale_before: datetime = now - settings.IDEMPOTENCY_LOCK_TIMEOUT
+    if record.locked_at is not None and record.locked_at < stale_before:
+        taken_over = IdempotencyKey.objects.filter(
+            pk=record.pk,
+            status=IdempotencyKey.Status.IN_PROGRESS,
+            locked_at=record.locked_at,
+        ).update(locked_at=now)
+        if taken_over:
+            record.locked_at = now
+            return record, True
+    raise RequestInProgress()
+
+
+def _complete(record: IdempotencyKey, *, status: int, body: Any) -> None:
+    completed = IdempotencyKey.objects.filter(
+        pk=record.pk,
+        status=IdempotencyKey.Status.IN_PROGRESS,
+        locked_at=record.locked_at,
+    ).update(
+        status=IdempotencyKey.Status.COMPLETED,
+        response_status=status,
+        response_body=json.loads(json.dumps(body, cls=DjangoJSONEncoder)),
+        completed_at=timezone.now(),
+        locked_at=None,
+    )
+    if not completed:
+        # Another request took the claim over: let this one roll back.
+        raise ConcurrentUpdate()
+
+
+def _release(record: IdempotencyKey) -> None:
+    IdempotencyKey.objects.filter(
+        pk=record.pk,
+        status=IdempotencyKey.Status.IN_PROGRESS,
+        locked_at=record.locked_at,
+    ).delete()
+
+
+def idempotent_execute(
+    *,
+    user: User,
+    key: str | None,
+    method: str,
+    path: str,
+    payload: Any,
+    operation: Callable[[], tuple[int, Any]],
+) -> IdempotentResult:
+    """Run `operation` at most once for this user's key; replay its stored response after.
+
+    `operation` returns (HTTP status, JSON body). A DomainError it raises is stored as a
+    problem response (the outcome of this key), except transient ones and 5xx; any other
+    exception releases the key so the client can retry.
+    """
+    key = idempotency_key_validate(key)
+    fingerprint = request_fingerprint(method=method, path=path, payload=payload)
+    record, owned = _claim(user=user, key=key, method=method, path=path, fingerprint=fingerprint)
+    if not owned:
+        return IdempotentResult(record.response_status or 200, record.response_body, True)
+    try:
+        with transaction.atomic():
+            status, body = operation()
+            _complete(record, status=status, body=body)
+    except _TRANSIENT_ERRORS:
+        _release(record)
+        raise
+    except DomainError as error:
+        if error.status >= 500:
+            _release(record)
+        else:
+            _complete(record, status=error.status, body=error.to_problem())
+        raise
+    except BaseException:
+        _release(record)
+        raise
+    return IdempotentResult(status, body, False)
+
+
+def idempotency_keys_purge(*, now: datetime | None = None) -> int:
+    """Delete keys older than IDEMPOTENCY_KEY_TTL. Return how many were deleted."""
+    cutoff = (now or timezone.now()) - settings.IDEMPOTENCY_KEY_TTL
+    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
+    return deleted

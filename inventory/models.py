@@ -1,0 +1,129 @@
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+from core.models import TimeStampedModel
+
+
+class Warehouse(TimeStampedModel):
+    code = models.SlugField(max_length=32, unique=True)
+    name = models.CharField(max_length=200)
+    region = models.CharField(max_length=64, blank=True)
+    # Higher priority warehouses are preferred when allocating an order.
+    priority = models.IntegerField(default=0)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["-priority", "code"]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class Product(TimeStampedModel):
+    sku = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    # Unit price in minor units of `currency`.
+    price = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["sku"]
+        constraints = [
+            models.CheckConstraint(condition=Q(price__gte=0), name="product_price_non_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return self.sku
+
+
+class StockItem(TimeStampedModel):
+    """Units of one product in one warehouse: physically there, and held for orders."""
+
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="stock_items")
+    warehouse = models.ForeignKey(Warehouse, on_delete=models.PROTECT, related_name="stock_items")
+    on_hand = models.IntegerField(default=0)
+    reserved = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["product_id", "warehouse_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["product", "warehouse"], name="stock_item_unique_per_warehouse"
+            ),
+            models.CheckConstraint(
+                condition=Q(reserved__gte=0), name="stock_item_reserved_non_negative"
+            ),
+            models.CheckConstraint(
+                condition=Q(reserved__lte=F("on_hand")),
+                name="stock_item_reserved_within_on_hand",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.product_id}@{self.warehouse_id}"
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+
+class Reservation(TimeStampedModel):
+    """Units of a stock item held for one order line."""
+
+    class Status(models.TextChoices):
+        HELD = "held", "Held"  # counted in StockItem.reserved
+        COMMITTED = "committed", "Committed"  # shipped: left on_hand and reserved
+        RELEASED = "released", "Released"  # given back: cancelled or expired
+
+    order_line = models.ForeignKey(
+        "orders.OrderLine", on_delete=models.CASCADE, related_name="reservations"
+    )
+    stock_item = models.ForeignKey(StockItem, on_delete=models.PROTECT, related_name="reservations")
+    quantity = models.IntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.HELD)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(quantity__gt=0), name="reservation_quantity_positive"
+            ),
+        ]
+        indexes = [models.Index(fields=["stock_item", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.stock_item_id} ({self.status})"
+
+
+class StockMovement(models.Model):
+    """Append-only ledger: summing the deltas re-derives on_hand and reserved."""
+
+    class Kind(models.TextChoices):
+        RECEIPT = "receipt", "Receipt"
+        ADJUSTMENT = "adjustment", "Adjustment"
+        RESERVE = "reserve", "Reserve"
+        RELEASE = "release", "Release"
+        SHIP = "ship", "Ship"
+
+    stock_item = models.ForeignKey(StockItem, on_delete=models.PROTECT, related_name="movements")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    on_hand_delta = models.IntegerField(default=0)
+    reserved_delta = models.IntegerField(default=0)
+    reason = models.CharField(max_length=255, blank=True)
+    reservation = models.ForeignKey(
+        Reservation, null=True, blank=True, on_delete=models.PROTECT, related_name="movements"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    request_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.stock_item_id} {self.on_hand_delta:+}/{self.reserved_delta:+}"

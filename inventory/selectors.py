@@ -1,0 +1,49 @@
+from django.db.models import F, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
+
+from core.errors import NotFound
+from inventory.models import Product, StockItem, StockMovement, Warehouse
+
+
+def product_list(*, include_inactive: bool = False) -> QuerySet[Product]:
+    """Products annotated with `available`: on_hand - reserved over active warehouses."""
+    products = Product.objects.annotate(
+        available=Coalesce(
+            Sum(
+                F("stock_items__on_hand") - F("stock_items__reserved"),
+                filter=Q(stock_items__warehouse__is_active=True),
+            ),
+            0,
+        )
+    ).order_by("sku")
+    if not include_inactive:
+        products = products.filter(is_active=True)
+    return products
+
+
+def product_get(*, sku: str, include_inactive: bool = False) -> Product:
+    product = product_list(include_inactive=include_inactive).filter(sku=sku).first()
+    if product is None:
+        raise NotFound(f"No product with SKU '{sku}'.")
+    return product
+
+
+def warehouse_list() -> QuerySet[Warehouse]:
+    return Warehouse.objects.all()
+
+
+def stock_item_list(*, sku: str | None = None) -> QuerySet[StockItem]:
+    items = StockItem.objects.select_related("product", "warehouse").order_by(
+        "product__sku", "-warehouse__priority", "warehouse__code"
+    )
+    if sku:
+        items = items.filter(product__sku=sku)
+    return items
+
+
+def stock_ledger_totals() -> dict[int, tuple[int, int]]:
+    """Re-derive (on_hand, reserved) per stock item id from the movement ledger."""
+    rows = StockMovement.objects.values("stock_item_id").annotate(
+        on_hand=Sum("on_hand_delta"), reserved=Sum("reserved_delta")
+    )
+    return {row["stock_item_id"]: (row["on_hand"], row["reserved"]) for row in rows}

@@ -1,0 +1,293 @@
+"""Stock writes. Every change to on_hand or reserved goes through `_stock_apply` and
+leaves a StockMovement row, so the ledger always re-derives the counters."""
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from core.actors import Actor
+from core.errors import DomainError, InsufficientStock, NotFound, StockConflict
+from inventory.allocation import Allocation, StockCandidate, allocate, short_products
+from inventory.models import Product, Reservation, StockItem, StockMovement, Warehouse
+
+
+class SkuAlreadyExists(DomainError):
+    code = "sku_exists"
+    status = 409
+    title = "A product with this SKU already exists"
+
+
+class WarehouseAlreadyExists(DomainError):
+    code = "warehouse_exists"
+    status = 409
+    title = "A warehouse with this code already exists"
+
+
+class ReservationRaceLost(Exception):
+    """A planned stock item no longer had the units when the update ran; re-plan."""
+
+
+@dataclass(frozen=True)
+class StockDelta:
+    stock_item_id: int
+    on_hand_delta: int
+    reserved_delta: int
+
+
+@dataclass(frozen=True)
+class ReservationRequest:
+    order_line_id: int
+    product_id: int
+    sku: str
+    quantity: int
+
+
+_APPLY_DELTAS_SQL = """
+WITH wanted AS (
+    SELECT * FROM unnest(%s::bigint[], %s::integer[], %s::integer[])
+        AS w(id, on_hand_delta, reserved_delta)
+), locked AS MATERIALIZED (
+    SELECT s.id FROM inventory_stockitem s
+    WHERE s.id IN (SELECT id FROM wanted)
+    ORDER BY s.id
+    FOR NO KEY UPDATE
+)
+UPDATE inventory_stockitem s
+SET on_hand = s.on_hand + w.on_hand_delta,
+    reserved = s.reserved + w.reserved_delta,
+    updated_at = %s
+FROM wanted w JOIN locked l ON l.id = w.id
+WHERE s.id = w.id
+  AND s.reserved + w.reserved_delta >= 0
+  AND s.on_hand + w.on_hand_delta >= s.reserved + w.reserved_delta
+RETURNING s.id
+"""
+
+
+def _stock_apply(deltas: Sequence[StockDelta]) -> set[int]:
+    """Apply counter deltas where the result keeps 0 <= reserved <= on_hand.
+
+    Return the ids of the stock items that were updated; the caller compares them with
+    what it asked for. Rows are locked in primary-key order so concurrent multi-row
+    updates cannot deadlock. One statement on PostgreSQL.
+    """
+    merged: dict[int, list[int]] = defaultdict(lambda: [0, 0])
+    for delta in deltas:
+        merged[delta.stock_item_id][0] += delta.on_hand_delta
+        merged[delta.stock_item_id][1] += delta.reserved_delta
+    ids = sorted(merged)
+    if not ids:
+        return set()
+    now = timezone.now()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _APPLY_DELTAS_SQL,
+                [ids, [merged[i][0] for i in ids], [merged[i][1] for i in ids], now],
+            )
+            return {row[0] for row in cursor.fetchall()}
+    updated: set[int] = set()
+    for stock_item_id in ids:
+        on_hand_delta, reserved_delta = merged[stock_item_id]
+        count = StockItem.objects.filter(
+            pk=stock_item_id,
+            reserved__gte=-reserved_delta,
+            on_hand__gte=F("reserved") + (reserved_delta - on_hand_delta),
+        ).update(
+            on_hand=F("on_hand") + on_hand_delta,
+            reserved=F("reserved") + reserved_delta,
+            updated_at=now,
+        )
+        if count:
+            updated.add(stock_item_id)
+    return updated
+
+
+def product_create(*, sku: str, name: str, price: int, currency: str, actor: Actor) -> Product:
+    try:
+        with transaction.atomic():
+            return Product.objects.create(
+                sku=sku, name=name, price=price, currency=currency.upper()
+            )
+    except IntegrityError as error:
+        raise SkuAlreadyExists(f"SKU '{sku}' already exists.") from error
+
+
+def warehouse_create(
+    *, code: str, name: str, region: str, priority: int, actor: Actor
+) -> Warehouse:
+    try:
+        with transaction.atomic():
+            return Warehouse.objects.create(code=code, name=name, region=region, priority=priority)
+    except IntegrityError as error:
+        raise WarehouseAlreadyExists(f"Warehouse '{code}' already exists.") from error
+
+
+def stock_adjust(
+    *, sku: str, warehouse_code: str, quantity: int, reason: str, actor: Actor
+) -> StockItem:
+    """Add (receipt, quantity > 0) or remove units on hand; never below what is reserved."""
+    product = Product.objects.filter(sku=sku).first()
+    if product is None:
+        raise NotFound(f"Unknown SKU '{sku}'.")
+    warehouse = Warehouse.objects.filter(code=warehouse_code).first()
+    if warehouse is None:
+        raise NotFound(f"Unknown warehouse '{warehouse_code}'.")
+    with transaction.atomic():
+        stock_item, _ = StockItem.objects.get_or_create(product=product, warehouse=warehouse)
+        if quantity != 0 and not _stock_apply([StockDelta(stock_item.pk, quantity, 0)]):
+            stock_item.refresh_from_db()
+            raise StockConflict(
+                f"Adjusting {sku} at {warehouse_code} by {quantity} would leave on_hand "
+                f"{stock_item.on_hand + quantity} below reserved {stock_item.reserved}.",
+                on_hand=stock_item.on_hand,
+                reserved=stock_item.reserved,
+            )
+        StockMovement.objects.create(
+            stock_item=stock_item,
+            kind=StockMovement.Kind.RECEIPT if quantity > 0 else StockMovement.Kind.ADJUSTMENT,
+            on_hand_delta=quantity,
+            reason=reason,
+            actor=actor.user,
+            request_id=actor.request_id,
+        )
+    stock_item.refresh_from_db()
+    return stock_item
+
+
+def stock_plan(*, demand: dict[int, int], skus: dict[int, str]) -> list[Allocation]:
+    """Plan where the demand (product id -> quantity) is taken from, on a fresh read."""
+    candidates = [
+        StockCandidate(
+            stock_item_id=item.pk,
+            product_id=item.product_id,
+            warehouse_id=item.warehouse_id,
+            warehouse_priority=item.warehouse.priority,
+            warehouse_code=item.warehouse.code,
+            available=item.on_hand - item.reserved,
+        )
+        for item in StockItem.objects.filter(
+            product_id__in=demand,
+            warehouse__is_active=True,
+            on_hand__gt=F("reserved"),
+        ).select_related("warehouse")
+    ]
+    plan = allocate(demand, candidates)
+    if plan is None:
+        short = short_products(demand, candidates) or sorted(demand)
+        raise InsufficientStock(sorted(skus[pid] for pid in short))
+    return plan
+
+
+def stock_reserve(
+    *,
+    requests: Sequence[ReservationRequest],
+    plan: Sequence[Allocation],
+    expires_at: datetime,
+    actor: Actor,
+) -> list[Reservation]:
+    """Hold the planned units for the order lines. Must run inside a transaction.
+
+    Raise ReservationRaceLost (after which the caller's transaction must roll back)
+    when another checkout took planned units first. The stock update runs last, so
+    the hot rows stay locked for as short a time as possible.
+    """
+    line_by_product = {request.product_id: request.order_line_id for request in requests}
+    reservations = Reservation.objects.bulk_create(
+        Reservation(
+            order_line_id=line_by_product[allocation.product_id],
+            stock_item_id=allocation.stock_item_id,
+            quantity=allocation.quantity,
+            expires_at=expires_at,
+        )
+        for allocation in plan
+    )
+    StockMovement.objects.bulk_create(
+        StockMovement(
+            stock_item_id=reservation.stock_item_id,
+            kind=StockMovement.Kind.RESERVE,
+            reserved_delta=reservation.quantity,
+            reservation=reservation,
+            actor=actor.user,
+            request_id=actor.request_id,
+        )
+        for reservation in reservations
+    )
+    wanted = {allocation.stock_item_id for allocation in plan}
+    updated = _stock_apply([StockDelta(a.stock_item_id, 0, a.quantity) for a in plan])
+    if updated != wanted:
+        raise ReservationRaceLost()
+    return reservations
+
+
+def _reservations_settle(
+    *,
+    order_line_ids: Iterable[int],
+    new_status: str,
+    kind: str,
+    ships: bool,
+    actor: Actor,
+    reason: str,
+) -> list[Reservation]:
+    held = list(
+        Reservation.objects.filter(
+            order_line_id__in=list(order_line_ids), status=Reservation.Status.HELD
+        ).order_by("pk")
+    )
+    if not held:
+        return []
+    Reservation.objects.filter(pk__in=[r.pk for r in held]).update(
+        status=new_status, updated_at=timezone.now()
+    )
+    StockMovement.objects.bulk_create(
+        StockMovement(
+            stock_item_id=reservation.stock_item_id,
+            kind=kind,
+            on_hand_delta=-reservation.quantity if ships else 0,
+            reserved_delta=-reservation.quantity,
+            reservation=reservation,
+            reason=reason,
+            actor=actor.user,
+            request_id=actor.request_id,
+        )
+        for reservation in held
+    )
+    deltas = [StockDelta(r.stock_item_id, -r.quantity if ships else 0, -r.quantity) for r in held]
+    updated = _stock_apply(deltas)
+    if updated != {d.stock_item_id for d in deltas}:
+        # Held reservations are always counted in reserved; a mismatch is corruption.
+        raise RuntimeError("Stock counters disagree with held reservations")
+    return held
+
+
+def reservations_release(
+    *, order_line_ids: Iterable[int], actor: Actor, reason: str
+) -> list[Reservation]:
+    """Give the held units of these order lines back to stock. Run inside a transaction."""
+    return _reservations_settle(
+        order_line_ids=order_line_ids,
+        new_status=Reservation.Status.RELEASED,
+        kind=StockMovement.Kind.RELEASE,
+        ships=False,
+        actor=actor,
+        reason=reason,
+    )
+
+
+def reservations_commit(
+    *, order_line_ids: Iterable[int], actor: Actor, reason: str
+) -> list[Reservation]:
+    """Ship the held units: they leave both on_hand and reserved. Run inside a transaction."""
+    return _reservations_settle(
+        order_line_ids=order_line_ids,
+        new_status=Reservation.Status.COMMITTED,
+        kind=StockMovement.Kind.SHIP,
+        ships=True,
+        actor=actor,
+        reason=reason,
+    )

@@ -1,0 +1,146 @@
+import uuid
+from typing import Any
+
+from django.db.models import QuerySet
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.generics import GenericAPIView
+from rest_framework.permissions import IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.actors import Actor
+from core.api.idempotency import IDEMPOTENCY_KEY_HEADER, idempotent_response
+from core.api.pagination import CreatedAtCursorPagination
+from core.idempotency import idempotency_key_validate
+from orders import selectors, services
+from orders.api.filters import OrderFilter
+from orders.api.serializers import (
+    OrderCancelInputSerializer,
+    OrderCreateInputSerializer,
+    OrderOutputSerializer,
+    OrderStatusChangeOutputSerializer,
+    OrderTransitionInputSerializer,
+)
+from orders.models import Order
+from orders.services import OrderLineRequest
+
+IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
+    IDEMPOTENCY_KEY_HEADER,
+    type=str,
+    location=OpenApiParameter.HEADER,
+    required=True,
+    description="1-255 printable ASCII characters, unique per intended operation.",
+)
+
+
+def _order_body(order_id: uuid.UUID, actor: Actor) -> dict[str, Any]:
+    order = selectors.order_get_for(actor=actor, order_id=order_id)
+    return dict(OrderOutputSerializer(order).data)
+
+
+class OrderListCreateApi(GenericAPIView[Order]):
+    serializer_class = OrderOutputSerializer
+    pagination_class = CreatedAtCursorPagination
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = OrderFilter
+
+    def get_queryset(self) -> QuerySet[Order]:
+        return selectors.order_list_for(actor=Actor.from_request(self.request))
+
+    def get(self, request: Request) -> Response:
+        orders = self.filter_queryset(self.get_queryset())
+        page = self.paginate_queryset(orders)
+        return self.get_paginated_response(OrderOutputSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=OrderCreateInputSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={201: OrderOutputSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        idempotency_key_validate(request.headers.get(IDEMPOTENCY_KEY_HEADER))
+        serializer = OrderCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        actor = Actor.from_request(request)
+
+        def place() -> tuple[int, Any]:
+            order = services.order_place(
+                customer=actor.require_user(),
+                email=data["email"],
+                shipping_address=dict(data["shipping_address"]),
+                lines=[OrderLineRequest(line["sku"], line["quantity"]) for line in data["lines"]],
+                actor=actor,
+            )
+            return status.HTTP_201_CREATED, _order_body(order.pk, actor)
+
+        return idempotent_response(request, payload=request.data, operation=place)
+
+
+class OrderDetailApi(APIView):
+    @extend_schema(responses=OrderOutputSerializer)
+    def get(self, request: Request, order_id: uuid.UUID) -> Response:
+        return Response(_order_body(order_id, Actor.from_request(request)))
+
+
+class OrderHistoryApi(APIView):
+    @extend_schema(responses=OrderStatusChangeOutputSerializer(many=True))
+    def get(self, request: Request, order_id: uuid.UUID) -> Response:
+        order = selectors.order_get_for(actor=Actor.from_request(request), order_id=order_id)
+        history = selectors.order_history(order=order)
+        return Response(OrderStatusChangeOutputSerializer(history, many=True).data)
+
+
+class OrderCancelApi(APIView):
+    @extend_schema(
+        request=OrderCancelInputSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={200: OrderOutputSerializer},
+    )
+    def post(self, request: Request, order_id: uuid.UUID) -> Response:
+        idempotency_key_validate(request.headers.get(IDEMPOTENCY_KEY_HEADER))
+        actor = Actor.from_request(request)
+        selectors.order_get_for(actor=actor, order_id=order_id)
+        serializer = OrderCancelInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+
+        def cancel() -> tuple[int, Any]:
+            services.order_cancel(
+                order_id=order_id, actor=actor, reason=serializer.validated_data["reason"]
+            )
+            return status.HTTP_200_OK, _order_body(order_id, actor)
+
+        return idempotent_response(request, payload=request.data, operation=cancel)
+
+
+class OrderTransitionApi(APIView):
+    """Staff: take any transition by name (manual operation; same service as the admin)."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        request=OrderTransitionInputSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={200: OrderOutputSerializer},
+    )
+    def post(self, request: Request, order_id: uuid.UUID) -> Response:
+        idempotency_key_validate(request.headers.get(IDEMPOTENCY_KEY_HEADER))
+        actor = Actor.from_request(request)
+        selectors.order_get_for(actor=actor, order_id=order_id)
+        serializer = OrderTransitionInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+
+        def apply() -> tuple[int, Any]:
+            services.order_transition(
+                order_id=order_id,
+                transition=data["transition"],
+                actor=actor,
+                reason=data["reason"],
+            )
+            return status.HTTP_200_OK, _order_body(order_id, actor)
+
+        return idempotent_response(request, payload=request.data, operation=apply)

@@ -1,0 +1,184 @@
+import secrets
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
+
+from core.models import TimeStampedModel
+from orders.states import OrderStatus
+
+_ORDER_NUMBER_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
+
+
+def order_number_generate() -> str:
+    """A human-friendly public number such as OMS-7K2Q9-XDM3P (50 random bits)."""
+    chars = "".join(secrets.choice(_ORDER_NUMBER_ALPHABET) for _ in range(10))
+    return f"OMS-{chars[:5]}-{chars[5:]}"
+
+
+class Order(ConcurrentTransitionMixin, TimeStampedModel):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    number = models.CharField(max_length=32, unique=True, default=order_number_generate)
+    customer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders"
+    )
+    email = models.EmailField()
+    shipping_address = models.JSONField()
+    currency = models.CharField(max_length=3)
+    # Amounts in minor units of `currency`.
+    subtotal_amount = models.BigIntegerField()
+    shipping_amount = models.BigIntegerField(default=0)
+    tax_amount = models.BigIntegerField(default=0)
+    total_amount = models.BigIntegerField()
+    status = FSMField(
+        default=OrderStatus.PENDING_PAYMENT,
+        choices=OrderStatus.choices,
+        protected=True,
+        db_index=True,
+    )
+    reservation_expires_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(subtotal_amount__gte=0)
+                & Q(shipping_amount__gte=0)
+                & Q(tax_amount__gte=0),
+                name="order_amounts_non_negative",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    total_amount=F("subtotal_amount") + F("shipping_amount") + F("tax_amount")
+                ),
+                name="order_total_is_sum",
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=OrderStatus.values), name="order_status_valid"
+            ),
+        ]
+        indexes = [models.Index(fields=["customer", "-created_at"])]
+
+    def __str__(self) -> str:
+        return self.number
+
+    def reservation_is_live(self) -> bool:
+        return self.reservation_expires_at > timezone.now()
+
+    def _reservation_is_live(self: models.Model) -> bool:  # FSM condition signature
+        return isinstance(self, Order) and self.reservation_is_live()
+
+    # Transitions guard and change the status only; services do everything else.
+
+    @transition(field=status, source=OrderStatus.PENDING_PAYMENT, target=OrderStatus.CONFIRMED)
+    def confirm(self) -> None:
+        """Payment authorized."""
+
+    @transition(field=status, source=OrderStatus.PENDING_PAYMENT, target=OrderStatus.PAYMENT_FAILED)
+    def fail_payment(self) -> None:
+        """The payment attempt failed; the reservation stays until it expires."""
+
+    @transition(
+        field=status,
+        source=OrderStatus.PAYMENT_FAILED,
+        target=OrderStatus.PENDING_PAYMENT,
+        conditions=[_reservation_is_live],
+    )
+    def retry_payment(self) -> None:
+        """A new payment attempt while the stock is still held."""
+
+    @transition(
+        field=status,
+        source=[OrderStatus.PENDING_PAYMENT, OrderStatus.PAYMENT_FAILED],
+        target=OrderStatus.EXPIRED,
+    )
+    def expire(self) -> None:
+        """The reservation ran out before payment."""
+
+    @transition(
+        field=status,
+        source=[
+            OrderStatus.PENDING_PAYMENT,
+            OrderStatus.PAYMENT_FAILED,
+            OrderStatus.CONFIRMED,
+            OrderStatus.ROUTED,
+        ],
+        target=OrderStatus.CANCELLED,
+    )
+    def cancel(self) -> None:
+        """Cancelled before shipment."""
+
+    @transition(field=status, source=OrderStatus.CONFIRMED, target=OrderStatus.ROUTED)
+    def route(self) -> None:
+        """A warehouse accepted the order."""
+
+    @transition(field=status, source=OrderStatus.ROUTED, target=OrderStatus.SHIPPED)
+    def ship(self) -> None:
+        """The order left the warehouse."""
+
+    @transition(field=status, source=OrderStatus.SHIPPED, target=OrderStatus.DELIVERED)
+    def deliver(self) -> None:
+        """The order reached the customer."""
+
+    @transition(
+        field=status,
+        source=[OrderStatus.SHIPPED, OrderStatus.DELIVERED],
+        target=OrderStatus.REFUNDED,
+    )
+    def refund(self) -> None:
+        """Fully refunded."""
+
+
+class OrderLine(models.Model):
+    """A snapshot of what was bought: later product changes do not alter it."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="lines")
+    product = models.ForeignKey(
+        "inventory.Product", on_delete=models.PROTECT, related_name="order_lines"
+    )
+    sku = models.CharField(max_length=64)
+    name = models.CharField(max_length=200)
+    unit_price = models.BigIntegerField()
+    quantity = models.IntegerField()
+    line_total = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(quantity__gt=0), name="order_line_quantity_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(line_total=F("unit_price") * F("quantity")),
+                name="order_line_total_is_product",
+            ),
+            models.UniqueConstraint(fields=["order", "sku"], name="order_line_unique_sku"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.sku}"
+
+
+class OrderStatusChange(models.Model):
+    """Audit trail: one row per transition, written in the transition's transaction."""
+
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="status_changes")
+    from_status = models.CharField(max_length=32, blank=True)
+    to_status = models.CharField(max_length=32)
+    transition = models.CharField(max_length=32)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    actor_label = models.CharField(max_length=150)
+    reason = models.CharField(max_length=500, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.order_id}: {self.from_status or '-'} -> {self.to_status}"
