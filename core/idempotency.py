@@ -1,10 +1,16 @@
 """Idempotency-Key handling: run a use case once per (user, key), replay its response after.
 
 The key is claimed in its own committed write before the use case runs, so concurrent
-requests with the same key see it and get 409 request_in_progress. The use case's writes
-and the stored response commit in one transaction: either both exist or neither does, so
-a crash mid-request leaves nothing to double. A claim whose request died is taken over
-after IDEMPOTENCY_LOCK_TIMEOUT.
+requests with the same key see it and get 409 request_in_progress.
+
+Single-step use cases (atomic=True): the writes and the stored response commit in one
+transaction, so a crash mid-request leaves nothing to double.
+
+Multi-step use cases (atomic=False, e.g. reserve stock, then call the payment provider,
+then record the outcome): each step commits on its own, and the first records what it
+created with `IdempotencyContext.checkpoint`. A retry of a key whose request failed with
+a 5xx, or died, resumes from that checkpoint instead of creating a second order. A claim
+whose request died is taken over after IDEMPOTENCY_LOCK_TIMEOUT.
 """
 
 import hashlib
@@ -34,6 +40,23 @@ IDEMPOTENCY_KEY_MAX_LENGTH = 255
 
 # Errors that describe this attempt's circumstances, not its outcome: never stored.
 _TRANSIENT_ERRORS = (RequestInProgress, ConcurrentUpdate)
+
+
+class IdempotencyContext:
+    """What a running operation knows about its key."""
+
+    def __init__(self, record: IdempotencyKey) -> None:
+        self._record = record
+
+    @property
+    def resource_id(self) -> str:
+        """The checkpointed resource of an earlier attempt with this key, or ''."""
+        return self._record.resource_id
+
+    def checkpoint(self, resource_id: str) -> None:
+        """Record what this attempt created. Call inside the transaction that creates it."""
+        IdempotencyKey.objects.filter(pk=self._record.pk).update(resource_id=resource_id)
+        self._record.resource_id = resource_id
 
 
 @dataclass(frozen=True)
@@ -84,7 +107,7 @@ def _claim(
     if record.status == IdempotencyKey.Status.COMPLETED:
         return record, False
     stale_before: datetime = now - settings.IDEMPOTENCY_LOCK_TIMEOUT
-    if record.locked_at is not None and record.locked_at < stale_before:
+    if record.locked_at is None or record.locked_at < stale_before:
         taken_over = IdempotencyKey.objects.filter(
             pk=record.pk,
             status=IdempotencyKey.Status.IN_PROGRESS,
@@ -114,11 +137,16 @@ def _complete(record: IdempotencyKey, *, status: int, body: Any) -> None:
 
 
 def _release(record: IdempotencyKey) -> None:
-    IdempotencyKey.objects.filter(
+    """Give the key up so a retry can run: resumable keys stay, unlocked."""
+    held = IdempotencyKey.objects.filter(
         pk=record.pk,
         status=IdempotencyKey.Status.IN_PROGRESS,
         locked_at=record.locked_at,
-    ).delete()
+    )
+    if record.resource_id:
+        held.update(locked_at=None)
+    else:
+        held.delete()
 
 
 def idempotent_execute(
@@ -128,23 +156,34 @@ def idempotent_execute(
     method: str,
     path: str,
     payload: Any,
-    operation: Callable[[], tuple[int, Any]],
+    operation: Callable[[IdempotencyContext], tuple[int, Any]],
+    atomic: bool = True,
 ) -> IdempotentResult:
     """Run `operation` at most once for this user's key; replay its stored response after.
 
     `operation` returns (HTTP status, JSON body). A DomainError it raises is stored as a
     problem response (the outcome of this key), except transient ones and 5xx; any other
-    exception releases the key so the client can retry.
+    exception releases the key so the client can retry. A 5xx result is not stored
+    either. With atomic=False the operation manages its own transactions (see above).
     """
     key = idempotency_key_validate(key)
     fingerprint = request_fingerprint(method=method, path=path, payload=payload)
     record, owned = _claim(user=user, key=key, method=method, path=path, fingerprint=fingerprint)
     if not owned:
         return IdempotentResult(record.response_status or 200, record.response_body, True)
+    context = IdempotencyContext(record)
     try:
-        with transaction.atomic():
-            status, body = operation()
-            _complete(record, status=status, body=body)
+        if atomic:
+            with transaction.atomic():
+                status, body = operation(context)
+                if status < 500:
+                    _complete(record, status=status, body=body)
+        else:
+            status, body = operation(context)
+            if status < 500:
+                _complete(record, status=status, body=body)
+        if status >= 500:
+            _release(record)
     except _TRANSIENT_ERRORS:
         _release(record)
         raise

@@ -27,7 +27,11 @@ class IdempotencyKey(models.Model):
     request_path = models.CharField(max_length=2048)
     request_fingerprint = models.CharField(max_length=64)
     status = models.CharField(max_length=16, choices=Status.choices)
+    # Set while a request holds the key; cleared when a resumable request gives it up.
     locked_at = models.DateTimeField(null=True, blank=True)
+    # What a multi-step use case created before its last step (e.g. the order id), so a
+    # retry resumes it instead of starting over.
+    resource_id = models.CharField(max_length=64, blank=True)
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     response_body = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

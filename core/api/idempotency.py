@@ -8,14 +8,19 @@ from rest_framework.response import Response
 
 from core.actors import Actor
 from core.api.exceptions import PROBLEM_CONTENT_TYPE
-from core.idempotency import idempotent_execute
+from core.idempotency import IdempotencyContext, idempotent_execute
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 def idempotent_response(
-    request: Request, *, payload: Any, operation: Callable[[], tuple[int, Any]]
+    request: Request,
+    *,
+    payload: Any,
+    operation: Callable[[IdempotencyContext], tuple[int, Any]],
+    atomic: bool = True,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     """Run the operation once per (user, Idempotency-Key); replay the stored response."""
     result = idempotent_execute(
@@ -25,7 +30,12 @@ def idempotent_response(
         path=request.path,
         payload=payload,
         operation=operation,
+        atomic=atomic,
     )
-    headers = {REPLAYED_HEADER: "true"} if result.replayed else None
+    response_headers = dict(headers or {})
+    if result.replayed:
+        response_headers[REPLAYED_HEADER] = "true"
     content_type = PROBLEM_CONTENT_TYPE if result.status >= 400 else None
-    return Response(result.body, status=result.status, headers=headers, content_type=content_type)
+    return Response(
+        result.body, status=result.status, headers=response_headers, content_type=content_type
+    )

@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 from core.actors import Actor
 from core.api.idempotency import IDEMPOTENCY_KEY_HEADER, idempotent_response
 from core.api.pagination import CreatedAtCursorPagination
-from core.idempotency import idempotency_key_validate
+from core.idempotency import IdempotencyContext, idempotency_key_validate
 from orders import selectors, services
 from orders.api.filters import OrderFilter
 from orders.api.serializers import (
@@ -67,7 +67,7 @@ class OrderListCreateApi(GenericAPIView[Order]):
         data = serializer.validated_data
         actor = Actor.from_request(request)
 
-        def place() -> tuple[int, Any]:
+        def place(_: IdempotencyContext) -> tuple[int, Any]:
             order = services.order_place(
                 customer=actor.require_user(),
                 email=data["email"],
@@ -107,7 +107,7 @@ class OrderCancelApi(APIView):
         serializer = OrderCancelInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
 
-        def cancel() -> tuple[int, Any]:
+        def cancel(_: IdempotencyContext) -> tuple[int, Any]:
             services.order_cancel(
                 order_id=order_id, actor=actor, reason=serializer.validated_data["reason"]
             )
@@ -134,7 +134,7 @@ class OrderTransitionApi(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
 
-        def apply() -> tuple[int, Any]:
+        def apply(_: IdempotencyContext) -> tuple[int, Any]:
             services.order_transition(
                 order_id=order_id,
                 transition=data["transition"],
