@@ -1,0 +1,56 @@
+"""Admin for shared records, and helpers the other apps' admins use."""
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from core.models import IdempotencyKey
+
+# ISO 4217 currencies whose minor unit is not a hundredth; all others have two decimals.
+_CURRENCY_DECIMALS = {
+    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0,
+    "PYG": 0, "RWF": 0, "UGX": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+}  # fmt: skip
+
+
+def money_format(amount: int, currency: str) -> str:
+    """Render an amount in minor units for people: 1999 EUR -> "19.99 EUR"."""
+    decimals = _CURRENCY_DECIMALS.get(currency.upper(), 2)
+    if decimals == 0:
+        return f"{amount} {currency}"
+    sign = "-" if amount < 0 else ""
+    major, minor = divmod(abs(amount), 10**decimals)
+    return f"{sign}{major}.{minor:0{decimals}d} {currency}"
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A model staff may look at but never add, change or delete through the admin."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(IdempotencyKey)
+class IdempotencyKeyAdmin(ReadOnlyAdmin):
+    list_display = [
+        "key",
+        "user",
+        "request_method",
+        "request_path",
+        "status",
+        "response_status",
+        "created_at",
+        "completed_at",
+    ]
+    list_filter = ["status", "request_method", "created_at"]
+    list_select_related = ["user"]
+    search_fields = ["key", "user__username", "request_path"]
+    date_hierarchy = "created_at"

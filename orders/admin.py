@@ -1,0 +1,175 @@
+"""Order admin: orders are records. Staff move them only through the transition actions,
+which go through orders.services like every other state change."""
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django_fsm import can_proceed
+
+from core.actors import Actor
+from core.admin import money_format
+from core.errors import DomainError
+from orders.models import Order, OrderLine, OrderStatusChange
+from orders.services import order_transition
+from orders.states import TRANSITIONS
+
+AdminAction = Callable[["OrderAdmin", HttpRequest, "QuerySet[Order]"], None]
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class OrderLineInline(ReadOnlyInline):
+    model = OrderLine
+    fields = readonly_fields = (
+        "sku",
+        "name",
+        "quantity",
+        "unit_price_display",
+        "line_total_display",
+    )
+
+    def get_queryset(self, request: HttpRequest) -> "QuerySet[OrderLine]":
+        return super().get_queryset(request).select_related("order")
+
+    @admin.display(description="unit price")
+    def unit_price_display(self, line: OrderLine) -> str:
+        return money_format(line.unit_price, line.order.currency)
+
+    @admin.display(description="line total")
+    def line_total_display(self, line: OrderLine) -> str:
+        return money_format(line.line_total, line.order.currency)
+
+
+class OrderStatusChangeInline(ReadOnlyInline):
+    model = OrderStatusChange
+    verbose_name = "status change"
+    verbose_name_plural = "status history"
+    fields = readonly_fields = (
+        "created_at",
+        "transition",
+        "from_status",
+        "to_status",
+        "actor_label",
+        "reason",
+        "request_id",
+    )
+
+
+def _transition_action(transition: str) -> AdminAction:
+    @admin.action(
+        description=f"Transition selected orders: {transition}",
+        permissions=["transition"],
+    )
+    def action(modeladmin: "OrderAdmin", request: HttpRequest, queryset: "QuerySet[Order]") -> None:
+        modeladmin.transition_apply(request, queryset, transition)
+
+    # The admin names an action after its function; one action per transition.
+    action.__name__ = transition
+    return action
+
+
+@admin.register(Order)
+class OrderAdmin(admin.ModelAdmin):
+    list_display = ["number", "customer", "status", "total_display", "created_at"]
+    list_filter = ["status", "created_at"]
+    list_select_related = ["customer"]
+    search_fields = ["number", "email"]
+    date_hierarchy = "created_at"
+    actions = [_transition_action(transition) for transition in TRANSITIONS]
+    inlines = [OrderLineInline, OrderStatusChangeInline]
+    fieldsets = [
+        (None, {"fields": ["number", "status", "available_transitions", "customer", "email"]}),
+        ("Shipping", {"fields": ["shipping_address"]}),
+        (
+            "Amounts",
+            {
+                "fields": [
+                    "subtotal_display",
+                    "shipping_display",
+                    "tax_display",
+                    "total_display",
+                ]
+            },
+        ),
+        ("Dates", {"fields": ["reservation_expires_at", "created_at", "updated_at"]}),
+    ]
+    readonly_fields = [
+        "number",
+        "status",
+        "available_transitions",
+        "customer",
+        "email",
+        "shipping_address",
+        "subtotal_display",
+        "shipping_display",
+        "tax_display",
+        "total_display",
+        "reservation_expires_at",
+        "created_at",
+        "updated_at",
+    ]
+
+    # Orders are records: created by checkout, never deleted, and never edited as a
+    # form. The protected status field moves only through the transition actions.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_transition_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("orders.change_order")
+
+    def transition_apply(
+        self, request: HttpRequest, queryset: "QuerySet[Order]", transition: str
+    ) -> None:
+        """Run the transition on each selected order; report each outcome separately."""
+        actor = Actor.from_request(request)
+        for order_id, number in queryset.order_by("number").values_list("pk", "number"):
+            try:
+                order = order_transition(order_id=order_id, transition=transition, actor=actor)
+            except DomainError as error:
+                self.message_user(request, f"{number}: {error.detail}", messages.ERROR)
+            else:
+                self.message_user(
+                    request, f"{number}: {transition} done, now {order.status}.", messages.SUCCESS
+                )
+
+    @admin.display(description="available transitions")
+    def available_transitions(self, order: Order) -> str:
+        names = [name for name in TRANSITIONS if can_proceed(getattr(order, name))]
+        return ", ".join(names) or "none"
+
+    @admin.display(description="subtotal")
+    def subtotal_display(self, order: Order) -> str:
+        return money_format(order.subtotal_amount, order.currency)
+
+    @admin.display(description="shipping")
+    def shipping_display(self, order: Order) -> str:
+        return money_format(order.shipping_amount, order.currency)
+
+    @admin.display(description="tax")
+    def tax_display(self, order: Order) -> str:
+        return money_format(order.tax_amount, order.currency)
+
+    @admin.display(description="total", ordering="total_amount")
+    def total_display(self, order: Order) -> str:
+        return money_format(order.total_amount, order.currency)
