@@ -30,6 +30,10 @@ class DomainError(Exception):
         self.extra = extra
         super().__init__(self.detail)
 
+    def headers(self) -> dict[str, str]:
+        """Extra HTTP response headers (e.g. Retry-After)."""
+        return {}
+
     def to_problem(self) -> dict[str, Any]:
         return problem(
             status=self.status,

@@ -11,7 +11,7 @@ from orders.states import CUSTOMER_TRANSITIONS, TRANSITIONS
 
 def order_list_for(*, actor: Actor) -> QuerySet[Order]:
     """Orders the actor may see: staff all, a customer their own."""
-    orders = Order.objects.prefetch_related("lines").order_by("-created_at", "-id")
+    orders = Order.objects.prefetch_related("lines", "payments").order_by("-created_at", "-id")
     if actor.is_staff:
         return orders
     if actor.user is None:

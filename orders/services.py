@@ -60,8 +60,12 @@ def order_place(
     shipping_address: dict[str, Any],
     lines: Sequence[OrderLineRequest],
     actor: Actor,
+    on_created: Callable[[Order], None] | None = None,
 ) -> Order:
-    """Create an order in pending_payment with all its stock reserved, or nothing at all."""
+    """Create an order in pending_payment with all its stock reserved, or nothing at all.
+
+    `on_created` runs inside the order's transaction (e.g. to checkpoint an idempotency key).
+    """
     quantities = {line.sku: line.quantity for line in lines}
     products = {
         product.sku: product
@@ -105,6 +109,8 @@ def order_place(
                 order_status_change_record(
                     order=order, from_status="", transition="place", actor=actor
                 )
+                if on_created is not None:
+                    on_created(order)
                 # Last: the stock rows are the hot ones; hold their locks briefly.
                 stock_reserve(
                     requests=[
@@ -152,32 +158,45 @@ def order_transition(
 
     Raise InvalidTransition when the machine does not allow it from the current status.
     """
-    if transition not in TRANSITIONS:
-        raise InvalidTransition(transition=transition, current_status="unknown")
     with transaction.atomic():
-        order = Order.objects.select_for_update().filter(pk=order_id).first()
-        if order is None:
-            raise NotFound("No such order.")
-        method = getattr(order, transition)
-        if not can_proceed(method):
-            raise InvalidTransition(transition=transition, current_status=order.status)
-        from_status = order.status
-        method()
-        try:
-            order.save(update_fields=["status", "updated_at"])
-        except ConcurrentTransition as error:
-            raise ConcurrentUpdate() from error
-        effect = _STOCK_EFFECTS.get(transition)
-        if effect is not None:
-            effect(order, actor, reason)
-        order_status_change_record(
-            order=order,
-            from_status=from_status,
-            transition=transition,
-            actor=actor,
-            reason=reason,
-        )
+        order = order_lock(order_id=order_id)
+        order_transition_locked(order=order, transition=transition, actor=actor, reason=reason)
     return order
+
+
+def order_lock(*, order_id: uuid.UUID | str) -> Order:
+    """Lock the order row for the rest of the caller's transaction."""
+    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    if order is None:
+        raise NotFound("No such order.")
+    return order
+
+
+def order_transition_locked(
+    *, order: Order, transition: str, actor: Actor, reason: str = ""
+) -> None:
+    """Take a transition on an order the caller has locked, inside its transaction."""
+    if transition not in TRANSITIONS:
+        raise InvalidTransition(transition=transition, current_status=order.status)
+    method = getattr(order, transition)
+    if not can_proceed(method):
+        raise InvalidTransition(transition=transition, current_status=order.status)
+    from_status = order.status
+    method()
+    try:
+        order.save(update_fields=["status", "updated_at"])
+    except ConcurrentTransition as error:
+        raise ConcurrentUpdate() from error
+    effect = _STOCK_EFFECTS.get(transition)
+    if effect is not None:
+        effect(order, actor, reason)
+    order_status_change_record(
+        order=order,
+        from_status=from_status,
+        transition=transition,
+        actor=actor,
+        reason=reason,
+    )
 
 
 def order_cancel(*, order_id: uuid.UUID | str, actor: Actor, reason: str = "") -> Order:

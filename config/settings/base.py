@@ -169,3 +169,18 @@ ORDER_MAX_LINE_QUANTITY = env_int("ORDER_MAX_LINE_QUANTITY", 1000)
 IDEMPOTENCY_KEY_TTL = timedelta(hours=env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24))
 # An in-progress key whose request died (crashed process) may be taken over after this.
 IDEMPOTENCY_LOCK_TIMEOUT = timedelta(seconds=env_int("IDEMPOTENCY_LOCK_TIMEOUT_SECONDS", 60))
+
+# Payments (Stripe). Development and tests point STRIPE_API_BASE at the fake server.
+STRIPE_API_KEY = env_str("STRIPE_API_KEY", "sk_test_oms_local")
+STRIPE_API_BASE = env_str("STRIPE_API_BASE", "http://127.0.0.1:8420")
+STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "whsec_oms_local")
+STRIPE_WEBHOOK_TOLERANCE_SECONDS = env_int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300)
+STRIPE_CONNECT_TIMEOUT_SECONDS = float(env_str("STRIPE_CONNECT_TIMEOUT_SECONDS", "2"))
+STRIPE_READ_TIMEOUT_SECONDS = float(env_str("STRIPE_READ_TIMEOUT_SECONDS", "10"))
+# Circuit breaker around the provider, shared by all processes through Redis when
+# PAYMENT_BREAKER_REDIS_URL is set (process memory otherwise).
+PAYMENT_BREAKER_REDIS_URL = env_str("PAYMENT_BREAKER_REDIS_URL", "")
+PAYMENT_BREAKER_FAIL_MAX = env_int("PAYMENT_BREAKER_FAIL_MAX", 5)
+PAYMENT_BREAKER_RESET_SECONDS = env_int("PAYMENT_BREAKER_RESET_SECONDS", 30)
+# Operations with an unknown outcome younger than this are left to their request.
+PAYMENT_RECONCILE_GRACE_SECONDS = env_int("PAYMENT_RECONCILE_GRACE_SECONDS", 60)

@@ -73,7 +73,7 @@ def flatten_validation_errors(detail: Any, path: str = "") -> list[dict[str, str
 def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     set_rollback()
     if isinstance(exc, DomainError):
-        return problem_response(exc.to_problem())
+        return problem_response(exc.to_problem(), headers=exc.headers() or None)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):

@@ -6,9 +6,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from payments.provider import payment_breaker_state
+
 
 class HealthApi(APIView):
-    """Readiness: the database answers."""
+    """Readiness: the database answers. Also reports the payment provider's breaker
+    (an open breaker degrades checkout but does not make the service unready)."""
 
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
@@ -28,6 +31,10 @@ class HealthApi(APIView):
             database = "unavailable"
         ready = database == "ok"
         return Response(
-            {"status": "ok" if ready else "unavailable", "database": database},
+            {
+                "status": "ok" if ready else "unavailable",
+                "database": database,
+                "payment_provider_breaker": payment_breaker_state(),
+            },
             status=200 if ready else 503,
         )

@@ -2,10 +2,12 @@ from collections import Counter
 from typing import Any
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from orders.models import Order, OrderStatusChange
 from orders.states import TRANSITIONS
+from payments.models import Payment
 
 
 class ShippingAddressSerializer(serializers.Serializer):
@@ -23,9 +25,24 @@ class ShippingAddressSerializer(serializers.Serializer):
         return value.upper()
 
 
+class StrictIntegerField(serializers.IntegerField):
+    """An integer sent as a JSON integer: DRF would otherwise take "3" and 3.0 too."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class OrderLineInputSerializer(serializers.Serializer):
     sku = serializers.CharField(max_length=64)
-    quantity = serializers.IntegerField(min_value=1, max_value=settings.ORDER_MAX_LINE_QUANTITY)
+    quantity = StrictIntegerField(min_value=1, max_value=settings.ORDER_MAX_LINE_QUANTITY)
+
+
+PAYMENT_METHOD_FIELD_KWARGS: dict[str, Any] = {
+    "regex": r"^[A-Za-z0-9_]{1,255}$",
+    "error_messages": {"invalid": "A payment method id such as pm_card_visa."},
+}
 
 
 class OrderCreateInputSerializer(serializers.Serializer):
@@ -36,6 +53,8 @@ class OrderCreateInputSerializer(serializers.Serializer):
     )
     email = serializers.EmailField(max_length=254)
     shipping_address = ShippingAddressSerializer()
+    # Optional: without it the order waits in pending_payment for POST .../pay/.
+    payment_method = serializers.RegexField(required=False, **PAYMENT_METHOD_FIELD_KWARGS)
 
     def validate_lines(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
         counts = Counter(line["sku"] for line in lines)
@@ -56,6 +75,22 @@ class OrderLineOutputSerializer(serializers.Serializer):
     line_total = serializers.IntegerField()
 
 
+class PaymentOutputSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    amount = serializers.IntegerField()
+    amount_captured = serializers.IntegerField()
+    amount_refunded = serializers.IntegerField()
+    currency = serializers.CharField()
+    decline_code = serializers.CharField()
+    client_secret = serializers.SerializerMethodField()
+
+    def get_client_secret(self, payment: Payment) -> str | None:
+        """Only while the customer must authenticate (3-D Secure)."""
+        if payment.status == Payment.Status.REQUIRES_ACTION:
+            return payment.client_secret
+        return None
+
+
 class OrderOutputSerializer(serializers.ModelSerializer):
     lines = OrderLineOutputSerializer(many=True)
     subtotal = serializers.IntegerField(source="subtotal_amount")
@@ -63,6 +98,7 @@ class OrderOutputSerializer(serializers.ModelSerializer):
     tax = serializers.IntegerField(source="tax_amount")
     total = serializers.IntegerField(source="total_amount")
     shipping_address = ShippingAddressSerializer()
+    payment = serializers.SerializerMethodField()
 
     class Meta:
         model = Order
@@ -79,9 +115,19 @@ class OrderOutputSerializer(serializers.ModelSerializer):
             "email",
             "shipping_address",
             "reservation_expires_at",
+            "payment",
             "created_at",
             "updated_at",
         ]
+
+    @extend_schema_field(PaymentOutputSerializer(allow_null=True))
+    def get_payment(self, order: Order) -> dict[str, Any] | None:
+        """The latest payment attempt, or null."""
+        attempts = order.payments.all()  # type: ignore[attr-defined]
+        payments = sorted(attempts, key=lambda p: (p.created_at, p.pk))
+        if not payments:
+            return None
+        return dict(PaymentOutputSerializer(payments[-1]).data)
 
 
 class OrderStatusChangeOutputSerializer(serializers.ModelSerializer):

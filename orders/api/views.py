@@ -26,6 +26,8 @@ from orders.api.serializers import (
 )
 from orders.models import Order
 from orders.services import OrderLineRequest
+from orders.states import OrderStatus
+from payments import services as payment_services
 
 IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     IDEMPOTENCY_KEY_HEADER,
@@ -67,17 +69,33 @@ class OrderListCreateApi(GenericAPIView[Order]):
         data = serializer.validated_data
         actor = Actor.from_request(request)
 
-        def place(_: IdempotencyContext) -> tuple[int, Any]:
-            order = services.order_place(
-                customer=actor.require_user(),
-                email=data["email"],
-                shipping_address=dict(data["shipping_address"]),
-                lines=[OrderLineRequest(line["sku"], line["quantity"]) for line in data["lines"]],
-                actor=actor,
-            )
-            return status.HTTP_201_CREATED, _order_body(order.pk, actor)
+        payment_method = data.get("payment_method")
 
-        return idempotent_response(request, payload=request.data, operation=place)
+        def place(context: IdempotencyContext) -> tuple[int, Any]:
+            if context.resource_id:
+                # A retry of a checkout whose payment step failed: resume that order.
+                order_id: Any = context.resource_id
+            else:
+                order_id = services.order_place(
+                    customer=actor.require_user(),
+                    email=data["email"],
+                    shipping_address=dict(data["shipping_address"]),
+                    lines=[
+                        OrderLineRequest(line["sku"], line["quantity"]) for line in data["lines"]
+                    ],
+                    actor=actor,
+                    on_created=lambda order: context.checkpoint(str(order.pk)),
+                ).pk
+            if payment_method:
+                payment_services.payment_authorize(
+                    order_id=order_id, payment_method=payment_method, actor=actor
+                )
+            return status.HTTP_201_CREATED, _order_body(order_id, actor)
+
+        # With a payment the provider is called between two transactions of its own.
+        return idempotent_response(
+            request, payload=request.data, operation=place, atomic=not payment_method
+        )
 
 
 class OrderDetailApi(APIView):
@@ -107,13 +125,23 @@ class OrderCancelApi(APIView):
         serializer = OrderCancelInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
 
-        def cancel(_: IdempotencyContext) -> tuple[int, Any]:
-            services.order_cancel(
-                order_id=order_id, actor=actor, reason=serializer.validated_data["reason"]
-            )
+        def cancel(context: IdempotencyContext) -> tuple[int, Any]:
+            if not context.resource_id:
+                context.checkpoint(str(order_id))
+                payment_services.order_cancel_and_void(
+                    order_id=order_id, actor=actor, reason=serializer.validated_data["reason"]
+                )
+            else:
+                # A retry after the cancel committed but before its response was stored.
+                order = selectors.order_get_for(actor=actor, order_id=order_id)
+                if order.status != OrderStatus.CANCELLED:
+                    payment_services.order_cancel_and_void(
+                        order_id=order_id, actor=actor, reason=serializer.validated_data["reason"]
+                    )
+                payment_services.payments_void_for_order(order_id=order_id, actor=actor)
             return status.HTTP_200_OK, _order_body(order_id, actor)
 
-        return idempotent_response(request, payload=request.data, operation=cancel)
+        return idempotent_response(request, payload=request.data, operation=cancel, atomic=False)
 
 
 class OrderTransitionApi(APIView):
@@ -135,7 +163,7 @@ class OrderTransitionApi(APIView):
         data = serializer.validated_data
 
         def apply(_: IdempotencyContext) -> tuple[int, Any]:
-            services.order_transition(
+            payment_services.order_transition_with_payments(
                 order_id=order_id,
                 transition=data["transition"],
                 actor=actor,
@@ -143,4 +171,4 @@ class OrderTransitionApi(APIView):
             )
             return status.HTTP_200_OK, _order_body(order_id, actor)
 
-        return idempotent_response(request, payload=request.data, operation=apply)
+        return idempotent_response(request, payload=request.data, operation=apply, atomic=False)

@@ -1,0 +1,122 @@
+from django.db import models
+from django.db.models import F, Q
+
+from core.models import TimeStampedModel
+
+
+class Payment(TimeStampedModel):
+    """One authorization attempt for an order: a Stripe PaymentIntent."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"  # authorize call recorded, outcome not known yet
+        REQUIRES_ACTION = "requires_action", "Requires action"  # 3-D Secure pending
+        AUTHORIZED = "authorized", "Authorized"  # funds held, capturable
+        CAPTURED = "captured", "Captured"  # money taken (refunds tracked by amount)
+        FAILED = "failed", "Failed"  # declined or never authorized
+        VOIDED = "voided", "Voided"  # authorization released
+
+    order = models.ForeignKey("orders.Order", on_delete=models.PROTECT, related_name="payments")
+    provider = models.CharField(max_length=32, default="stripe")
+    provider_payment_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    payment_method = models.CharField(max_length=255)
+    # Minor units of `currency`.
+    amount = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    amount_captured = models.BigIntegerField(default=0)
+    amount_refunded = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=32, choices=Status.choices, default=Status.PENDING)
+    client_secret = models.CharField(max_length=255, blank=True)
+    decline_code = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(amount__gt=0)
+                & Q(amount_captured__gte=0)
+                & Q(amount_captured__lte=F("amount"))
+                & Q(amount_refunded__gte=0)
+                & Q(amount_refunded__lte=F("amount_captured")),
+                name="payment_amounts_consistent",
+            ),
+            # At most one live authorization per order.
+            models.UniqueConstraint(
+                fields=["order"],
+                condition=Q(status__in=["pending", "requires_action", "authorized", "captured"]),
+                name="payment_one_live_per_order",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider_payment_id or self.pk} ({self.status})"
+
+
+class PaymentOperation(TimeStampedModel):
+    """A call to the payment provider, recorded (and committed) before it is made.
+
+    The Stripe idempotency key is derived from this row's id, so retrying the same
+    operation can never move money twice. Rows are never deleted.
+    """
+
+    class Kind(models.TextChoices):
+        AUTHORIZE = "authorize", "Authorize"
+        CAPTURE = "capture", "Capture"
+        VOID = "void", "Void"
+        REFUND = "refund", "Refund"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"  # about to be sent / in flight
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"  # definite: declined or rejected; nothing moved
+        UNKNOWN = "unknown", "Unknown"  # timeout / dropped: retry with the same key
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="operations")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    amount = models.BigIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    provider_object_id = models.CharField(max_length=255, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.CharField(max_length=500, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="payment_operation_amount"),
+            # One capture per payment that has not definitely failed: no double capture.
+            models.UniqueConstraint(
+                fields=["payment"],
+                condition=Q(kind="capture", status__in=["pending", "succeeded", "unknown"]),
+                name="payment_operation_one_capture",
+            ),
+            models.UniqueConstraint(
+                fields=["payment"],
+                condition=Q(kind="void", status__in=["pending", "succeeded", "unknown"]),
+                name="payment_operation_one_void",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount} ({self.status})"
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"oms-payment-operation-{self.pk}"
+
+
+class StripeEvent(models.Model):
+    """A webhook event, stored once by its id."""
+
+    event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=128)
+    payload = models.JSONField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"

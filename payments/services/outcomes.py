@@ -1,0 +1,56 @@
+"""Call the provider for a recorded operation and classify what happened."""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Generic, TypeVar
+
+from django.db.models import F
+
+from payments.gateways import base as gateway
+from payments.gateways.stripe import StripeGateway
+from payments.models import PaymentOperation
+from payments.provider import ProviderCircuitOpen, provider_call
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class OutcomeKind(Enum):
+    SUCCEEDED = "succeeded"
+    DECLINED = "declined"  # definite: nothing moved
+    REJECTED = "rejected"  # definite 4xx: nothing moved
+    UNKNOWN = "unknown"  # sent, outcome unknown: retry with the same key
+    NOT_SENT = "not_sent"  # breaker open: nothing left this process
+
+
+@dataclass(frozen=True)
+class Outcome(Generic[T]):
+    kind: OutcomeKind
+    result: T | None = None
+    error_code: str = ""
+    message: str = ""
+
+
+def operation_send(operation: PaymentOperation, call: Callable[[StripeGateway], T]) -> Outcome[T]:
+    """Count the attempt, make the call outside any transaction, classify the outcome."""
+    PaymentOperation.objects.filter(pk=operation.pk).update(attempts=F("attempts") + 1)
+    try:
+        return Outcome(OutcomeKind.SUCCEEDED, provider_call(call))
+    except gateway.PaymentDeclined as error:
+        return Outcome(
+            OutcomeKind.DECLINED,
+            error_code=error.decline_code or "card_declined",
+            message=str(error),
+        )
+    except gateway.ProviderRequestRejected as error:
+        return Outcome(OutcomeKind.REJECTED, error_code="rejected", message=str(error))
+    except (gateway.OutcomeUnknown, gateway.ProviderUnavailable) as error:
+        logger.warning("Payment operation %s: provider unavailable: %s", operation.pk, error)
+        return Outcome(OutcomeKind.UNKNOWN, error_code="provider_unavailable", message=str(error))
+    except ProviderCircuitOpen:
+        return Outcome(
+            OutcomeKind.NOT_SENT, error_code="circuit_open", message="circuit breaker open"
+        )
