@@ -79,9 +79,10 @@ class InvalidTransition(DomainError):
     status = 409
     title = "Transition not allowed"
 
-    def __init__(self, *, transition: str, current_status: str) -> None:
+    def __init__(self, *, transition: str, current_status: str, why: str = "") -> None:
+        detail = f"Cannot {transition} an order in status '{current_status}'"
         super().__init__(
-            f"Cannot {transition} an order in status '{current_status}'.",
+            f"{detail}: {why}." if why else f"{detail}.",
             transition=transition,
             current_status=current_status,
         )

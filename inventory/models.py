@@ -62,7 +62,7 @@ class StockItem(TimeStampedModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.product_id}@{self.warehouse_id}"
+        return f"{self.product.sku}@{self.warehouse.code}"
 
     @property
     def available(self) -> int:

@@ -180,7 +180,11 @@ def order_transition_locked(
         raise InvalidTransition(transition=transition, current_status=order.status)
     method = getattr(order, transition)
     if not can_proceed(method):
-        raise InvalidTransition(transition=transition, current_status=order.status)
+        why = ""
+        if can_proceed(method, check_conditions=False):
+            # The only guarded transition: retry_payment needs the stock still held.
+            why = f"its reservation expired at {order.reservation_expires_at.isoformat()}"
+        raise InvalidTransition(transition=transition, current_status=order.status, why=why)
     from_status = order.status
     method()
     try:
