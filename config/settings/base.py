@@ -71,6 +71,8 @@ INSTALLED_APPS = [
     "inventory",
     "orders",
     "payments",
+    "fulfilment",
+    "notifications",
 ]
 
 MIDDLEWARE = [
