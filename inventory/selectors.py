@@ -22,7 +22,12 @@ def product_list(*, include_inactive: bool = False) -> QuerySet[Product]:
 
 
 def product_get(*, sku: str, include_inactive: bool = False) -> Product:
-    product = product_list(include_inactive=include_inactive).filter(sku=sku).first()
+    # PostgreSQL text cannot hold NUL, so no SKU contains one (and querying it would fail).
+    product = (
+        None
+        if "\x00" in sku
+        else product_list(include_inactive=include_inactive).filter(sku=sku).first()
+    )
     if product is None:
         raise NotFound(f"No product with SKU '{sku}'.")
     return product
@@ -37,7 +42,8 @@ def stock_item_list(*, sku: str | None = None) -> QuerySet[StockItem]:
         "product__sku", "-warehouse__priority", "warehouse__code"
     )
     if sku:
-        items = items.filter(product__sku=sku)
+        # PostgreSQL text cannot hold NUL: no SKU matches (and querying it would fail).
+        items = items.none() if "\x00" in sku else items.filter(product__sku=sku)
     return items
 
 
