@@ -1,5 +1,6 @@
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class TimeStampedModel(models.Model):
@@ -44,3 +45,61 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} ({self.status})"
+
+
+class OutboxMessage(models.Model):
+    """Work a state change asked for, written in the same transaction as the change.
+
+    One row per (event, handler). A relay dispatches it to Celery right after commit;
+    a periodic sweeper dispatches what the relay missed (crash, broker outage). The
+    handler is idempotent, so a message handled twice has one effect.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"  # written, not yet handed to the broker
+        DISPATCHED = "dispatched", "Dispatched"  # handed to the broker; lease until available_at
+        DONE = "done", "Done"
+        DEAD = "dead", "Dead"  # retries exhausted: see the dead letter
+
+    topic = models.CharField(max_length=100)
+    handler = models.CharField(max_length=100)
+    queue = models.CharField(max_length=32)
+    payload = models.JSONField()
+    dedup_key = models.CharField(max_length=255, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    # Pending: when it may be dispatched. Dispatched: when its lease runs out.
+    available_at = models.DateTimeField(default=timezone.now)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["status", "available_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.topic} -> {self.handler} ({self.status})"
+
+
+class DeadLetter(models.Model):
+    """A task that exhausted its retries, kept with its error for a human to re-drive."""
+
+    task_name = models.CharField(max_length=200)
+    task_id = models.CharField(max_length=255, blank=True)
+    args = models.JSONField(default=list)
+    kwargs = models.JSONField(default=dict)
+    error = models.TextField()
+    traceback = models.TextField(blank=True)
+    outbox_message = models.ForeignKey(
+        OutboxMessage, null=True, blank=True, on_delete=models.SET_NULL, related_name="dead_letters"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    redriven_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.task_name} {self.created_at:%Y-%m-%d %H:%M}"

@@ -1,8 +1,9 @@
-"""Audit rows for order state changes."""
+"""Audit rows and outbox messages for order state changes."""
 
 from django.utils import timezone
 
 from core.actors import Actor
+from core.outbox import outbox_publish
 from orders.models import Order, OrderStatusChange
 
 
@@ -14,7 +15,7 @@ def order_status_change_record(
     actor: Actor,
     reason: str = "",
 ) -> OrderStatusChange:
-    return OrderStatusChange.objects.create(
+    change = OrderStatusChange.objects.create(
         order=order,
         from_status=from_status,
         to_status=order.status,
@@ -25,3 +26,17 @@ def order_status_change_record(
         request_id=actor.request_id,
         created_at=timezone.now(),
     )
+    # The work this change triggers (emails, routing, voids) commits with it.
+    outbox_publish(
+        topic=f"order.{order.status}",
+        payload={
+            "order_id": str(order.pk),
+            "order_number": order.number,
+            "from_status": from_status,
+            "to_status": order.status,
+            "transition": transition,
+            "status_change_id": change.pk,
+        },
+        key=f"order-status-change-{change.pk}",
+    )
+    return change

@@ -186,3 +186,61 @@ PAYMENT_BREAKER_FAIL_MAX = env_int("PAYMENT_BREAKER_FAIL_MAX", 5)
 PAYMENT_BREAKER_RESET_SECONDS = env_int("PAYMENT_BREAKER_RESET_SECONDS", 30)
 # Operations with an unknown outcome younger than this are left to their request.
 PAYMENT_RECONCILE_GRACE_SECONDS = env_int("PAYMENT_RECONCILE_GRACE_SECONDS", 60)
+
+# Celery. Redis (or RabbitMQ) when CELERY_BROKER_URL is set; otherwise kombu's
+# filesystem transport under var/, so the embedded default needs no broker.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "") or "filesystem://"
+_CELERY_FS_QUEUE = BASE_DIR / "var" / "celery-queue"
+if CELERY_BROKER_URL.startswith("filesystem"):
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
+        "data_folder_in": str(_CELERY_FS_QUEUE),
+        "data_folder_out": str(_CELERY_FS_QUEUE),
+        "store_processed": False,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        # Unacknowledged tasks of a dead worker are redelivered after this.
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 3600),
+        "socket_connect_timeout": 2,
+        "socket_timeout": 5,
+    }
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT_SECONDS", 60)
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT_SECONDS", 90)
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE = {
+    "outbox-sweep": {
+        "task": "oms.core.outbox_sweep",
+        "schedule": env_int("OUTBOX_SWEEP_INTERVAL_SECONDS", 10),
+    },
+    "orders-expire": {
+        "task": "oms.orders.expire_overdue",
+        "schedule": env_int("ORDER_EXPIRY_INTERVAL_SECONDS", 30),
+    },
+    "payments-reconcile": {
+        "task": "oms.payments.reconcile",
+        "schedule": env_int("PAYMENT_RECONCILE_INTERVAL_SECONDS", 60),
+    },
+    "idempotency-keys-purge": {
+        "task": "oms.core.purge_idempotency_keys",
+        "schedule": 3600,
+    },
+}
+# Queues: emails, routing, payments, events, default (beat jobs and the sweeper).
+TASK_QUEUES = ("emails", "routing", "payments", "events", "default")
+
+# Outbox: a dispatched message not done after this is dispatched again (lease).
+OUTBOX_REDISPATCH_AFTER = timedelta(seconds=env_int("OUTBOX_REDISPATCH_AFTER_SECONDS", 300))
+OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 8)
+OUTBOX_RETRY_BACKOFF_MAX_SECONDS = env_int("OUTBOX_RETRY_BACKOFF_MAX_SECONDS", 300)

@@ -123,7 +123,7 @@ class OrderOutputSerializer(serializers.ModelSerializer):
     @extend_schema_field(PaymentOutputSerializer(allow_null=True))
     def get_payment(self, order: Order) -> dict[str, Any] | None:
         """The latest payment attempt, or null."""
-        attempts = order.payments.all()  # type: ignore[attr-defined]
+        attempts = order.payments.all()
         payments = sorted(attempts, key=lambda p: (p.created_at, p.pk))
         if not payments:
             return None

@@ -1,0 +1,241 @@
+"""Transactional outbox: work recorded with the state change, delivered by workers.
+
+Apps register handlers for topics at start-up (`outbox_handler`). `outbox_publish`
+writes one OutboxMessage per handler inside the caller's transaction and, once that
+transaction commits, hands the messages to Celery. If the process dies first, or the
+broker is down, the messages wait in the table and `outbox_sweep` dispatches them.
+A handler must be idempotent: a message can be handled more than once.
+"""
+
+import logging
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from core.models import DeadLetter, OutboxMessage
+
+logger = logging.getLogger(__name__)
+
+HANDLE_TASK_NAME = "oms.core.outbox_handle"
+SWEEP_BATCH_SIZE = 200
+
+
+@dataclass(frozen=True)
+class OutboxHandler:
+    name: str
+    queue: str
+    func: Callable[[dict[str, Any]], None]
+
+
+_handlers_by_topic: dict[str, list[OutboxHandler]] = {}
+_handlers_by_name: dict[str, OutboxHandler] = {}
+
+
+def outbox_handler(
+    *topics: str, name: str, queue: str
+) -> Callable[[Callable[[dict[str, Any]], None]], Callable[[dict[str, Any]], None]]:
+    """Register `func(payload)` to run, on a worker of `queue`, for each of `topics`."""
+
+    def register(func: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+        handler = OutboxHandler(name=name, queue=queue, func=func)
+        _handlers_by_name[name] = handler
+        for topic in topics:
+            registered = _handlers_by_topic.setdefault(topic, [])
+            if all(existing.name != name for existing in registered):
+                registered.append(handler)
+        return func
+
+    return register
+
+
+def outbox_publish(*, topic: str, payload: dict[str, Any], key: str) -> list[int]:
+    """Record the topic's work for every registered handler. Call inside the transaction
+    of the state change; `key` identifies the event (a repeated key is written once)."""
+    handlers = _handlers_by_topic.get(topic, [])
+    if not handlers:
+        return []
+    now = timezone.now()
+    dedup_keys = [f"{handler.name}:{key}"[:255] for handler in handlers]
+    OutboxMessage.objects.bulk_create(
+        [
+            OutboxMessage(
+                topic=topic,
+                handler=handler.name,
+                queue=handler.queue,
+                payload=payload,
+                dedup_key=dedup_key,
+                available_at=now,
+            )
+            for handler, dedup_key in zip(handlers, dedup_keys, strict=True)
+        ],
+        ignore_conflicts=True,
+    )
+    # ignore_conflicts leaves primary keys unset: look the rows up.
+    ids = list(
+        OutboxMessage.objects.filter(
+            dedup_key__in=dedup_keys, status=OutboxMessage.Status.PENDING
+        ).values_list("pk", flat=True)
+    )
+    transaction.on_commit(lambda: outbox_dispatch(ids))
+    return ids
+
+
+def _send(message: OutboxMessage) -> bool:
+    from core.tasks import outbox_handle_task
+
+    try:
+        outbox_handle_task.apply_async(args=[message.pk], queue=message.queue, retry=False)
+    except Exception as error:  # broker down: the sweeper will dispatch it later
+        logger.warning("Outbox message %s not dispatched: %s", message.pk, error)
+        return False
+    return True
+
+
+def outbox_dispatch(message_ids: Iterable[int]) -> int:
+    """Hand pending messages to the broker (best effort, right after commit)."""
+    sent = 0
+    lease = settings.OUTBOX_REDISPATCH_AFTER
+    for message in OutboxMessage.objects.filter(
+        pk__in=list(message_ids), status=OutboxMessage.Status.PENDING
+    ):
+        now = timezone.now()
+        claimed = OutboxMessage.objects.filter(
+            pk=message.pk, status=OutboxMessage.Status.PENDING
+        ).update(
+            status=OutboxMessage.Status.DISPATCHED, dispatched_at=now, available_at=now + lease
+        )
+        if not claimed:
+            continue
+        if _send(message):
+            sent += 1
+        else:
+            OutboxMessage.objects.filter(
+                pk=message.pk, status=OutboxMessage.Status.DISPATCHED
+            ).update(status=OutboxMessage.Status.PENDING, available_at=now)
+    return sent
+
+
+def outbox_sweep(*, now: datetime | None = None) -> int:
+    """Dispatch what is due: pending messages the relay missed, and dispatched ones
+    whose lease ran out (lost by the broker or a dead worker). Safe to run concurrently."""
+    now = now or timezone.now()
+    lease = settings.OUTBOX_REDISPATCH_AFTER
+    with transaction.atomic():
+        due = list(
+            OutboxMessage.objects.select_for_update(skip_locked=True)
+            .filter(
+                status__in=[OutboxMessage.Status.PENDING, OutboxMessage.Status.DISPATCHED],
+                available_at__lte=now,
+            )
+            .order_by("available_at", "pk")[:SWEEP_BATCH_SIZE]
+        )
+        OutboxMessage.objects.filter(pk__in=[m.pk for m in due]).update(
+            status=OutboxMessage.Status.DISPATCHED, dispatched_at=now, available_at=now + lease
+        )
+    sent = 0
+    for message in due:
+        if _send(message):
+            sent += 1
+        else:
+            OutboxMessage.objects.filter(pk=message.pk).update(
+                status=OutboxMessage.Status.PENDING, available_at=now
+            )
+    return sent
+
+
+def outbox_handle(message_id: int) -> bool:
+    """Run the message's handler unless it is done. Return False when there was nothing
+    to do. A handler's exception propagates (the task retries it)."""
+    message = OutboxMessage.objects.filter(pk=message_id).first()
+    if message is None or message.status in (
+        OutboxMessage.Status.DONE,
+        OutboxMessage.Status.DEAD,
+    ):
+        return False
+    handler = _handlers_by_name.get(message.handler)
+    if handler is None:
+        raise LookupError(f"No outbox handler named {message.handler!r}")
+    handler.func(message.payload)
+    OutboxMessage.objects.filter(pk=message.pk).exclude(status=OutboxMessage.Status.DEAD).update(
+        status=OutboxMessage.Status.DONE, done_at=timezone.now(), last_error=""
+    )
+    return True
+
+
+def retry_delay_seconds(attempt: int) -> int:
+    """Exponential backoff with full jitter, capped."""
+    cap = settings.OUTBOX_RETRY_BACKOFF_MAX_SECONDS
+    return int(random.uniform(1, min(cap, 2 ** min(attempt + 1, 16))))  # noqa: S311
+
+
+def outbox_attempt_failed(message_id: int, *, error: str, retry_in: int) -> None:
+    """Note a failed attempt; keep the lease past the retry so the sweeper waits."""
+    now = timezone.now()
+    OutboxMessage.objects.filter(pk=message_id).exclude(
+        status__in=[OutboxMessage.Status.DONE, OutboxMessage.Status.DEAD]
+    ).update(
+        last_error=error[:2000],
+        available_at=now + timedelta(seconds=retry_in) + settings.OUTBOX_REDISPATCH_AFTER,
+    )
+
+
+def outbox_attempt_started(message_id: int) -> int:
+    """Count an attempt; return the count."""
+    OutboxMessage.objects.filter(pk=message_id).update(attempts=F("attempts") + 1)
+    attempts = OutboxMessage.objects.filter(pk=message_id).values_list("attempts", flat=True)
+    return attempts.first() or 0
+
+
+def dead_letter_record(
+    *,
+    task_name: str,
+    task_id: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    error: str,
+    traceback: str = "",
+    outbox_message_id: int | None = None,
+) -> DeadLetter:
+    with transaction.atomic():
+        if outbox_message_id is not None:
+            OutboxMessage.objects.filter(pk=outbox_message_id).exclude(
+                status=OutboxMessage.Status.DONE
+            ).update(status=OutboxMessage.Status.DEAD, last_error=error[:2000])
+        return DeadLetter.objects.create(
+            task_name=task_name,
+            task_id=task_id,
+            args=args,
+            kwargs=kwargs,
+            error=error[:5000],
+            traceback=traceback[:20000],
+            outbox_message_id=outbox_message_id
+            if outbox_message_id is not None
+            and OutboxMessage.objects.filter(pk=outbox_message_id).exists()
+            else None,
+        )
+
+
+def dead_letter_redrive(*, dead_letter_id: int) -> bool:
+    """Send a dead task again: an outbox message goes back to pending and is dispatched;
+    any other task is re-sent with its arguments."""
+    from config.celery import app
+
+    dead = DeadLetter.objects.filter(pk=dead_letter_id, redriven_at__isnull=True).first()
+    if dead is None:
+        return False
+    if dead.outbox_message_id is not None:
+        OutboxMessage.objects.filter(pk=dead.outbox_message_id).update(
+            status=OutboxMessage.Status.PENDING, available_at=timezone.now(), attempts=0
+        )
+        outbox_dispatch([dead.outbox_message_id])
+    else:
+        app.send_task(dead.task_name, args=dead.args, kwargs=dead.kwargs)
+    DeadLetter.objects.filter(pk=dead.pk).update(redriven_at=timezone.now())
+    return True
