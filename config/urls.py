@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("inventory.api.urls")),
     path("", include("orders.api.urls")),
     path("", include("payments.api.urls")),
+    path("", include("fulfilment.api.urls")),
 ]
 
 urlpatterns = [

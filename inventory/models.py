@@ -12,6 +12,10 @@ class Warehouse(TimeStampedModel):
     # Higher priority warehouses are preferred when allocating an order.
     priority = models.IntegerField(default=0)
     is_active = models.BooleanField(default=True)
+    # Where fulfilment requests go (blank: the warehouse is operated by hand), and the
+    # shared secret that signs requests to it and its callbacks to us.
+    fulfilment_url = models.URLField(blank=True)
+    fulfilment_secret = models.CharField(max_length=128, blank=True)
 
     class Meta:
         ordering = ["-priority", "code"]

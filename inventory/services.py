@@ -160,7 +160,12 @@ def stock_adjust(
     return stock_item
 
 
-def stock_plan(*, demand: dict[int, int], skus: dict[int, str]) -> list[Allocation]:
+def stock_plan(
+    *,
+    demand: dict[int, int],
+    skus: dict[int, str],
+    exclude_warehouse_ids: Iterable[int] = (),
+) -> list[Allocation]:
     """Plan where the demand (product id -> quantity) is taken from, on a fresh read."""
     candidates = [
         StockCandidate(
@@ -175,7 +180,9 @@ def stock_plan(*, demand: dict[int, int], skus: dict[int, str]) -> list[Allocati
             product_id__in=demand,
             warehouse__is_active=True,
             on_hand__gt=F("reserved"),
-        ).select_related("warehouse")
+        )
+        .exclude(warehouse_id__in=list(exclude_warehouse_ids))
+        .select_related("warehouse")
     ]
     plan = allocate(demand, candidates)
     if plan is None:
@@ -233,12 +240,14 @@ def _reservations_settle(
     ships: bool,
     actor: Actor,
     reason: str,
+    warehouse_id: int | None = None,
 ) -> list[Reservation]:
-    held = list(
-        Reservation.objects.filter(
-            order_line_id__in=list(order_line_ids), status=Reservation.Status.HELD
-        ).order_by("pk")
+    reservations = Reservation.objects.filter(
+        order_line_id__in=list(order_line_ids), status=Reservation.Status.HELD
     )
+    if warehouse_id is not None:
+        reservations = reservations.filter(stock_item__warehouse_id=warehouse_id)
+    held = list(reservations.order_by("pk"))
     if not held:
         return []
     Reservation.objects.filter(pk__in=[r.pk for r in held]).update(
@@ -291,3 +300,63 @@ def reservations_commit(
         actor=actor,
         reason=reason,
     )
+
+
+def reservations_move_off_warehouse(
+    *,
+    order_line_ids: Sequence[int],
+    warehouse_id: int,
+    exclude_warehouse_ids: Iterable[int],
+    actor: Actor,
+    reason: str,
+) -> list[Reservation]:
+    """Move the lines' units held at one warehouse to others (not the excluded ones).
+
+    All or nothing: raise InsufficientStock when the other warehouses cannot take it.
+    Run inside a transaction. Return the new reservations.
+    """
+    excluded = {warehouse_id, *exclude_warehouse_ids}
+    for _attempt in range(5):
+        held = list(
+            Reservation.objects.select_related("stock_item__product", "order_line")
+            .filter(
+                order_line_id__in=list(order_line_ids),
+                stock_item__warehouse_id=warehouse_id,
+                status=Reservation.Status.HELD,
+            )
+            .order_by("pk")
+        )
+        if not held:
+            return []
+        demand: dict[int, int] = defaultdict(int)
+        line_by_product: dict[int, int] = {}
+        skus: dict[int, str] = {}
+        for reservation in held:
+            product = reservation.stock_item.product
+            demand[product.pk] += reservation.quantity
+            line_by_product[product.pk] = reservation.order_line_id
+            skus[product.pk] = product.sku
+        plan = stock_plan(demand=dict(demand), skus=skus, exclude_warehouse_ids=excluded)
+        try:
+            with transaction.atomic():
+                _reservations_settle(
+                    order_line_ids=order_line_ids,
+                    new_status=Reservation.Status.RELEASED,
+                    kind=StockMovement.Kind.RELEASE,
+                    ships=False,
+                    actor=actor,
+                    reason=reason,
+                    warehouse_id=warehouse_id,
+                )
+                return stock_reserve(
+                    requests=[
+                        ReservationRequest(line_by_product[pid], pid, skus[pid], qty)
+                        for pid, qty in demand.items()
+                    ],
+                    plan=plan,
+                    expires_at=held[0].expires_at,
+                    actor=actor,
+                )
+        except ReservationRaceLost:
+            continue
+    raise InsufficientStock(sorted(skus.values()))

@@ -7,6 +7,7 @@ import pybreaker
 import redis
 from django.conf import settings
 
+from core.breakers import circuit_breaker
 from payments.gateways.base import (
     PaymentDeclined,
     ProviderRequestRejected,
@@ -15,7 +16,7 @@ from payments.gateways.stripe import StripeGateway
 
 T = TypeVar("T")
 
-_breaker: pybreaker.CircuitBreaker | None = None
+PAYMENT_BREAKER_NAME = "payment-provider"
 
 
 class ProviderCircuitOpen(Exception):
@@ -23,39 +24,12 @@ class ProviderCircuitOpen(Exception):
 
 
 def payment_breaker() -> pybreaker.CircuitBreaker:
-    global _breaker
-    if _breaker is None:
-        storage: pybreaker.CircuitBreakerStorage
-        if settings.PAYMENT_BREAKER_REDIS_URL:
-            client = redis.Redis.from_url(
-                settings.PAYMENT_BREAKER_REDIS_URL,
-                socket_connect_timeout=0.5,
-                socket_timeout=0.5,
-            )
-            # If Redis is down the breaker falls back to closed: calls still go out,
-            # guarded by their own timeouts.
-            storage = pybreaker.CircuitRedisStorage(
-                pybreaker.STATE_CLOSED, client, namespace="oms-payment-provider"
-            )
-        else:
-            storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
-        _breaker = pybreaker.CircuitBreaker(
-            fail_max=settings.PAYMENT_BREAKER_FAIL_MAX,
-            reset_timeout=settings.PAYMENT_BREAKER_RESET_SECONDS,
-            exclude=[PaymentDeclined, ProviderRequestRejected],
-            state_storage=storage,
-            throw_new_error_on_trip=False,
-            name="payment-provider",
-        )
-    return _breaker
-
-
-def payment_breaker_reset() -> None:
-    """Forget the breaker (settings changed, or a test starts afresh)."""
-    global _breaker
-    if _breaker is not None:
-        _breaker.close()
-    _breaker = None
+    return circuit_breaker(
+        PAYMENT_BREAKER_NAME,
+        fail_max=settings.PAYMENT_BREAKER_FAIL_MAX,
+        reset_timeout=settings.PAYMENT_BREAKER_RESET_SECONDS,
+        exclude=[PaymentDeclined, ProviderRequestRejected],
+    )
 
 
 def payment_breaker_state() -> str:

@@ -179,9 +179,9 @@ STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "whsec_oms_local")
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = env_int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300)
 STRIPE_CONNECT_TIMEOUT_SECONDS = float(env_str("STRIPE_CONNECT_TIMEOUT_SECONDS", "2"))
 STRIPE_READ_TIMEOUT_SECONDS = float(env_str("STRIPE_READ_TIMEOUT_SECONDS", "10"))
-# Circuit breaker around the provider, shared by all processes through Redis when
-# PAYMENT_BREAKER_REDIS_URL is set (process memory otherwise).
-PAYMENT_BREAKER_REDIS_URL = env_str("PAYMENT_BREAKER_REDIS_URL", "")
+# Circuit breakers (payment provider, each warehouse) are shared by all processes
+# through Redis when BREAKER_REDIS_URL is set (process memory otherwise).
+BREAKER_REDIS_URL = env_str("BREAKER_REDIS_URL", "")
 PAYMENT_BREAKER_FAIL_MAX = env_int("PAYMENT_BREAKER_FAIL_MAX", 5)
 PAYMENT_BREAKER_RESET_SECONDS = env_int("PAYMENT_BREAKER_RESET_SECONDS", 30)
 # Operations with an unknown outcome younger than this are left to their request.
@@ -244,3 +244,11 @@ TASK_QUEUES = ("emails", "routing", "payments", "events", "default")
 OUTBOX_REDISPATCH_AFTER = timedelta(seconds=env_int("OUTBOX_REDISPATCH_AFTER_SECONDS", 300))
 OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 8)
 OUTBOX_RETRY_BACKOFF_MAX_SECONDS = env_int("OUTBOX_RETRY_BACKOFF_MAX_SECONDS", 300)
+
+# Fulfilment: requests to warehouses and their signed callbacks.
+FULFILMENT_CALLBACK_BASE_URL = env_str("FULFILMENT_CALLBACK_BASE_URL", "http://127.0.0.1:8000")
+FULFILMENT_CONNECT_TIMEOUT_SECONDS = float(env_str("FULFILMENT_CONNECT_TIMEOUT_SECONDS", "2"))
+FULFILMENT_READ_TIMEOUT_SECONDS = float(env_str("FULFILMENT_READ_TIMEOUT_SECONDS", "10"))
+FULFILMENT_CALLBACK_TOLERANCE_SECONDS = env_int("FULFILMENT_CALLBACK_TOLERANCE_SECONDS", 300)
+WAREHOUSE_BREAKER_FAIL_MAX = env_int("WAREHOUSE_BREAKER_FAIL_MAX", 5)
+WAREHOUSE_BREAKER_RESET_SECONDS = env_int("WAREHOUSE_BREAKER_RESET_SECONDS", 30)

@@ -1,0 +1,68 @@
+"""Circuit breakers shared by every web and worker process.
+
+State lives in Redis when BREAKER_REDIS_URL is set (one view across processes); in
+process memory otherwise (the embedded default). If Redis itself is unreachable a
+breaker reads as closed, so calls still go out, each bounded by its own timeouts.
+"""
+
+import contextlib
+import threading
+
+import pybreaker
+import redis
+from django.conf import settings
+
+_breakers: dict[str, pybreaker.CircuitBreaker] = {}
+_lock = threading.Lock()
+
+
+def circuit_breaker(
+    name: str,
+    *,
+    fail_max: int,
+    reset_timeout: int,
+    exclude: list[type[BaseException]] | None = None,
+) -> pybreaker.CircuitBreaker:
+    """The breaker called `name`, created on first use."""
+    with _lock:
+        breaker = _breakers.get(name)
+        if breaker is None:
+            storage: pybreaker.CircuitBreakerStorage
+            if settings.BREAKER_REDIS_URL:
+                client = redis.Redis.from_url(
+                    settings.BREAKER_REDIS_URL, socket_connect_timeout=0.5, socket_timeout=0.5
+                )
+                storage = pybreaker.CircuitRedisStorage(
+                    pybreaker.STATE_CLOSED, client, namespace=f"oms-breaker-{name}"
+                )
+            else:
+                storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
+            breaker = pybreaker.CircuitBreaker(
+                fail_max=fail_max,
+                reset_timeout=reset_timeout,
+                exclude=exclude or [],
+                state_storage=storage,
+                throw_new_error_on_trip=False,
+                name=name,
+            )
+            _breakers[name] = breaker
+        return breaker
+
+
+def circuit_breakers_reset() -> None:
+    """Close and forget every breaker (settings changed, or a test starts afresh)."""
+    with _lock:
+        for breaker in _breakers.values():
+            with contextlib.suppress(redis.RedisError):
+                breaker.close()
+        _breakers.clear()
+
+
+def circuit_breaker_states() -> dict[str, str]:
+    states: dict[str, str] = {}
+    for name, breaker in list(_breakers.items()):
+        try:
+            states[name] = str(breaker.current_state)
+        except redis.RedisError:
+            states[name] = "unknown"
+    return states

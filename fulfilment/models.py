@@ -1,0 +1,80 @@
+from django.db import models
+from django.db.models import Q
+
+from core.models import TimeStampedModel
+
+
+class FulfilmentRequest(TimeStampedModel):
+    """A request to one warehouse to fulfil its part of an order.
+
+    Its id gives the Idempotency-Key sent to the warehouse, so a retried or redelivered
+    routing task never asks twice for the same shipment.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"  # to be sent, or retried after an outage
+        ACCEPTED = "accepted", "Accepted"
+        REJECTED = "rejected", "Rejected"  # the warehouse cannot fill it
+        WITHDRAWN = "withdrawn", "Withdrawn"  # the order was cancelled first
+
+    order = models.ForeignKey(
+        "orders.Order", on_delete=models.PROTECT, related_name="fulfilment_requests"
+    )
+    warehouse = models.ForeignKey(
+        "inventory.Warehouse", on_delete=models.PROTECT, related_name="fulfilment_requests"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    lines = models.JSONField()  # [{sku, name, quantity}] as sent
+    attempts = models.PositiveIntegerField(default=0)
+    reject_code = models.CharField(max_length=64, blank=True)
+    reject_reason = models.CharField(max_length=500, blank=True)
+    last_error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["order", "warehouse"],
+                condition=Q(status__in=["pending", "accepted"]),
+                name="fulfilment_request_one_open_per_warehouse",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order_id}@{self.warehouse_id} ({self.status})"
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"oms-fulfilment-request-{self.pk}"
+
+
+class Shipment(TimeStampedModel):
+    class Status(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted"  # the warehouse will ship it
+        SHIPPED = "shipped", "Shipped"
+        DELIVERED = "delivered", "Delivered"
+
+    order = models.ForeignKey("orders.Order", on_delete=models.PROTECT, related_name="shipments")
+    warehouse = models.ForeignKey(
+        "inventory.Warehouse", on_delete=models.PROTECT, related_name="shipments"
+    )
+    fulfilment_request = models.OneToOneField(
+        FulfilmentRequest, on_delete=models.PROTECT, related_name="shipment"
+    )
+    reference = models.CharField(max_length=128)  # the warehouse's shipment id
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACCEPTED)
+    carrier = models.CharField(max_length=64, blank=True)
+    tracking_number = models.CharField(max_length=128, blank=True)
+    shipped_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["warehouse", "reference"], name="shipment_reference_unique_per_warehouse"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.reference} ({self.status})"
