@@ -45,6 +45,7 @@ def payment_gateway() -> StripeGateway:
         api_base=settings.STRIPE_API_BASE,
         connect_timeout=settings.STRIPE_CONNECT_TIMEOUT_SECONDS,
         read_timeout=settings.STRIPE_READ_TIMEOUT_SECONDS,
+        forbid_redirects=settings.STRIPE_FORBID_REDIRECTS,
     )
 
 

@@ -11,8 +11,7 @@ from core.actors import Actor
 from orders.services import order_lock
 from payments.errors import WebhookSignatureInvalid
 from payments.gateways import base as gateway
-from payments.gateways.stripe import _intent_result as intent_from_object
-from payments.gateways.stripe import verify_webhook
+from payments.gateways.stripe import intent_from_object, verify_webhook
 from payments.models import Payment, StripeEvent
 from payments.services.state import intent_apply_locked, refund_recorded_locked
 from payments.services.voids import payment_void

@@ -179,6 +179,8 @@ STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "whsec_oms_local")
 STRIPE_WEBHOOK_TOLERANCE_SECONDS = env_int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", 300)
 STRIPE_CONNECT_TIMEOUT_SECONDS = float(env_str("STRIPE_CONNECT_TIMEOUT_SECONDS", "2"))
 STRIPE_READ_TIMEOUT_SECONDS = float(env_str("STRIPE_READ_TIMEOUT_SECONDS", "10"))
+# Real Stripe: card payments only, never a redirect (localstripe rejects the parameter).
+STRIPE_FORBID_REDIRECTS = env_bool("STRIPE_FORBID_REDIRECTS", False)
 # Circuit breakers (payment provider, each warehouse) are shared by all processes
 # through Redis when BREAKER_REDIS_URL is set (process memory otherwise).
 BREAKER_REDIS_URL = env_str("BREAKER_REDIS_URL", "")

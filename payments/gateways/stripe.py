@@ -465,3 +465,8 @@ def _intent_result(data: Mapping[str, Any]) -> IntentResult:
 def _newest_first(intents: list[dict[str, Any]]) -> list[IntentResult]:
     ordered = sorted(intents, key=lambda intent: int(intent.get("created") or 0), reverse=True)
     return [_intent_result(intent) for intent in ordered]
+
+
+def intent_from_object(data: Mapping[str, Any]) -> IntentResult:
+    """Read a PaymentIntent delivered as plain data (e.g. a webhook's data.object)."""
+    return _intent_result(data)
