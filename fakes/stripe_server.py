@@ -145,9 +145,19 @@ def flush_data(api_base: str, *, timeout: float = 5.0) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fakes.stripe_server", description=__doc__)
     parser.add_argument("--port", type=int, required=True, help="0 picks a free port")
-    parser.add_argument("--host", type=_loopback_host, default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="a loopback IPv4 address")
+    parser.add_argument(
+        "--container",
+        action="store_true",
+        help="allow a non-loopback --host (only inside a private container network)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log requests and webhooks")
     args = parser.parse_args(argv)
+    if not args.container:
+        try:
+            _loopback_host(args.host)
+        except argparse.ArgumentTypeError as error:
+            parser.error(str(error))
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         stream=sys.stderr,
