@@ -1,0 +1,62 @@
+from django.db import models
+from django.db.models import Q
+
+from core.models import TimeStampedModel
+
+
+class EmailDelivery(TimeStampedModel):
+    """One email to an order's customer: at most one per (order, kind), however often asked.
+
+    The row is created before the first attempt and outlives every retry. A worker claims
+    it (``locked_at``) for the time it talks to SMTP, so two workers never send it at once;
+    a worker that died mid-send leaves a claim that expires after EMAIL_SEND_LOCK_TIMEOUT.
+    """
+
+    class Kind(models.TextChoices):
+        ORDER_CONFIRMED = "order_confirmed", "Order confirmed"
+        PAYMENT_FAILED = "payment_failed", "Payment failed"
+        ORDER_SHIPPED = "order_shipped", "Order shipped"
+        ORDER_CANCELLED = "order_cancelled", "Order cancelled"
+        ORDER_REFUNDED = "order_refunded", "Order refunded"
+
+    class Status(models.TextChoices):
+        # Not sent yet: never tried, being tried, or the last attempt failed (retryable).
+        PENDING = "pending", "Pending"
+        # Accepted by the SMTP server.
+        SENT = "sent", "Sent"
+        # Given up after the retries ran out; a later send request tries again.
+        FAILED = "failed", "Failed"
+
+    order = models.ForeignKey(
+        "orders.Order", on_delete=models.PROTECT, related_name="email_deliveries"
+    )
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    to_address = models.EmailField()
+    subject = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    # The Message-ID header, the same on every attempt, so an MTA can drop a duplicate.
+    message_id = models.CharField(max_length=255, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    # Set while a worker is talking to SMTP for this row; cleared when it is done.
+    locked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "email deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["order", "kind"], name="email_delivery_once_per_kind"),
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "sent", "failed"]),
+                name="email_delivery_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="sent", sent_at__isnull=False) | ~Q(status="sent"),
+                name="email_delivery_sent_has_sent_at",
+            ),
+        ]
+        indexes = [models.Index(fields=["status", "kind"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} for {self.order_id} ({self.status})"

@@ -1,0 +1,83 @@
+"""Orders to write to, and a thread runner for the concurrency tests."""
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from django.db import connections
+
+from core.actors import Actor
+from orders.models import Order
+from orders.services import OrderLineRequest, order_place
+from tests.factories import UserFactory
+
+SHIPPING_ADDRESS = {
+    "name": "Ada Lovelace",
+    "line1": "1 Analytical Way",
+    "line2": "Flat 2",
+    "city": "London",
+    "postal_code": "N1 9GU",
+    "country": "GB",
+}
+FROM_EMAIL = "OMS Orders <orders@oms.test>"
+
+
+@pytest.fixture(autouse=True)
+def _email_settings(settings: Any) -> None:
+    settings.DEFAULT_FROM_EMAIL = FROM_EMAIL
+    settings.EMAIL_MESSAGE_ID_DOMAIN = "mail.oms.test"
+
+
+@pytest.fixture
+def make_order(stocked_product: Callable[..., Any]) -> Callable[..., Order]:
+    """make_order(products=[(name, price, quantity)], currency="EUR") through order_place."""
+
+    def make(
+        products: list[tuple[str, int, int]] | None = None,
+        *,
+        currency: str = "EUR",
+        email: str = "ada@example.com",
+    ) -> Order:
+        requests = []
+        for name, price, quantity in products or [("Brass gear", 1999, 2)]:
+            product = stocked_product(
+                quantities={"main": quantity}, name=name, price=price, currency=currency
+            )
+            requests.append(OrderLineRequest(sku=product.sku, quantity=quantity))
+        return order_place(
+            customer=UserFactory(),
+            email=email,
+            shipping_address=SHIPPING_ADDRESS,
+            lines=requests,
+            actor=Actor.system(),
+        )
+
+    return make
+
+
+def run_in_threads(calls: list[Callable[[], Any]], *, timeout: float = 60) -> list[Any]:
+    """Start the calls at once, one thread (so one DB connection) each; return each one's
+    result or the exception it raised. Every thread closes its connections."""
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(index: int, call: Callable[[], Any]) -> None:
+        try:
+            barrier.wait(timeout=timeout)
+            results[index] = call()
+        except BaseException as error:
+            results[index] = error
+        finally:
+            connections.close_all()
+
+    threads = [
+        threading.Thread(target=run, args=(index, call), daemon=True)
+        for index, call in enumerate(calls)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not any(thread.is_alive() for thread in threads), "a concurrent send hung"
+    return results
