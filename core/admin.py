@@ -1,5 +1,7 @@
 """Admin for shared records, and helpers the other apps' admins use."""
 
+__all__ = ["ReadOnlyAdmin", "money_format"]
+
 from typing import Any
 
 from django.contrib import admin, messages
@@ -7,24 +9,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from core.models import DeadLetter, IdempotencyKey, OutboxMessage
+from core.money import money_format
 from core.outbox import dead_letter_redrive
-
-# ISO 4217 currencies whose minor unit is not a hundredth; all others have two decimals.
-_CURRENCY_DECIMALS = {
-    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0,
-    "PYG": 0, "RWF": 0, "UGX": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
-    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
-}  # fmt: skip
-
-
-def money_format(amount: int, currency: str) -> str:
-    """Render an amount in minor units for people: 1999 EUR -> "19.99 EUR"."""
-    decimals = _CURRENCY_DECIMALS.get(currency.upper(), 2)
-    if decimals == 0:
-        return f"{amount} {currency}"
-    sign = "-" if amount < 0 else ""
-    major, minor = divmod(abs(amount), 10**decimals)
-    return f"{sign}{major}.{minor:0{decimals}d} {currency}"
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -12,8 +12,9 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from core.actors import Actor
-from core.admin import ReadOnlyAdmin, money_format
+from core.admin import ReadOnlyAdmin
 from core.errors import DomainError
+from core.money import money_format
 from inventory.api.serializers import MAX_ADJUSTMENT
 from inventory.models import Product, Reservation, StockItem, StockMovement, Warehouse
 from inventory.services import stock_adjust

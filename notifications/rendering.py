@@ -10,9 +10,9 @@ from typing import Any
 from django.db.models import Sum
 from django.template.loader import render_to_string
 
+from core.money import money_format
 from notifications.errors import EmailNotSendable
 from notifications.models import EmailDelivery
-from notifications.money import money_format
 from orders.models import Order
 from payments.models import Payment
 

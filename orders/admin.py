@@ -10,8 +10,8 @@ from django.http import HttpRequest
 from django_fsm import can_proceed
 
 from core.actors import Actor
-from core.admin import money_format
 from core.errors import DomainError
+from core.money import money_format
 from orders.models import Order, OrderLine, OrderStatusChange
 from orders.services import order_transition
 from orders.states import TRANSITIONS

@@ -11,8 +11,8 @@ from django.urls import reverse
 from rest_framework.authtoken.models import Token
 
 from core.actors import Actor
-from core.admin import money_format
 from core.models import IdempotencyKey
+from core.money import money_format
 from inventory.models import Product, Reservation, StockItem, StockMovement, Warehouse
 from orders.models import Order, OrderStatusChange
 from orders.services import OrderLineRequest, order_place, order_transition
@@ -416,7 +416,7 @@ def test_ledgers_and_records_are_read_only(admin_client, model):
         (1999, "EUR", "19.99 EUR"),
         (5, "USD", "0.05 USD"),
         (-150, "EUR", "-1.50 EUR"),
-        (1500, "JPY", "1500 JPY"),
+        (1500, "JPY", "1,500 JPY"),
         (1234, "KWD", "1.234 KWD"),
     ],
 )

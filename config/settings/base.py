@@ -197,6 +197,7 @@ if CELERY_BROKER_URL.startswith("filesystem"):
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
         "data_folder_in": str(_CELERY_FS_QUEUE),
         "data_folder_out": str(_CELERY_FS_QUEUE),
+        "control_folder": str(BASE_DIR / "var" / "celery-control"),
         "store_processed": False,
     }
 else:
@@ -254,3 +255,6 @@ FULFILMENT_READ_TIMEOUT_SECONDS = float(env_str("FULFILMENT_READ_TIMEOUT_SECONDS
 FULFILMENT_CALLBACK_TOLERANCE_SECONDS = env_int("FULFILMENT_CALLBACK_TOLERANCE_SECONDS", 300)
 WAREHOUSE_BREAKER_FAIL_MAX = env_int("WAREHOUSE_BREAKER_FAIL_MAX", 5)
 WAREHOUSE_BREAKER_RESET_SECONDS = env_int("WAREHOUSE_BREAKER_RESET_SECONDS", 30)
+
+# Outgoing email (SMTP); see config/settings/email.py.
+from config.settings.email import *  # noqa: E402, F403

@@ -1,6 +1,6 @@
 import pytest
 
-from notifications.money import money_format
+from core.money import money_format
 
 
 @pytest.mark.parametrize(

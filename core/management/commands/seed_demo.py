@@ -1,7 +1,7 @@
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
@@ -29,6 +29,14 @@ STOCK = {
 class Command(BaseCommand):
     help = "Load demo warehouses, products, stock, a customer and a staff user; print tokens."
 
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--warehouse-url",
+            default="",
+            help="fulfilment URL for the demo warehouses (e.g. the fake warehouse)",
+        )
+        parser.add_argument("--warehouse-secret", default="", help="their signing secret")
+
     def handle(self, *args: Any, **options: Any) -> None:
         user_model = get_user_model()
         with transaction.atomic():
@@ -47,6 +55,11 @@ class Command(BaseCommand):
             for code, name, region, priority in WAREHOUSES:
                 Warehouse.objects.get_or_create(
                     code=code, defaults={"name": name, "region": region, "priority": priority}
+                )
+            if options["warehouse_url"]:
+                Warehouse.objects.filter(code__in=[w[0] for w in WAREHOUSES]).update(
+                    fulfilment_url=options["warehouse_url"],
+                    fulfilment_secret=options["warehouse_secret"],
                 )
             for sku, name, price, currency in PRODUCTS:
                 Product.objects.get_or_create(

@@ -1,0 +1,36 @@
+"""Outbox handlers: tell the customer what happened to their order."""
+
+from typing import Any
+
+from core.outbox import outbox_handler
+from fulfilment.models import Shipment
+from notifications.models import EmailDelivery
+from notifications.services import order_email_send
+
+_KIND_BY_TOPIC = {
+    "order.confirmed": EmailDelivery.Kind.ORDER_CONFIRMED,
+    "order.payment_failed": EmailDelivery.Kind.PAYMENT_FAILED,
+    "order.cancelled": EmailDelivery.Kind.ORDER_CANCELLED,
+    "order.refunded": EmailDelivery.Kind.ORDER_REFUNDED,
+}
+
+
+@outbox_handler(*_KIND_BY_TOPIC, name="notifications.order_status_email", queue="emails")
+def order_status_email(payload: dict[str, Any]) -> None:
+    kind = _KIND_BY_TOPIC[f"order.{payload['to_status']}"]
+    order_email_send(order_id=payload["order_id"], kind=kind)
+
+
+@outbox_handler("order.shipped", name="notifications.order_shipped_email", queue="emails")
+def order_shipped_email(payload: dict[str, Any]) -> None:
+    shipments = Shipment.objects.filter(order_id=payload["order_id"]).exclude(tracking_number="")
+    carriers = ", ".join(sorted({s.carrier for s in shipments if s.carrier}))
+    tracking = ", ".join(s.tracking_number for s in shipments)
+    order_email_send(
+        order_id=payload["order_id"],
+        kind=EmailDelivery.Kind.ORDER_SHIPPED,
+        context={
+            "carrier": carriers or "our shipping team",
+            "tracking_number": tracking or "not available",
+        },
+    )
