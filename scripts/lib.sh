@@ -85,3 +85,11 @@ ensure_postgres() {
         -o "-p $port -c listen_addresses=$host -k /tmp -c max_connections=200 -c fsync=off" >/dev/null
     postgres_answers "$url" || { log "PostgreSQL did not come up; see $datadir/server.log"; return 1; }
 }
+
+# Tests that break a broker start their own redis-server: make sure the binary exists.
+ensure_redis_binary() {
+    if ! command -v redis-server >/dev/null 2>&1; then
+        log "Installing redis-server with apt-get"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    fi
+}
