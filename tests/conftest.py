@@ -1,15 +1,19 @@
 """Shared fixtures. Tests run against real PostgreSQL (config.settings.test)."""
 
 import itertools
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from django.db import connections
+from django.db.models import Sum
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from core.actors import Actor
-from inventory.models import Product, StockItem, Warehouse
+from inventory.models import Product, Reservation, StockItem, Warehouse
+from inventory.selectors import stock_ledger_totals
 from inventory.services import stock_adjust
 from tests.factories import ProductFactory, StaffFactory, UserFactory, WarehouseFactory
 
@@ -117,3 +121,70 @@ def place_order() -> Callable[..., Any]:
         )
 
     return place
+
+
+def run_concurrently(calls: list[Callable[[], Any]], *, timeout: float = 120) -> list[Any]:
+    """Start every call at once, each in its own thread (so its own DB connection).
+
+    Return each call's result in order; a call that raised returns its exception. Every
+    thread closes its database connections before it ends.
+    """
+    barrier = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(index: int, call: Callable[[], Any]) -> None:
+        try:
+            barrier.wait(timeout=timeout)
+            results[index] = call()
+        except BaseException as error:
+            results[index] = error
+        finally:
+            connections.close_all()
+
+    threads = [
+        threading.Thread(target=run, args=(index, call), daemon=True)
+        for index, call in enumerate(calls)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    assert not any(thread.is_alive() for thread in threads), "a concurrent call hung"
+    return results
+
+
+@pytest.fixture
+def concurrently() -> Callable[..., list[Any]]:
+    """run_concurrently as a fixture: concurrently([lambda: ..., ...])."""
+    return run_concurrently
+
+
+def assert_stock_consistent(stock_item_ids: list[int] | None = None) -> None:
+    """Every stock item keeps 0 <= reserved <= on_hand, reserved equals its held
+    reservations, and the ledger re-derives both counters."""
+    items = StockItem.objects.all()
+    if stock_item_ids is not None:
+        items = items.filter(pk__in=stock_item_ids)
+    ledger = stock_ledger_totals()
+    held = dict(
+        Reservation.objects.filter(status=Reservation.Status.HELD)
+        .values("stock_item_id")
+        .annotate(total=Sum("quantity"))
+        .values_list("stock_item_id", "total")
+    )
+    for item in items:
+        assert 0 <= item.reserved <= item.on_hand, item
+        assert item.reserved == held.get(item.pk, 0), item
+        assert ledger.get(item.pk, (0, 0)) == (item.on_hand, item.reserved), item
+
+
+@pytest.fixture
+def burst_live_server(live_server: Any) -> Any:
+    """live_server that accepts a burst of simultaneous connections.
+
+    Django's test server listens with a backlog of 10; with SYN cookies on, a burst
+    beyond that gets connections reset before a request is even read. Listening again
+    on the bound socket only widens the backlog.
+    """
+    live_server.thread.httpd.socket.listen(256)
+    return live_server

@@ -1,0 +1,409 @@
+"""Random sequences of stock and order use cases keep the stock books straight.
+
+A Hypothesis state machine drives the services (adjustments, checkouts, payment
+failures and retries, confirm/route/ship, cancellations, expiries) against real
+PostgreSQL and keeps a small model of what must be true. After every step the
+counters, the held reservations, the ledger, the model and the order history agree.
+Each run works on its own uniquely named warehouses and products and is rolled back.
+"""
+
+import uuid
+from collections import defaultdict
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.db.models import Sum
+from django.utils import timezone
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from core.actors import Actor
+from core.errors import InsufficientStock, InvalidTransition, StockConflict
+from inventory.models import Product, Reservation, StockItem, StockMovement, Warehouse
+from inventory.services import stock_adjust
+from orders.models import Order, OrderStatusChange
+from orders.services import (
+    OrderLineRequest,
+    order_cancel,
+    order_place,
+    order_transition,
+    orders_expire_overdue,
+)
+from orders.states import OrderStatus
+from tests.conftest import order_payload
+
+S = OrderStatus
+# The order state machine as the domain defines it: transition -> (sources, target).
+MACHINE: dict[str, tuple[frozenset[str], str]] = {
+    "confirm": (frozenset({S.PENDING_PAYMENT}), S.CONFIRMED),
+    "fail_payment": (frozenset({S.PENDING_PAYMENT}), S.PAYMENT_FAILED),
+    "retry_payment": (frozenset({S.PAYMENT_FAILED}), S.PENDING_PAYMENT),
+    "expire": (frozenset({S.PENDING_PAYMENT, S.PAYMENT_FAILED}), S.EXPIRED),
+    "cancel": (
+        frozenset({S.PENDING_PAYMENT, S.PAYMENT_FAILED, S.CONFIRMED, S.ROUTED}),
+        S.CANCELLED,
+    ),
+    "route": (frozenset({S.CONFIRMED}), S.ROUTED),
+    "ship": (frozenset({S.ROUTED}), S.SHIPPED),
+    "deliver": (frozenset({S.SHIPPED}), S.DELIVERED),
+    "refund": (frozenset({S.SHIPPED, S.DELIVERED}), S.REFUNDED),
+}
+EDGES = {
+    ("", S.PENDING_PAYMENT, "place"),
+    *((source, target, name) for name, (sources, target) in MACHINE.items() for source in sources),
+}
+# Orders whose stock is held; shipped ones have committed it, the rest released it.
+HOLDING = frozenset({S.PENDING_PAYMENT, S.PAYMENT_FAILED, S.CONFIRMED, S.ROUTED})
+SHIPPED = frozenset({S.SHIPPED, S.DELIVERED, S.REFUNDED})
+ADDRESS = order_payload([])["shipping_address"]
+# The next step of an order that goes well.
+HAPPY_PATH: dict[str, str] = {
+    S.PENDING_PAYMENT: "confirm",
+    S.CONFIRMED: "route",
+    S.ROUTED: "ship",
+    S.SHIPPED: "deliver",
+    S.DELIVERED: "refund",
+}
+
+Key = tuple[int, int]  # (product index, warehouse index)
+
+
+class StockAndOrders(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        # A savepoint per run: teardown rolls the run's rows back.
+        self.run_atomic = transaction.atomic()
+        self.run_atomic.__enter__()
+        suffix = uuid.uuid4().hex[:10]
+        self.customer = User.objects.create(username=f"sm-{suffix}")
+        self.suffix = suffix
+        self.products: list[Product] = []
+        self.warehouses: list[Warehouse] = []
+        self.on_hand: dict[Key, int] = defaultdict(int)
+        self.reserved: dict[Key, int] = defaultdict(int)
+        self.orders: list[uuid.UUID] = []
+        self.status: dict[uuid.UUID, str] = {}
+        self.lines: dict[uuid.UUID, dict[int, int]] = {}
+        # What each order holds per stock position (learned from its reservations).
+        self.holds: dict[uuid.UUID, dict[Key, int]] = {}
+
+    def teardown(self) -> None:
+        transaction.set_rollback(True)
+        self.run_atomic.__exit__(None, None, None)
+
+    @initialize(
+        priorities=st.lists(st.integers(0, 3), min_size=2, max_size=3),
+        sku_count=st.integers(2, 3),
+        receipts=st.lists(st.integers(0, 8), min_size=9, max_size=9),
+    )
+    def create_catalogue(self, priorities: list[int], sku_count: int, receipts: list[int]) -> None:
+        self.warehouses = [
+            Warehouse.objects.create(
+                code=f"sm-{self.suffix}-{index}", name=f"SM {index}", priority=priority
+            )
+            for index, priority in enumerate(priorities)
+        ]
+        self.products = [
+            Product.objects.create(
+                sku=f"SM-{self.suffix}-{index}",
+                name=f"SM product {index}",
+                price=100 * (index + 1),
+                currency="EUR",
+            )
+            for index in range(sku_count)
+        ]
+        for product_index, product in enumerate(self.products):
+            for warehouse_index, warehouse in enumerate(self.warehouses):
+                quantity = receipts[product_index * 3 + warehouse_index]
+                if quantity:
+                    stock_adjust(
+                        sku=product.sku,
+                        warehouse_code=warehouse.code,
+                        quantity=quantity,
+                        reason="opening stock",
+                        actor=Actor.system(),
+                    )
+                    self.on_hand[(product_index, warehouse_index)] = quantity
+
+    # Helpers
+
+    def key_of(self, stock_item: StockItem) -> Key:
+        return (
+            [p.pk for p in self.products].index(stock_item.product_id),
+            [w.pk for w in self.warehouses].index(stock_item.warehouse_id),
+        )
+
+    def available(self, product_index: int) -> int:
+        return sum(
+            self.on_hand[(product_index, w)] - self.reserved[(product_index, w)]
+            for w in range(len(self.warehouses))
+        )
+
+    def pick_order(self, index: int) -> uuid.UUID:
+        return self.orders[index % len(self.orders)]
+
+    def release(self, order_id: uuid.UUID, *, ships: bool) -> None:
+        for key, quantity in self.holds.pop(order_id, {}).items():
+            self.reserved[key] -= quantity
+            if ships:
+                self.on_hand[key] -= quantity
+
+    def apply_transition(self, order_id: uuid.UUID, name: str) -> None:
+        sources, target = MACHINE[name]
+        actor = Actor(user=self.customer) if name == "cancel" else Actor.system()
+        if self.status[order_id] not in sources:
+            with pytest.raises(InvalidTransition):
+                order_transition(order_id=order_id, transition=name, actor=actor)
+            return
+        order = order_transition(order_id=order_id, transition=name, actor=actor)
+        assert order.status == target
+        self.status[order_id] = target
+        if name in ("cancel", "expire"):
+            self.release(order_id, ships=False)
+        elif name == "ship":
+            self.release(order_id, ships=True)
+
+    # Rules
+
+    @rule(
+        product_index=st.integers(0, 2),
+        warehouse_index=st.integers(0, 2),
+        quantity=st.integers(-5, 6).filter(bool),
+    )
+    def adjust_stock(self, product_index: int, warehouse_index: int, quantity: int) -> None:
+        product_index %= len(self.products)
+        warehouse_index %= len(self.warehouses)
+        key = (product_index, warehouse_index)
+        call = {
+            "sku": self.products[product_index].sku,
+            "warehouse_code": self.warehouses[warehouse_index].code,
+            "quantity": quantity,
+            "reason": "state machine",
+            "actor": Actor.system(),
+        }
+        if self.on_hand[key] + quantity < self.reserved[key]:
+            with pytest.raises(StockConflict):
+                stock_adjust(**call)
+            return
+        item = stock_adjust(**call)
+        self.on_hand[key] += quantity
+        assert (item.on_hand, item.reserved) == (self.on_hand[key], self.reserved[key])
+
+    @precondition(lambda self: any(self.reserved.values()))
+    @rule(position=st.integers(0, 100), excess=st.integers(0, 2))
+    def write_off_around_reserved_units(self, position: int, excess: int) -> None:
+        held = sorted(key for key, quantity in self.reserved.items() if quantity)
+        product_index, warehouse_index = key = held[position % len(held)]
+        quantity = -(self.on_hand[key] - self.reserved[key] + excess)
+        if quantity == 0:
+            return
+        call = {
+            "sku": self.products[product_index].sku,
+            "warehouse_code": self.warehouses[warehouse_index].code,
+            "quantity": quantity,
+            "reason": "write-off",
+            "actor": Actor.system(),
+        }
+        if excess:
+            with pytest.raises(StockConflict):
+                stock_adjust(**call)
+            return
+        item = stock_adjust(**call)
+        self.on_hand[key] += quantity
+        assert item.on_hand == item.reserved == self.reserved[key]
+
+    @rule(wanted=st.dictionaries(st.integers(0, 2), st.integers(1, 3), min_size=1, max_size=3))
+    def checkout(self, wanted: dict[int, int]) -> None:
+        lines = {index % len(self.products): quantity for index, quantity in wanted.items()}
+        call: dict[str, Any] = {
+            "customer": self.customer,
+            "email": "buyer@example.com",
+            "shipping_address": ADDRESS,
+            "lines": [
+                OrderLineRequest(self.products[index].sku, quantity)
+                for index, quantity in lines.items()
+            ],
+            "actor": Actor(user=self.customer),
+        }
+        short = sorted(
+            self.products[index].sku
+            for index, quantity in lines.items()
+            if self.available(index) < quantity
+        )
+        if short:
+            with pytest.raises(InsufficientStock) as raised:
+                order_place(**call)
+            assert raised.value.extra["skus"] == short
+            return
+        order = order_place(**call)
+        assert order.status == S.PENDING_PAYMENT
+        holds: dict[Key, int] = defaultdict(int)
+        for reservation in Reservation.objects.filter(order_line__order=order).select_related(
+            "stock_item"
+        ):
+            holds[self.key_of(reservation.stock_item)] += reservation.quantity
+        for key, quantity in holds.items():
+            assert self.on_hand[key] - self.reserved[key] >= quantity
+            self.reserved[key] += quantity
+        self.orders.append(order.pk)
+        self.status[order.pk] = S.PENDING_PAYMENT
+        self.lines[order.pk] = lines
+        self.holds[order.pk] = dict(holds)
+
+    @precondition(lambda self: self.orders)
+    @rule(
+        order_index=st.integers(0, 100),
+        name=st.sampled_from(
+            ["confirm", "fail_payment", "retry_payment", "route", "ship", "deliver", "refund"]
+        ),
+    )
+    def take_transition(self, order_index: int, name: str) -> None:
+        self.apply_transition(self.pick_order(order_index), name)
+
+    @precondition(lambda self: self.orders)
+    @rule(order_index=st.integers(0, 100))
+    def advance_along_happy_path(self, order_index: int) -> None:
+        order_id = self.pick_order(order_index)
+        name = HAPPY_PATH.get(self.status[order_id])
+        if name is not None:
+            self.apply_transition(order_id, name)
+
+    @precondition(lambda self: self.orders)
+    @rule(order_index=st.integers(0, 100))
+    def pay_after_failure(self, order_index: int) -> None:
+        order_id = self.pick_order(order_index)
+        for name in ("fail_payment", "retry_payment", "confirm"):
+            self.apply_transition(order_id, name)
+
+    @precondition(lambda self: self.orders)
+    @rule(order_index=st.integers(0, 100))
+    def cancel(self, order_index: int) -> None:
+        order_id = self.pick_order(order_index)
+        if self.status[order_id] not in MACHINE["cancel"][0]:
+            with pytest.raises(InvalidTransition):
+                order_cancel(order_id=order_id, actor=Actor(user=self.customer))
+            return
+        order = order_cancel(order_id=order_id, actor=Actor(user=self.customer))
+        assert order.status == S.CANCELLED
+        self.status[order_id] = S.CANCELLED
+        self.release(order_id, ships=False)
+
+    @precondition(lambda self: self.orders)
+    @rule(order_index=st.integers(0, 100))
+    def let_reservation_run_out(self, order_index: int) -> None:
+        order_id = self.pick_order(order_index)
+        Order.objects.filter(pk=order_id).update(
+            reservation_expires_at=timezone.now() - timedelta(seconds=1)
+        )
+        if self.status[order_id] == S.PAYMENT_FAILED:
+            # A retry needs a live reservation.
+            with pytest.raises(InvalidTransition):
+                order_transition(
+                    order_id=order_id, transition="retry_payment", actor=Actor.system()
+                )
+        expirable = self.status[order_id] in MACHINE["expire"][0]
+
+        expired = orders_expire_overdue()
+
+        assert expired == (1 if expirable else 0)
+        if expirable:
+            self.status[order_id] = S.EXPIRED
+            self.release(order_id, ships=False)
+        assert orders_expire_overdue() == 0
+
+    # Invariants
+
+    @invariant()
+    def stock_counters_match_ledger_reservations_and_model(self) -> None:
+        items = {
+            item.pk: item
+            for item in StockItem.objects.filter(
+                product__in=self.products, warehouse__in=self.warehouses
+            )
+        }
+        ledger = {
+            row["stock_item_id"]: (row["on_hand"], row["reserved"])
+            for row in StockMovement.objects.filter(stock_item_id__in=items)
+            .values("stock_item_id")
+            .annotate(on_hand=Sum("on_hand_delta"), reserved=Sum("reserved_delta"))
+        }
+        held = dict(
+            Reservation.objects.filter(stock_item_id__in=items, status=Reservation.Status.HELD)
+            .values("stock_item_id")
+            .annotate(total=Sum("quantity"))
+            .values_list("stock_item_id", "total")
+        )
+        seen: set[Key] = set()
+        for item in items.values():
+            key = self.key_of(item)
+            seen.add(key)
+            assert 0 <= item.reserved <= item.on_hand, item
+            assert ledger.get(item.pk, (0, 0)) == (item.on_hand, item.reserved), item
+            assert item.reserved == held.get(item.pk, 0), item
+            assert (item.on_hand, item.reserved) == (self.on_hand[key], self.reserved[key])
+        for key in set(self.on_hand) - seen:
+            assert (self.on_hand[key], self.reserved[key]) == (0, 0), key
+
+    @invariant()
+    def orders_hold_exactly_what_their_status_says(self) -> None:
+        statuses = dict(Order.objects.filter(pk__in=self.orders).values_list("pk", "status"))
+        assert statuses == self.status
+        assert set(statuses.values()) <= set(S.values)
+        by_status: dict[tuple[uuid.UUID, int, str], int] = defaultdict(int)
+        for order_id, product_id, status, quantity in Reservation.objects.filter(
+            order_line__order__in=self.orders
+        ).values_list("order_line__order_id", "order_line__product_id", "status", "quantity"):
+            by_status[(order_id, product_id, status)] += quantity
+        for order_id, status in statuses.items():
+            for product_index, quantity in self.lines[order_id].items():
+                product_id = self.products[product_index].pk
+                held = by_status[(order_id, product_id, Reservation.Status.HELD)]
+                committed = by_status[(order_id, product_id, Reservation.Status.COMMITTED)]
+                released = by_status[(order_id, product_id, Reservation.Status.RELEASED)]
+                if status in HOLDING:
+                    assert (held, committed, released) == (quantity, 0, 0)
+                elif status in SHIPPED:
+                    assert (held, committed, released) == (0, quantity, 0)
+                else:
+                    assert (held, committed, released) == (0, 0, quantity)
+
+    @invariant()
+    def history_follows_the_machine(self) -> None:
+        last: dict[uuid.UUID, str] = {}
+        for order_id, from_status, to_status, name in (
+            OrderStatusChange.objects.filter(order__in=self.orders)
+            .order_by("created_at", "id")
+            .values_list("order_id", "from_status", "to_status", "transition")
+        ):
+            assert (from_status, to_status, name) in EDGES
+            assert last.get(order_id, "") == from_status
+            last[order_id] = to_status
+        assert last == self.status
+
+
+@pytest.mark.django_db
+def test_stock_and_orders_stay_consistent_under_random_use_case_sequences():
+    run_state_machine_as_test(
+        StockAndOrders,
+        settings=settings(max_examples=40, stateful_step_count=25, deadline=None, database=None),
+    )
+
+
+def test_machine_edges_match_the_order_model():
+    declared = {
+        (str(transition.source), str(transition.target), transition.name)
+        for transition in Order._meta.get_field("status").get_all_transitions(Order)
+    }
+
+    assert declared == EDGES - {("", S.PENDING_PAYMENT, "place")}
