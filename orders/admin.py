@@ -1,5 +1,6 @@
 """Order admin: orders are records. Staff move them only through the transition actions,
-which go through orders.services like every other state change."""
+which go through the services like every other state change (payments.services for
+those that move money: ship captures, refund refunds, cancel voids)."""
 
 from collections.abc import Callable
 from typing import Any
@@ -7,14 +8,16 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
 from django_fsm import can_proceed
 
 from core.actors import Actor
 from core.errors import DomainError
 from core.money import money_format
 from orders.models import Order, OrderLine, OrderStatusChange
-from orders.services import order_transition
 from orders.states import TRANSITIONS
+from payments.models import Payment, PaymentOperation
+from payments.services import order_transition_with_payments
 
 AdminAction = Callable[["OrderAdmin", HttpRequest, "QuerySet[Order]"], None]
 
@@ -70,6 +73,32 @@ class OrderStatusChangeInline(ReadOnlyInline):
     )
 
 
+class PaymentInline(ReadOnlyInline):
+    model = Payment
+    verbose_name = "payment attempt"
+    fields = readonly_fields = (
+        "created_at",
+        "provider_payment_id",
+        "status",
+        "amount_display",
+        "captured_display",
+        "refunded_display",
+        "decline_code",
+    )
+
+    @admin.display(description="amount")
+    def amount_display(self, payment: Payment) -> str:
+        return money_format(payment.amount, payment.currency)
+
+    @admin.display(description="captured")
+    def captured_display(self, payment: Payment) -> str:
+        return money_format(payment.amount_captured, payment.currency)
+
+    @admin.display(description="refunded")
+    def refunded_display(self, payment: Payment) -> str:
+        return money_format(payment.amount_refunded, payment.currency)
+
+
 def _transition_action(transition: str) -> AdminAction:
     @admin.action(
         description=f"Transition selected orders: {transition}",
@@ -91,7 +120,7 @@ class OrderAdmin(admin.ModelAdmin):
     search_fields = ["number", "email"]
     date_hierarchy = "created_at"
     actions = [_transition_action(transition) for transition in TRANSITIONS]
-    inlines = [OrderLineInline, OrderStatusChangeInline]
+    inlines = [OrderLineInline, PaymentInline, OrderStatusChangeInline]
     fieldsets = [
         (None, {"fields": ["number", "status", "available_transitions", "customer", "email"]}),
         ("Shipping", {"fields": ["shipping_address"]}),
@@ -107,6 +136,7 @@ class OrderAdmin(admin.ModelAdmin):
             },
         ),
         ("Dates", {"fields": ["reservation_expires_at", "created_at", "updated_at"]}),
+        ("Payment provider calls", {"fields": ["payment_operations"]}),
     ]
     readonly_fields = [
         "number",
@@ -122,6 +152,7 @@ class OrderAdmin(admin.ModelAdmin):
         "reservation_expires_at",
         "created_at",
         "updated_at",
+        "payment_operations",
     ]
 
     # Orders are records: created by checkout, never deleted, and never edited as a
@@ -145,13 +176,47 @@ class OrderAdmin(admin.ModelAdmin):
         actor = Actor.from_request(request)
         for order_id, number in queryset.order_by("number").values_list("pk", "number"):
             try:
-                order = order_transition(order_id=order_id, transition=transition, actor=actor)
+                # Transitions that move money (ship, refund, cancel) go through payments.
+                order = order_transition_with_payments(
+                    order_id=order_id, transition=transition, actor=actor
+                )
             except DomainError as error:
                 self.message_user(request, f"{number}: {error.detail}", messages.ERROR)
             else:
                 self.message_user(
                     request, f"{number}: {transition} done, now {order.status}.", messages.SUCCESS
                 )
+
+    @admin.display(description="provider calls")
+    def payment_operations(self, order: Order) -> str:
+        operations = PaymentOperation.objects.filter(payment__order=order).order_by(
+            "created_at", "pk"
+        )
+        if not operations:
+            return "none"
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+            "<td>{}</td></tr>",
+            (
+                (
+                    operation.created_at.isoformat(timespec="seconds"),
+                    operation.kind,
+                    money_format(operation.amount, order.currency),
+                    operation.status,
+                    operation.attempts,
+                    operation.idempotency_key,
+                    operation.error_code or "",
+                )
+                for operation in operations
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>at</th><th>kind</th><th>amount</th><th>status</th>"
+            "<th>attempts</th><th>idempotency key</th><th>error</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            rows,
+        )
 
     @admin.display(description="available transitions")
     def available_transitions(self, order: Order) -> str:

@@ -1,6 +1,6 @@
 from typing import Any
 
-from core.errors import DomainError
+from core.errors import ConcurrentUpdate, DomainError
 
 
 class PaymentDeclined(DomainError):
@@ -49,7 +49,8 @@ class RefundExceedsCaptured(DomainError):
     title = "The refund would exceed the captured amount"
 
 
-class OperationInProgress(DomainError):
+class OperationInProgress(ConcurrentUpdate):
+    # A ConcurrentUpdate: transient, so an idempotency key does not keep it as its outcome.
     code = "payment_operation_in_progress"
     status = 409
     title = "Another payment operation for this order is in progress; retry"

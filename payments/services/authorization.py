@@ -71,7 +71,14 @@ def _authorize_prepare(
             raise InvalidTransition(transition="pay", current_status=order.status)
         if payment is not None:
             operation = operation_open_locked(payment, PaymentOperation.Kind.AUTHORIZE)
+            if operation is not None and operation.status == PaymentOperation.Status.PENDING:
+                # In flight: sending it again would get the provider's 409 and fail the
+                # order under the request that is about to authorize it.
+                raise OperationInProgress("The payment for this order is being authorized.")
             if operation is not None:
+                # Unknown outcome: send it again, same key. Pending marks it in flight.
+                operation.status = PaymentOperation.Status.PENDING
+                operation.save(update_fields=["status", "updated_at"])
                 return payment, operation
             payment.status = Payment.Status.FAILED
             payment.save(update_fields=["status", "updated_at"])

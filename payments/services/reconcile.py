@@ -88,6 +88,11 @@ def _capture_resolve(payment: Payment, operation: PaymentOperation, actor: Actor
     intent = _intent_retrieve(payment.provider_payment_id or "")
     if intent.status == "requires_capture":
         # Not captured: send the same capture again (same key), as staff asked to ship.
+        # Past the grace period a pending capture is not in flight (its process died):
+        # mark it unknown, or order_ship refuses it as in progress forever.
+        PaymentOperation.objects.filter(
+            pk=operation.pk, status=PaymentOperation.Status.PENDING
+        ).update(status=PaymentOperation.Status.UNKNOWN)
         order_ship(order_id=payment.order_id, actor=actor)
         return
     with transaction.atomic():

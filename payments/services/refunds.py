@@ -44,7 +44,8 @@ def _refund_prepare(
                 )
                 .first()
             )
-            if operation is not None:
+            # A refund that definitely failed (never sent: breaker open) is made anew.
+            if operation is not None and operation.status != PaymentOperation.Status.FAILED:
                 return operation.payment, operation
         if order.status not in REFUNDABLE_STATUSES:
             raise InvalidTransition(transition="refund", current_status=order.status)

@@ -75,6 +75,14 @@ def intent_apply_locked(
     status = intent.status
     if status == "requires_capture":
         operation_settle(authorize, PaymentOperation.Status.SUCCEEDED, provider_object_id=intent.id)
+        if (
+            payment.status == Payment.Status.FAILED
+            and Payment.objects.filter(order=order, status__in=LIVE_PAYMENT_STATUSES)
+            .exclude(pk=payment.pk)
+            .exists()
+        ):
+            # Authorized late, after another attempt took over: release it.
+            return True
         if payment.status in (
             Payment.Status.PENDING,
             Payment.Status.REQUIRES_ACTION,

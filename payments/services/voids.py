@@ -29,9 +29,13 @@ def _void_prepare(*, payment_id: int) -> tuple[Payment, PaymentOperation] | None
         order_id = Payment.objects.values_list("order_id", flat=True).get(pk=payment_id)
         order = order_lock(order_id=order_id)
         payment = Payment.objects.select_for_update().get(pk=payment_id)
-        if payment.status not in VOIDABLE_STATUSES or not payment.provider_payment_id:
+        # A failed attempt authorized late (another attempt is the order's) holds money too.
+        late = payment.status == Payment.Status.FAILED
+        if (
+            payment.status not in VOIDABLE_STATUSES and not late
+        ) or not payment.provider_payment_id:
             return None
-        if order.status in ORDER_STATUSES_USING_PAYMENT:
+        if order.status in ORDER_STATUSES_USING_PAYMENT and not late:
             return None
         operation = operation_open_locked(payment, PaymentOperation.Kind.VOID)
         if operation is None:
