@@ -7,10 +7,40 @@ breaker reads as closed, so calls still go out, each bounded by its own timeouts
 
 import contextlib
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pybreaker
 import redis
 from django.conf import settings
+
+T = TypeVar("T")
+
+
+class SharedCircuitBreaker(pybreaker.CircuitBreaker):
+    """A pybreaker breaker that does not serialize the calls it guards.
+
+    pybreaker 1.4 holds its lock for the whole call, so in a threaded server one slow
+    provider call would block every other call in the process. Here the lock covers
+    only reading and updating the state; the call itself runs outside it. (In
+    half-open state a few concurrent probes may go out instead of exactly one.)
+    """
+
+    def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        with self._lock:
+            state = self.state
+            state.before_call(func, *args, **kwargs)  # raises CircuitBreakerError when open
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as error:
+            with self._lock, contextlib.suppress(BaseException):
+                # Counts the failure (and may open the breaker); re-raises on a trip.
+                state._handle_error(error, reraise=False)
+            raise
+        with self._lock:
+            state._handle_success()
+        return result
+
 
 _breakers: dict[str, pybreaker.CircuitBreaker] = {}
 _lock = threading.Lock()
@@ -37,7 +67,7 @@ def circuit_breaker(
                 )
             else:
                 storage = pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED)
-            breaker = pybreaker.CircuitBreaker(
+            breaker = SharedCircuitBreaker(
                 fail_max=fail_max,
                 reset_timeout=reset_timeout,
                 exclude=exclude or [],
