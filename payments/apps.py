@@ -5,4 +5,7 @@ class PaymentsConfig(AppConfig):
     name = "payments"
 
     def ready(self) -> None:
-        from payments import handlers  # noqa: F401  (registers outbox handlers)
+        from payments import (  # noqa: F401  (registers outbox handlers and checks)
+            checks,
+            handlers,
+        )
