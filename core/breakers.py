@@ -8,6 +8,7 @@ breaker reads as closed, so calls still go out, each bounded by its own timeouts
 import contextlib
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pybreaker
@@ -29,7 +30,17 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
     def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with self._lock:
             state = self.state
-            state.before_call(func, *args, **kwargs)  # raises CircuitBreakerError when open
+            if isinstance(state, pybreaker.CircuitOpenState):
+                # pybreaker's open state makes the trial call itself (inside the lock), and
+                # the call below would then run it a second time: only switch to
+                # half-open here, once the reset timeout passed.
+                opened_at = self._state_storage.opened_at
+                reset_timeout = timedelta(seconds=self.reset_timeout)
+                if opened_at and datetime.now(UTC) < opened_at + reset_timeout:
+                    raise pybreaker.CircuitBreakerError("circuit breaker still open")
+                self.half_open()
+                state = self.state
+            state.before_call(func, *args, **kwargs)
         try:
             result = func(*args, **kwargs)
         except BaseException as error:

@@ -147,17 +147,17 @@ def _request_reject(
         )
         if not updated or order.status != OrderStatus.CONFIRMED:
             return
-        rejected_by = set(
-            FulfilmentRequest.objects.filter(
-                order=order, status=FulfilmentRequest.Status.REJECTED
-            ).values_list("warehouse_id", flat=True)
+        # Not only the warehouses that rejected: one already asked for other lines of the
+        # order would never be asked for these (one open request per warehouse).
+        already_asked = set(
+            FulfilmentRequest.objects.filter(order=order).values_list("warehouse_id", flat=True)
         )
         try:
             with transaction.atomic():
                 reservations_move_off_warehouse(
                     order_line_ids=list(order.lines.values_list("pk", flat=True)),
                     warehouse_id=request.warehouse_id,
-                    exclude_warehouse_ids=rejected_by,
+                    exclude_warehouse_ids=already_asked,
                     actor=actor,
                     reason=f"re-routed: {request.warehouse.code} rejected ({rejected.code})",
                 )
