@@ -25,19 +25,19 @@ def ship_order(payload: dict[str, Any]) -> None:
     """Once every shipment of the order left its warehouse: capture, then ship."""
     order_id = payload["order_id"]
     order = Order.objects.get(pk=order_id)
-    if order.status != OrderStatus.ROUTED:
-        return
     if order.shipments.exclude(
         status__in=[Shipment.Status.SHIPPED, Shipment.Status.DELIVERED]
     ).exists():
         return
     actor = Actor.system()
-    if Payment.objects.filter(order_id=order_id, status=Payment.Status.AUTHORIZED).exists():
-        order_ship(order_id=order_id, actor=actor)  # provider down: raises, task retries
-    else:
-        order_transition(
-            order_id=order_id, transition="ship", actor=actor, reason="warehouse shipped"
-        )
+    if order.status == OrderStatus.ROUTED:
+        if Payment.objects.filter(order_id=order_id, status=Payment.Status.AUTHORIZED).exists():
+            order_ship(order_id=order_id, actor=actor)  # provider down: raises, task retries
+        else:
+            order_transition(
+                order_id=order_id, transition="ship", actor=actor, reason="warehouse shipped"
+            )
+    # Deliveries reported while the capture was pending (or done by a webhook) count now.
     with transaction.atomic():
         order = order_lock(order_id=order_id)
         all_delivered = not order.shipments.exclude(status=Shipment.Status.DELIVERED).exists()

@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 from core.actors import Actor
 from core.breakers import circuit_breakers_reset
 from core.models import OutboxMessage
+from core.outbox import outbox_handle
 from fakes.warehouse import FakeWarehouse
 from fulfilment.models import Shipment
 from fulfilment.services import order_route
@@ -250,6 +251,27 @@ def test_delivered_before_shipped_still_ships_then_delivers(
     assert response.status_code == 200, response.content
     assert refreshed(routed_shipment) == ("delivered", "delivered")
     assert OutboxMessage.objects.filter(topic="shipment.shipped").count() == 1
+    assert [
+        c.transition for c in routed_shipment.order.status_changes.order_by("created_at", "pk")
+    ][-2:] == ["ship", "deliver"]
+
+
+def test_delivery_reported_before_the_deferred_ship_step_still_delivers_the_order(
+    routed_shipment, anonymous_client, smtp_backend
+):
+    # Given shipped and delivered reports whose follow-up work has not run yet, and the
+    # order shipped by another path meanwhile (a capture webhook, or staff)
+    assert shipped(anonymous_client, routed_shipment).status_code == 200
+    assert delivered(anonymous_client, routed_shipment).status_code == 200
+    assert refreshed(routed_shipment) == ("delivered", "routed")
+    order_transition(order_id=routed_shipment.order_id, transition="ship", actor=Actor.system())
+
+    # When the deferred ship step runs
+    message = OutboxMessage.objects.get(topic="shipment.shipped")
+    outbox_handle(message.pk)
+
+    # Then the delivery already reported moves the order on
+    assert refreshed(routed_shipment) == ("delivered", "delivered")
     assert [
         c.transition for c in routed_shipment.order.status_changes.order_by("created_at", "pk")
     ][-2:] == ["ship", "deliver"]
