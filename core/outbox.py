@@ -119,6 +119,9 @@ def outbox_dispatch(message_ids: Iterable[int]) -> int:
             OutboxMessage.objects.filter(
                 pk=message.pk, status=OutboxMessage.Status.DISPATCHED
             ).update(status=OutboxMessage.Status.PENDING, available_at=now)
+            # The broker is down: leave the rest pending for the sweeper instead of
+            # making the request wait for the broker once per message.
+            break
     return sent
 
 

@@ -204,6 +204,10 @@ else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         # Unacknowledged tasks of a dead worker are redelivered after this.
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 3600),
+        # A publish without a retry policy (the outbox relay) fails at once when the
+        # broker is down, instead of retrying to connect for the connection timeout:
+        # the sweeper sends it later, and the request that committed it need not wait.
+        "max_retries": 0,
         "socket_connect_timeout": 2,
         "socket_timeout": 5,
     }
