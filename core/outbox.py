@@ -143,13 +143,15 @@ def outbox_sweep(*, now: datetime | None = None) -> int:
             status=OutboxMessage.Status.DISPATCHED, dispatched_at=now, available_at=now + lease
         )
     sent = 0
-    for message in due:
+    for index, message in enumerate(due):
         if _send(message):
             sent += 1
-        else:
-            OutboxMessage.objects.filter(pk=message.pk).update(
-                status=OutboxMessage.Status.PENDING, available_at=now
-            )
+            continue
+        # The broker is down: hand the rest back at once rather than fail on each.
+        OutboxMessage.objects.filter(
+            pk__in=[m.pk for m in due[index:]], status=OutboxMessage.Status.DISPATCHED
+        ).update(status=OutboxMessage.Status.PENDING, available_at=now)
+        break
     return sent
 
 

@@ -226,6 +226,9 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# On a lost broker connection, stop running tasks: they are redelivered (acks_late)
+# and their handlers are idempotent.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = True
 CELERY_BEAT_SCHEDULE = {
     "outbox-sweep": {
         "task": "oms.core.outbox_sweep",
