@@ -6,7 +6,8 @@ What it does, in order:
    and seeds warehouses, products, stock and users with API tokens.
 2. In-process analysis: SQL statements per checkout (django.test.utils.CaptureQueriesContext,
    for the service alone and for the whole request through the WSGI app), Python vs
-   database time per checkout, and with --profile a cProfile of an order_place loop.
+   database time per checkout, and with --profile a cProfile of an order_place loop
+   (--profile-target request: of the whole POST).
 3. Starts gunicorn (config.wsgi) on a free loopback port, warms it up, then drives
    POST /api/v1/orders/ (own Idempotency-Key each, 1-3 lines), GET /api/v1/products/ and
    GET /api/v1/orders/{id}/ from a closed-loop load generator: one separate process with
@@ -17,11 +18,16 @@ What it does, in order:
 
 The load generator competes with gunicorn and PostgreSQL for the same cores, and other
 processes on the machine do too: the "other" CPU column shows how much of the machine
-went elsewhere during a phase.
+went elsewhere during a phase, and "ceiling" what the measured CPU per request would
+allow on otherwise idle cores.
 
-Example:
+The code under test is the working tree, or with --ref a commit exported by git archive
+(useful while others edit the working tree). Settings: config.settings.production
+(DEBUG off, persistent connections) with a throwaway DJANGO_SECRET_KEY.
 
-    .venv/bin/python scripts/benchmark.py --workers 2 --clients 4 --duration 20 --drop
+Example (results in benchmarks/RESULTS.md):
+
+    .venv/bin/python scripts/benchmark.py --ref HEAD --workers 2 --clients 4 --duration 20 --drop
 """
 
 import argparse
@@ -135,6 +141,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     parser.add_argument("--drop", action="store_true", help="drop the database at the end")
     args = parser.parse_args(argv)
+    if args.json is not None:
+        args.json = args.json.resolve()  # the run changes directory into the code under test
     if "bench" not in (urlsplit(args.database_url).path or ""):
         parser.error("the database name must contain 'bench': this script drops and recreates it")
     if args.workers < 1 or args.clients < 1 or args.threads < 1:
@@ -274,12 +282,18 @@ def django_environment(args: argparse.Namespace) -> dict[str, str]:
 
 def django_setup(env: dict[str, str], source_root: Path) -> None:
     os.environ.update(env)
-    # Ahead of the editable install's finder, which maps the packages to the work tree.
+    # Ahead of the editable install's finder, which maps the packages to the work tree;
+    # and in it, because Celery's Django fixup puts the current directory first on sys.path.
     sys.path.insert(0, str(source_root))
+    os.chdir(source_root)
     import django
     from django.conf import settings
 
     django.setup()
+    import orders
+
+    if not Path(orders.__file__ or "").resolve().is_relative_to(source_root.resolve()):
+        raise SystemExit(f"orders imported from {orders.__file__}, not from {source_root}")
     if settings.DEBUG:
         raise SystemExit("DEBUG is on in these settings; benchmark with DEBUG off")
 
@@ -975,6 +989,8 @@ class PhaseReport:
     retries: int
     cpu_ms_per_request: dict[str, float]
     machine_busy_pct: float
+    # Throughput if these processes had every core to themselves: cores / CPU per request.
+    cpu_bound_ceiling: float
     memory_kib: dict[str, int]
     error_samples: list[str]
 
@@ -1025,6 +1041,9 @@ def run_phase(
             "other": max(busy - app_cpu - db_cpu - result.client_cpu, 0.0) * per_request,
         },
         machine_busy_pct=100 * busy / (wall * (os.cpu_count() or 1)),
+        cpu_bound_ceiling=(os.cpu_count() or 1)
+        * requests
+        / max(app_cpu + db_cpu + result.client_cpu, 1e-9),
         memory_kib={
             "workers_rss": sum(m.get("VmRSS", 0) for m in memory),
             "workers_peak_rss": sum(m.get("VmHWM", 0) for m in memory),
@@ -1050,6 +1069,8 @@ def print_phase(report: PhaseReport) -> None:
         f"  CPU ms/req  gunicorn {cpu['gunicorn']:.2f}  postgres {cpu['postgres']:.2f}  "
         f"client {cpu['client']:.2f}  other {cpu['other']:.2f}  "
         f"(machine {report.machine_busy_pct:.0f}% busy)\n"
+        f"  ceiling     {report.cpu_bound_ceiling:.0f}/s if gunicorn, PostgreSQL backends and "
+        f"client had all {os.cpu_count()} cores\n"
         f"  memory      {memory['workers']} workers RSS {memory['workers_rss'] / 1024:.1f} MiB "
         f"(peak {memory['workers_peak_rss'] / 1024:.1f}, PSS {memory['workers_pss'] / 1024:.1f}), "
         f"master {memory['master_rss'] / 1024:.1f} MiB"
@@ -1067,7 +1088,8 @@ def print_inprocess(report: InProcessReport) -> None:
             f"{kinds.get('BEGIN', 0):5d} {kinds.get('COMMIT', 0):6d} "
             f"{kinds.get('health check', 0):6d}   = {kinds['round trips']} round trips"
         )
-    print("\nIn-process time per call (DB = cursor executes + commits + health checks):")
+    if report.timings:
+        print("\nIn-process time per call (DB = cursor executes + commits + health checks):")
     for label, timing in report.timings.items():
         print(
             f"  {label:34s} wall {timing['wall_ms']:.2f} ms = DB {timing['db_ms']:.2f} "
