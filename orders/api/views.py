@@ -1,7 +1,7 @@
 import uuid
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import QuerySet, prefetch_related_objects
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
@@ -76,7 +76,7 @@ class OrderListCreateApi(GenericAPIView[Order]):
                 # A retry of a checkout whose payment step failed: resume that order.
                 order_id: Any = context.resource_id
             else:
-                order_id = services.order_place(
+                order = services.order_place(
                     customer=actor.require_user(),
                     email=data["email"],
                     shipping_address=dict(data["shipping_address"]),
@@ -84,8 +84,16 @@ class OrderListCreateApi(GenericAPIView[Order]):
                         OrderLineRequest(line["sku"], line["quantity"]) for line in data["lines"]
                     ],
                     actor=actor,
-                    on_created=lambda order: context.checkpoint(str(order.pk)),
-                ).pk
+                    # Only a multi-step checkout (with payment) can be resumed.
+                    on_created=(lambda o: context.checkpoint(str(o.pk)))
+                    if payment_method
+                    else None,
+                )
+                if not payment_method:
+                    # The order was just created for this user: no need to read it back.
+                    prefetch_related_objects([order], "lines", "payments")
+                    return status.HTTP_201_CREATED, dict(OrderOutputSerializer(order).data)
+                order_id = order.pk
             if payment_method:
                 payment_services.payment_authorize(
                     order_id=order_id, payment_method=payment_method, actor=actor

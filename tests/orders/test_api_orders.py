@@ -83,6 +83,21 @@ def test_checkout_returns_the_order_with_integer_amounts(customer_client, stocke
 
 
 @pytest.mark.django_db
+def test_checkout_response_is_the_order_as_read_back(customer_client, stocked_product):
+    # given
+    stocked_product(sku="PEN", price=250)
+    stocked_product(sku="INK", price=1199)
+
+    # when
+    created = checkout(customer_client, order_payload([("PEN", 2), ("INK", 1)]))
+    read_back = customer_client.get(f"{ORDERS_URL}{created.json()['id']}/")
+
+    # then
+    assert created.status_code == 201, created.content
+    assert created.json() == read_back.json()
+
+
+@pytest.mark.django_db
 def test_checkout_accepts_a_hundred_lines(customer_client, stocked_product):
     # given
     products = [stocked_product(quantities={"main": 1}) for _ in range(100)]
