@@ -6,6 +6,7 @@ from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
+from rest_framework.mixins import ListModelMixin
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -43,7 +44,7 @@ def _order_body(order_id: uuid.UUID, actor: Actor) -> dict[str, Any]:
     return dict(OrderOutputSerializer(order).data)
 
 
-class OrderListCreateApi(GenericAPIView[Order]):
+class OrderListCreateApi(ListModelMixin, GenericAPIView[Order]):
     serializer_class = OrderOutputSerializer
     pagination_class = CreatedAtCursorPagination
     filter_backends = [DjangoFilterBackend]
@@ -53,9 +54,7 @@ class OrderListCreateApi(GenericAPIView[Order]):
         return selectors.order_list_for(actor=Actor.from_request(self.request))
 
     def get(self, request: Request) -> Response:
-        orders = self.filter_queryset(self.get_queryset())
-        page = self.paginate_queryset(orders)
-        return self.get_paginated_response(OrderOutputSerializer(page, many=True).data)
+        return self.list(request)
 
     @extend_schema(
         request=OrderCreateInputSerializer,
