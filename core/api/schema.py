@@ -22,7 +22,9 @@ class ProblemSerializer(serializers.Serializer):
     status = serializers.IntegerField()
     detail = serializers.CharField()
     code = serializers.CharField(help_text="Stable error code, e.g. insufficient_stock.")
-    errors = FieldErrorSerializer(many=True, required=False, help_text="Validation errors.")
+    errors = FieldErrorSerializer(  # type: ignore[assignment]  # a field named like the property
+        many=True, required=False, help_text="Validation errors."
+    )
 
 
 class ProblemAutoSchema(AutoSchema):
