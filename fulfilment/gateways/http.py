@@ -33,8 +33,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
-import urllib3
 
+from core.net import request_never_sent
 from fulfilment.gateways.base import (
     Accepted,
     FulfilmentRequest,
@@ -118,7 +118,7 @@ class HttpWarehouseGateway:
         except _CONFIGURATION_ERRORS as exc:
             raise ValueError(f"cannot send to {url!r}: {exc}") from exc
         except requests.exceptions.RequestException as exc:
-            if status is None and _never_sent(exc):
+            if status is None and request_never_sent(exc):
                 raise WarehouseUnavailable(f"could not connect to {url}: {exc}") from exc
             raise WarehouseOutcomeUnknown(
                 f"no complete answer from {url} after sending: {exc}", status=status
@@ -188,33 +188,6 @@ def _json_object(content: bytes | None) -> dict[str, Any]:
 def _describe(answer: dict[str, Any]) -> str:
     detail = answer.get("detail") or answer.get("reason") or answer.get("code")
     return str(detail)[:200] if detail else "no detail"
-
-
-def _never_sent(exc: BaseException) -> bool:
-    """Tell whether a transport error happened before any byte reached the warehouse.
-
-    Only connect failures count (refused, unresolvable, connect timeout); a reset or a
-    timeout later may come after the warehouse acted. Follows explicit causes and
-    wrapped arguments, not implicit ``__context__``, which can hold unrelated errors.
-    """
-    pending: list[BaseException] = [exc]
-    seen: set[int] = set()
-    while pending:
-        error = pending.pop()
-        if id(error) in seen:
-            continue
-        seen.add(id(error))
-        # urllib3's NewConnectionError (refused, DNS) subclasses ConnectTimeoutError.
-        if isinstance(
-            error, requests.exceptions.ConnectTimeout | urllib3.exceptions.ConnectTimeoutError
-        ):
-            return True
-        if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:
-            pending.append(error.reason)
-        pending.extend(arg for arg in error.args if isinstance(arg, BaseException))
-        if error.__cause__ is not None:
-            pending.append(error.__cause__)
-    return False
 
 
 def _check_url(url: str) -> None:

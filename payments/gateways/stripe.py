@@ -78,9 +78,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
-import requests
 import stripe
-import urllib3
 from stripe.params import (
     PaymentIntentCaptureParams,
     PaymentIntentCreateParams,
@@ -89,6 +87,7 @@ from stripe.params import (
     RefundCreateParams,
 )
 
+from core.net import request_never_sent
 from payments.gateways.base import (
     GatewayError,
     IntentResult,
@@ -294,7 +293,7 @@ class StripeGateway:
     def _translate(self, exc: stripe.StripeError, *, intent_id: str | None) -> GatewayError:
         message = exc.user_message or type(exc).__name__
         if isinstance(exc, stripe.APIConnectionError):
-            if _never_sent(exc):
+            if request_never_sent(exc):
                 return ProviderUnavailable(f"could not connect to Stripe: {message}")
             return OutcomeUnknown(f"no answer from Stripe after sending: {message}")
         status = exc.http_status
@@ -391,33 +390,6 @@ def _check_amount(amount: int) -> None:
 def _check_key(idempotency_key: str) -> None:
     if not idempotency_key or len(idempotency_key) > IDEMPOTENCY_KEY_MAX_LENGTH:
         raise ValueError(f"an idempotency key of 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} characters")
-
-
-def _never_sent(exc: BaseException) -> bool:
-    """Tell whether a connection error happened before any byte reached the provider.
-
-    Only connect failures count (refused, unreachable, connect timeout). Everything else,
-    including a reset while sending, may have been acted on. Follows explicit causes and
-    wrapped arguments, not implicit ``__context__``, which can hold unrelated errors.
-    """
-    pending: list[BaseException] = [exc]
-    seen: set[int] = set()
-    while pending:
-        error = pending.pop()
-        if id(error) in seen:
-            continue
-        seen.add(id(error))
-        # NewConnectionError (refused, DNS) is a ConnectTimeoutError subclass.
-        if isinstance(
-            error, requests.exceptions.ConnectTimeout | urllib3.exceptions.ConnectTimeoutError
-        ):
-            return True
-        if isinstance(error, urllib3.exceptions.MaxRetryError) and error.reason is not None:
-            pending.append(error.reason)
-        pending.extend(arg for arg in error.args if isinstance(arg, BaseException))
-        if error.__cause__ is not None:
-            pending.append(error.__cause__)
-    return False
 
 
 def _error_body(exc: stripe.StripeError) -> dict[str, Any]:

@@ -1,11 +1,9 @@
 """Orders to write to, and a thread runner for the concurrency tests."""
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connections
 
 from core.actors import Actor
 from orders.models import Order
@@ -54,30 +52,3 @@ def make_order(stocked_product: Callable[..., Any]) -> Callable[..., Order]:
         )
 
     return make
-
-
-def run_in_threads(calls: list[Callable[[], Any]], *, timeout: float = 60) -> list[Any]:
-    """Start the calls at once, one thread (so one DB connection) each; return each one's
-    result or the exception it raised. Every thread closes its connections."""
-    barrier = threading.Barrier(len(calls))
-    results: list[Any] = [None] * len(calls)
-
-    def run(index: int, call: Callable[[], Any]) -> None:
-        try:
-            barrier.wait(timeout=timeout)
-            results[index] = call()
-        except BaseException as error:
-            results[index] = error
-        finally:
-            connections.close_all()
-
-    threads = [
-        threading.Thread(target=run, args=(index, call), daemon=True)
-        for index, call in enumerate(calls)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout)
-    assert not any(thread.is_alive() for thread in threads), "a concurrent send hung"
-    return results

@@ -7,7 +7,7 @@ from django.db import connection
 from notifications.errors import EmailSendInProgress
 from notifications.models import EmailDelivery
 from notifications.services import order_email_send
-from tests.notifications.conftest import run_in_threads
+from tests.conftest import run_concurrently
 
 pytest_plugins = ("tests.support.smtp",)
 
@@ -22,7 +22,7 @@ def test_concurrent_sends_of_one_email_send_it_once(smtp_backend, make_order):
     smtp_backend.set_delay(0.3)
 
     # When several workers send its confirmation at the same moment
-    results = run_in_threads(
+    results = run_concurrently(
         [
             lambda: order_email_send(order_id=order.pk, kind=Kind.ORDER_CONFIRMED)
             for _ in range(SENDERS)
@@ -50,7 +50,7 @@ def test_concurrent_sends_of_different_kinds_each_send_once(smtp_backend, make_o
     order = make_order()
     kinds = [Kind.ORDER_CONFIRMED, Kind.ORDER_CANCELLED] * 4
 
-    results = run_in_threads(
+    results = run_concurrently(
         [lambda kind=kind: order_email_send(order_id=order.pk, kind=kind) for kind in kinds]
     )
 

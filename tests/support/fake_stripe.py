@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
-import signal
 import subprocess
 import sys
 import time
@@ -33,6 +31,7 @@ import pytest
 import stripe
 
 from fakes.stripe_server import READY_PREFIX, register_webhook_endpoint
+from tests.support.processes import read_ready_line, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FAKE_API_KEY = "sk_test_oms_fake"
@@ -97,15 +96,6 @@ def new_order_id() -> str:
     return f"test-{uuid.uuid4().hex[:12]}"
 
 
-def _read_ready_line(stream: IO[bytes], deadline: float) -> str:
-    with selectors.DefaultSelector() as selector:
-        selector.register(stream, selectors.EVENT_READ)
-        while (remaining := deadline - time.monotonic()) > 0:
-            if selector.select(timeout=remaining):
-                return stream.readline().decode().strip()
-    return ""
-
-
 def _answers(url: str, api_key: str) -> bool:
     request = urllib.request.Request(  # noqa: S310 - loopback http URL built here
         f"{url}/v1/payment_intents?limit=1", headers={"Authorization": f"Bearer {api_key}"}
@@ -116,20 +106,6 @@ def _answers(url: str, api_key: str) -> bool:
             return bool(response.status == 200)
     except (OSError, ValueError):
         return False
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
-    """SIGTERM the process, SIGKILL it if it is still there after ``timeout``."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=timeout)
-    if process.stdout is not None:
-        process.stdout.close()
-    return process.returncode
 
 
 @contextmanager
@@ -150,7 +126,7 @@ def running_fake_stripe(
     try:
         assert process.stdout is not None
         deadline = time.monotonic() + startup_timeout
-        line = _read_ready_line(process.stdout, deadline)
+        line = read_ready_line(process.stdout, deadline)
         if not line.startswith(READY_PREFIX):
             raise RuntimeError(
                 f"fake Stripe server did not start (got {line!r}, exit {process.poll()}); "

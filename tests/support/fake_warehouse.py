@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
-import signal
 import subprocess
 import sys
 import threading
@@ -45,6 +43,7 @@ from typing import IO, Any
 import pytest
 
 from fakes.warehouse import READY_PREFIX, REQUEST_PATH, ControlClient, FakeWarehouse
+from tests.support.processes import read_ready_line, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 LISTEN_HOST = "127.0.0.1"
@@ -226,29 +225,6 @@ class FakeWarehouseProcess:
         return f"{self.url}{REQUEST_PATH}"
 
 
-def _read_ready_line(stream: IO[bytes], deadline: float) -> str:
-    with selectors.DefaultSelector() as selector:
-        selector.register(stream, selectors.EVENT_READ)
-        while (remaining := deadline - time.monotonic()) > 0:
-            if selector.select(timeout=remaining):
-                return stream.readline().decode().strip()
-    return ""
-
-
-def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> int:
-    """SIGTERM the process, SIGKILL it if it is still there after ``timeout``."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=timeout)
-    if process.stdout is not None:
-        process.stdout.close()
-    return process.returncode
-
-
 @contextmanager
 def running_fake_warehouse(
     *,
@@ -272,7 +248,7 @@ def running_fake_warehouse(
     try:
         if process.stdout is None:
             raise RuntimeError("no stdout pipe")
-        line = _read_ready_line(process.stdout, time.monotonic() + startup_timeout)
+        line = read_ready_line(process.stdout, time.monotonic() + startup_timeout)
         if not line.startswith(READY_PREFIX):
             raise RuntimeError(
                 f"fake warehouse did not start (got {line!r}, exit {process.poll()}); "

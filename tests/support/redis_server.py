@@ -29,13 +29,9 @@ from typing import IO
 import pytest
 import redis
 
+from tests.support.processes import free_port
+
 LISTEN_HOST = "127.0.0.1"
-
-
-def free_port(host: str = LISTEN_HOST) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
 
 
 class RedisServer:

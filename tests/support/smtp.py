@@ -26,7 +26,6 @@ import email
 import email.message
 import email.policy
 import logging
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +35,8 @@ from typing import Any, Literal
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from tests.support.processes import free_port
 
 LISTEN_HOST = "127.0.0.1"
 # aiosmtpd logs every SMTP command at INFO; keep failing tests' output readable.
@@ -127,12 +128,6 @@ class _Handler:
         return "250 Message accepted for delivery"
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        return int(probe.getsockname()[1])
-
-
 class SmtpServer:
     """A loopback SMTP server that records messages and fails on request. Thread-safe."""
 
@@ -151,7 +146,7 @@ class SmtpServer:
     def start(self) -> SmtpServer:
         for _attempt in range(5):
             # Another process can take the probed port before the server binds it.
-            port = self.port or _free_port(self.host)
+            port = self.port or free_port(self.host)
             controller = Controller(self._handler, hostname=self.host, port=port, ready_timeout=10)
             try:
                 controller.start()
