@@ -3,7 +3,7 @@ from typing import Any
 
 from django.db.models import QuerySet, prefetch_related_objects
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
 from rest_framework.mixins import ListModelMixin
@@ -17,6 +17,7 @@ from core.api.idempotency import IDEMPOTENCY_KEY_HEADER, idempotent_response
 from core.api.pagination import CreatedAtCursorPagination
 from core.idempotency import IdempotencyContext, idempotency_key_validate
 from orders import selectors, services
+from orders.api.actions import IDEMPOTENCY_KEY_PARAMETER, OrderActionApi, order_body
 from orders.api.filters import OrderFilter
 from orders.api.serializers import (
     OrderCancelInputSerializer,
@@ -29,19 +30,6 @@ from orders.models import Order
 from orders.services import OrderLineRequest
 from orders.states import OrderStatus
 from payments import services as payment_services
-
-IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
-    IDEMPOTENCY_KEY_HEADER,
-    type=str,
-    location=OpenApiParameter.HEADER,
-    required=True,
-    description="1-255 printable ASCII characters, unique per intended operation.",
-)
-
-
-def _order_body(order_id: uuid.UUID, actor: Actor) -> dict[str, Any]:
-    order = selectors.order_get_for(actor=actor, order_id=order_id)
-    return dict(OrderOutputSerializer(order).data)
 
 
 class OrderListCreateApi(ListModelMixin, GenericAPIView[Order]):
@@ -97,7 +85,7 @@ class OrderListCreateApi(ListModelMixin, GenericAPIView[Order]):
                 payment_services.payment_authorize(
                     order_id=order_id, payment_method=payment_method, actor=actor
                 )
-            return status.HTTP_201_CREATED, _order_body(order_id, actor)
+            return status.HTTP_201_CREATED, order_body(order_id, actor)
 
         # With a payment the provider is called between two transactions of its own.
         return idempotent_response(
@@ -108,7 +96,7 @@ class OrderListCreateApi(ListModelMixin, GenericAPIView[Order]):
 class OrderDetailApi(APIView):
     @extend_schema(responses=OrderOutputSerializer)
     def get(self, request: Request, order_id: uuid.UUID) -> Response:
-        return Response(_order_body(order_id, Actor.from_request(request)))
+        return Response(order_body(order_id, Actor.from_request(request)))
 
 
 class OrderHistoryApi(APIView):
@@ -119,63 +107,60 @@ class OrderHistoryApi(APIView):
         return Response(OrderStatusChangeOutputSerializer(history, many=True).data)
 
 
-class OrderCancelApi(APIView):
-    @extend_schema(
+@extend_schema_view(
+    post=extend_schema(
         request=OrderCancelInputSerializer,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={200: OrderOutputSerializer},
     )
-    def post(self, request: Request, order_id: uuid.UUID) -> Response:
-        idempotency_key_validate(request.headers.get(IDEMPOTENCY_KEY_HEADER))
-        actor = Actor.from_request(request)
-        selectors.order_get_for(actor=actor, order_id=order_id)
-        serializer = OrderCancelInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
+)
+class OrderCancelApi(OrderActionApi):
+    """Cancel the order, release its stock and void its authorization."""
 
-        def cancel(context: IdempotencyContext) -> tuple[int, Any]:
-            if not context.resource_id:
-                context.checkpoint(str(order_id))
-                payment_services.order_cancel_and_void(
-                    order_id=order_id, actor=actor, reason=serializer.validated_data["reason"]
-                )
-            else:
-                # A retry after the cancel committed but before its response was stored.
-                order = selectors.order_get_for(actor=actor, order_id=order_id)
-                if order.status != OrderStatus.CANCELLED:
-                    payment_services.order_cancel_and_void(
-                        order_id=order_id, actor=actor, reason=serializer.validated_data["reason"]
-                    )
+    input_serializer_class = OrderCancelInputSerializer
+
+    def perform(
+        self,
+        *,
+        order_id: uuid.UUID,
+        actor: Actor,
+        data: dict[str, Any],
+        context: IdempotencyContext,
+    ) -> None:
+        if context.resource_id:
+            # A retry after the cancel committed but before its response was stored.
+            order = selectors.order_get_for(actor=actor, order_id=order_id)
+            if order.status == OrderStatus.CANCELLED:
                 payment_services.payments_void_for_order(order_id=order_id, actor=actor)
-            return status.HTTP_200_OK, _order_body(order_id, actor)
+                return
+        else:
+            context.checkpoint(str(order_id))
+        payment_services.order_cancel_and_void(
+            order_id=order_id, actor=actor, reason=data["reason"]
+        )
 
-        return idempotent_response(request, payload=request.data, operation=cancel, atomic=False)
 
-
-class OrderTransitionApi(APIView):
-    """Staff: take any transition by name (manual operation; same service as the admin)."""
-
-    permission_classes = [IsAdminUser]
-
-    @extend_schema(
+@extend_schema_view(
+    post=extend_schema(
         request=OrderTransitionInputSerializer,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={200: OrderOutputSerializer},
     )
-    def post(self, request: Request, order_id: uuid.UUID) -> Response:
-        idempotency_key_validate(request.headers.get(IDEMPOTENCY_KEY_HEADER))
-        actor = Actor.from_request(request)
-        selectors.order_get_for(actor=actor, order_id=order_id)
-        serializer = OrderTransitionInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+)
+class OrderTransitionApi(OrderActionApi):
+    """Staff: take any transition by name (manual operation; same service as the admin)."""
 
-        def apply(_: IdempotencyContext) -> tuple[int, Any]:
-            payment_services.order_transition_with_payments(
-                order_id=order_id,
-                transition=data["transition"],
-                actor=actor,
-                reason=data["reason"],
-            )
-            return status.HTTP_200_OK, _order_body(order_id, actor)
+    permission_classes = [IsAdminUser]
+    input_serializer_class = OrderTransitionInputSerializer
 
-        return idempotent_response(request, payload=request.data, operation=apply, atomic=False)
+    def perform(
+        self,
+        *,
+        order_id: uuid.UUID,
+        actor: Actor,
+        data: dict[str, Any],
+        context: IdempotencyContext,
+    ) -> None:
+        payment_services.order_transition_with_payments(
+            order_id=order_id, transition=data["transition"], actor=actor, reason=data["reason"]
+        )
