@@ -12,13 +12,10 @@ from orders.states import OrderStatus
 from payments.errors import (
     OperationInProgress,
     PaymentNotCapturable,
-    PaymentProviderUnavailable,
-    PaymentRejected,
 )
 from payments.models import Payment, PaymentOperation
-from payments.provider import retry_after_seconds
 from payments.services.outcomes import OutcomeKind, operation_send
-from payments.services.state import capture_succeeded_locked, operation_settle
+from payments.services.state import capture_succeeded_locked, operation_failure_record
 
 SHIPPABLE_STATUSES = (OrderStatus.CONFIRMED, OrderStatus.ROUTED)
 
@@ -82,23 +79,5 @@ def order_ship(*, order_id: uuid.UUID | str, actor: Actor) -> Order:
             return order
         if operation.status == PaymentOperation.Status.SUCCEEDED:
             return order  # a webhook recorded the capture first
-        if outcome.kind in (OutcomeKind.DECLINED, OutcomeKind.REJECTED):
-            operation_settle(
-                operation,
-                PaymentOperation.Status.FAILED,
-                error_code=outcome.error_code,
-                message=outcome.message,
-            )
-            failure: Exception = PaymentRejected(
-                f"The capture was refused: {outcome.message or outcome.error_code}"
-            )
-        else:
-            operation.status = (
-                PaymentOperation.Status.FAILED
-                if outcome.kind is OutcomeKind.NOT_SENT and operation.attempts <= 1
-                else PaymentOperation.Status.UNKNOWN
-            )
-            operation.error_code = outcome.error_code
-            operation.save(update_fields=["status", "error_code", "updated_at"])
-            failure = PaymentProviderUnavailable(retry_after=retry_after_seconds())
+        failure = operation_failure_record(operation, outcome, action="capture")
     raise failure

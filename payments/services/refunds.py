@@ -11,12 +11,12 @@ from core.errors import InvalidTransition
 from orders.models import Order
 from orders.services import order_lock
 from orders.states import OrderStatus
-from payments.errors import PaymentProviderUnavailable, PaymentRejected, RefundExceedsCaptured
+from payments.errors import RefundExceedsCaptured
 from payments.models import Payment, PaymentOperation
-from payments.provider import retry_after_seconds
 from payments.services.outcomes import OutcomeKind, operation_send
 from payments.services.state import (
     OPEN_OPERATION_STATUSES,
+    operation_failure_record,
     operation_settle,
     refund_recorded_locked,
 )
@@ -140,22 +140,5 @@ def order_refund(
                 actor=actor,
             )
             return order
-        if outcome.kind in (OutcomeKind.DECLINED, OutcomeKind.REJECTED):
-            operation_settle(
-                operation,
-                PaymentOperation.Status.FAILED,
-                error_code=outcome.error_code,
-                message=outcome.message,
-            )
-            failure: Exception = PaymentRejected(
-                f"The refund was refused: {outcome.message or outcome.error_code}"
-            )
-        else:
-            if not (outcome.kind is OutcomeKind.NOT_SENT and operation.attempts <= 1):
-                operation.status = PaymentOperation.Status.UNKNOWN
-            else:
-                operation.status = PaymentOperation.Status.FAILED
-            operation.error_code = outcome.error_code
-            operation.save(update_fields=["status", "error_code", "updated_at"])
-            failure = PaymentProviderUnavailable(retry_after=retry_after_seconds())
+        failure = operation_failure_record(operation, outcome, action="refund")
     raise failure

@@ -6,12 +6,18 @@ the change was already recorded, so racing paths move money once and leave one
 history row per transition.
 """
 
+from typing import Any
+
 from core.actors import Actor
+from core.errors import DomainError
 from orders.models import Order
 from orders.services import order_transition_locked
 from orders.states import OrderStatus
+from payments.errors import PaymentProviderUnavailable, PaymentRejected
 from payments.gateways.base import IntentResult
 from payments.models import Payment, PaymentOperation
+from payments.provider import retry_after_seconds
+from payments.services.outcomes import Outcome, OutcomeKind
 
 LIVE_PAYMENT_STATUSES = [
     Payment.Status.PENDING,
@@ -202,3 +208,26 @@ def refund_recorded_locked(
         order_transition_locked(
             order=order, transition="refund", actor=actor, reason="fully refunded"
         )
+
+
+def operation_failure_record(
+    operation: PaymentOperation, outcome: Outcome[Any], *, action: str
+) -> DomainError:
+    """Record a capture's or refund's failed call on its locked operation; return the
+    error for the client. A definite refusal fails the operation; anything that may have
+    reached the provider leaves it unknown, to be sent again with the same key."""
+    if outcome.kind in (OutcomeKind.DECLINED, OutcomeKind.REJECTED):
+        operation_settle(
+            operation,
+            PaymentOperation.Status.FAILED,
+            error_code=outcome.error_code,
+            message=outcome.message,
+        )
+        return PaymentRejected(f"The {action} was refused: {outcome.message or outcome.error_code}")
+    never_sent = outcome.kind is OutcomeKind.NOT_SENT and operation.attempts <= 1
+    operation.status = (
+        PaymentOperation.Status.FAILED if never_sent else PaymentOperation.Status.UNKNOWN
+    )
+    operation.error_code = outcome.error_code
+    operation.save(update_fields=["status", "error_code", "updated_at"])
+    return PaymentProviderUnavailable(retry_after=retry_after_seconds())
