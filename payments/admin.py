@@ -5,9 +5,11 @@ like the API does: here "refund (full)" and "void authorization", on the order a
 the ship, refund and cancel transitions.
 """
 
+from typing import Any
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from core.actors import Actor
 from core.admin import ReadOnlyAdmin
@@ -15,6 +17,7 @@ from core.errors import DomainError
 from core.money import money_format
 from orders.admin import ReadOnlyInline
 from payments.models import Payment, PaymentOperation, StripeEvent
+from payments.provider import payment_breaker_state
 from payments.services import order_refund, payments_void_for_order
 from payments.services.voids import ORDER_STATUSES_USING_PAYMENT, VOIDABLE_STATUSES
 
@@ -57,6 +60,16 @@ class PaymentAdmin(ReadOnlyAdmin):
     exclude = ["client_secret"]
     inlines = [PaymentOperationInline]
     actions = ["refund_full", "void_authorization"]
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        # The provider's circuit breaker, as every process sees it.
+        extra_context = {
+            **(extra_context or {}),
+            "title": f"Payments — provider circuit breaker: {payment_breaker_state()}",
+        }
+        return super().changelist_view(request, extra_context)
 
     def has_money_permission(self, request: HttpRequest) -> bool:
         # The permission that lets staff take the order transitions that move money.

@@ -7,8 +7,10 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
+from core.breakers import circuit_breakers_reset
 from orders.models import Order
 from payments.models import Payment
+from payments.provider import payment_breaker
 from tests.factories import StaffFactory
 from tests.payments.conftest import (
     CANCEL_PATH,
@@ -247,3 +249,24 @@ def test_ship_transition_in_the_admin_captures_the_payment(
     payment = Payment.objects.get(order_id=confirmed_order_id)
     assert (payment.status, payment.amount_captured) == ("captured", PRICE)
     assert_provider_consistent(fake_stripe, confirmed_order_id)
+
+
+def test_payment_list_shows_the_provider_circuit_breaker(admin_client, settings):
+    # given a closed breaker
+    settings.PAYMENT_BREAKER_FAIL_MAX = 1
+    circuit_breakers_reset()
+    page = admin_client.get(reverse("admin:payments_payment_changelist"))
+    assert "provider circuit breaker: closed" in page.content.decode()
+
+    # when the provider fails and trips it
+    with pytest.raises(ConnectionError):
+        payment_breaker().call(_provider_down)
+
+    # then the admin shows it open
+    page = admin_client.get(reverse("admin:payments_payment_changelist"))
+    assert "provider circuit breaker: open" in page.content.decode()
+    circuit_breakers_reset()
+
+
+def _provider_down() -> None:
+    raise ConnectionError("provider down")
