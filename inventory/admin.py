@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
+from django.db import models
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -25,6 +26,8 @@ class WarehouseAdmin(admin.ModelAdmin):
     list_display = ["code", "name", "region", "priority", "is_active", "created_at"]
     list_filter = ["is_active", "region"]
     search_fields = ["code", "name", "region"]
+    # A fulfilment URL typed without a scheme is taken as https.
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
 
 class ProductAdminForm(forms.ModelForm):
