@@ -73,6 +73,7 @@ INSTALLED_APPS = [
     "payments",
     "fulfilment",
     "notifications",
+    "events",
 ]
 
 MIDDLEWARE = [
@@ -262,6 +263,10 @@ FULFILMENT_READ_TIMEOUT_SECONDS = float(env_str("FULFILMENT_READ_TIMEOUT_SECONDS
 FULFILMENT_CALLBACK_TOLERANCE_SECONDS = env_int("FULFILMENT_CALLBACK_TOLERANCE_SECONDS", 300)
 WAREHOUSE_BREAKER_FAIL_MAX = env_int("WAREHOUSE_BREAKER_FAIL_MAX", 5)
 WAREHOUSE_BREAKER_RESET_SECONDS = env_int("WAREHOUSE_BREAKER_RESET_SECONDS", 30)
+
+# Order events: signed POSTs to subscribed internal services (events app).
+EVENTS_CONNECT_TIMEOUT_SECONDS = float(env_str("EVENTS_CONNECT_TIMEOUT_SECONDS", "2"))
+EVENTS_READ_TIMEOUT_SECONDS = float(env_str("EVENTS_READ_TIMEOUT_SECONDS", "5"))
 
 # Outgoing email (SMTP); see config/settings/email.py.
 from config.settings.email import *  # noqa: E402, F403

@@ -448,8 +448,12 @@ def test_fake_warehouse_callbacks_walk_a_confirmed_order_to_delivered(
     # Committed: the outbox sends the confirmation email and routes the order.
     order_transition(order_id=order.pk, transition="confirm", actor=Actor.system())
 
+    # The fake records "delivered" only once oms answered the callback (after commit).
     wait_until(
-        lambda: Order.objects.get(pk=order.pk).status == OrderStatus.DELIVERED,
+        lambda: (
+            Order.objects.get(pk=order.pk).status == OrderStatus.DELIVERED
+            and [s["state"] for s in fake_warehouse.shipments()] == ["delivered"]
+        ),
         timeout=10,
         what="the order to be delivered",
     )
