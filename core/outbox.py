@@ -32,6 +32,9 @@ class OutboxHandler:
     name: str
     queue: str
     func: Callable[[dict[str, Any]], None]
+    # Asked at publish time: does this handler have work for the topic at all? Lets a
+    # handler with nothing to do (no subscribers) cost the state change nothing.
+    wanted: Callable[[str], bool] | None = None
 
 
 _handlers_by_topic: dict[str, list[OutboxHandler]] = {}
@@ -39,12 +42,13 @@ _handlers_by_name: dict[str, OutboxHandler] = {}
 
 
 def outbox_handler(
-    *topics: str, name: str, queue: str
+    *topics: str, name: str, queue: str, wanted: Callable[[str], bool] | None = None
 ) -> Callable[[Callable[[dict[str, Any]], None]], Callable[[dict[str, Any]], None]]:
-    """Register `func(payload)` to run, on a worker of `queue`, for each of `topics`."""
+    """Register `func(payload)` to run, on a worker of `queue`, for each of `topics`
+    (only when `wanted(topic)` says so, if given)."""
 
     def register(func: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
-        handler = OutboxHandler(name=name, queue=queue, func=func)
+        handler = OutboxHandler(name=name, queue=queue, func=func, wanted=wanted)
         _handlers_by_name[name] = handler
         for topic in topics:
             registered = _handlers_by_topic.setdefault(topic, [])
@@ -58,7 +62,11 @@ def outbox_handler(
 def outbox_publish(*, topic: str, payload: dict[str, Any], key: str) -> list[int]:
     """Record the topic's work for every registered handler. Call inside the transaction
     of the state change; `key` identifies the event (a repeated key is written once)."""
-    handlers = _handlers_by_topic.get(topic, [])
+    handlers = [
+        handler
+        for handler in _handlers_by_topic.get(topic, [])
+        if handler.wanted is None or handler.wanted(topic)
+    ]
     if not handlers:
         return []
     now = timezone.now()

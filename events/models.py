@@ -41,6 +41,21 @@ class EventSubscription(TimeStampedModel):
         if unknown:
             raise ValidationError({"topics": f"Unknown topics: {', '.join(map(str, unknown))}."})
 
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        super().save(*args, **kwargs)
+        self._forget_topics()
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        deleted = super().delete(*args, **kwargs)
+        self._forget_topics()
+        return deleted
+
+    @staticmethod
+    def _forget_topics() -> None:
+        from events.selectors import topics_with_subscribers_forget
+
+        topics_with_subscribers_forget()
+
     def wants(self, topic: str) -> bool:
         return ALL_TOPICS in self.topics or topic in self.topics
 

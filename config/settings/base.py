@@ -266,6 +266,7 @@ WAREHOUSE_BREAKER_RESET_SECONDS = env_int("WAREHOUSE_BREAKER_RESET_SECONDS", 30)
 
 # Order events: signed POSTs to subscribed internal services (events app).
 EVENTS_CONNECT_TIMEOUT_SECONDS = float(env_str("EVENTS_CONNECT_TIMEOUT_SECONDS", "2"))
+EVENTS_SUBSCRIPTION_CACHE_SECONDS = env_int("EVENTS_SUBSCRIPTION_CACHE_SECONDS", 10)
 EVENTS_READ_TIMEOUT_SECONDS = float(env_str("EVENTS_READ_TIMEOUT_SECONDS", "5"))
 
 # Outgoing email (SMTP); see config/settings/email.py.

@@ -16,6 +16,7 @@ from core.breakers import circuit_breakers_reset
 from core.models import OutboxMessage
 from core.outbox import outbox_handle
 from events.models import EventDelivery, EventSubscription
+from events.selectors import topics_with_subscribers_forget
 from events.services import EventDeliveriesIncomplete
 from fulfilment.signing import SIGNATURE_HEADER, verify
 from orders.models import Order, OrderStatusChange
@@ -97,8 +98,11 @@ def _events_settings(settings: Any) -> Iterator[None]:
     settings.EVENTS_CONNECT_TIMEOUT_SECONDS = 1.0
     settings.EVENTS_READ_TIMEOUT_SECONDS = 2.0
     circuit_breakers_reset()
+    # The per-process cache of subscribed topics outlives each test's rolled-back rows.
+    topics_with_subscribers_forget()
     yield
     circuit_breakers_reset()
+    topics_with_subscribers_forget()
 
 
 def subscribe(url: str, *, name: str, topics: list[str] | None = None, **fields: Any) -> Any:
@@ -241,3 +245,18 @@ def test_unreachable_receiver_raises_with_the_error_recorded():
     delivery = EventDelivery.objects.get()
     assert (delivery.status, delivery.attempts) == ("failed", 1)
     assert "ConnectionError" in delivery.last_error
+
+
+def test_without_subscribers_a_status_change_writes_no_event_work(receiver):
+    # Given no subscription, then one to order.confirmed only
+    nobody = confirmed_order()
+    subscribe(receiver.url("/crm"), name="crm", topics=["order.confirmed"])
+
+    # When further orders are placed and confirmed
+    watched = confirmed_order()
+
+    # Then only the watched topic, after the subscription, costs an outbox message
+    events = OutboxMessage.objects.filter(handler=HANDLER)
+    assert not events.filter(payload__order_id=str(nobody.pk)).exists()
+    assert list(events.values_list("topic", flat=True)) == ["order.confirmed"]
+    assert events.get().payload["order_id"] == str(watched.pk)

@@ -242,7 +242,6 @@ def test_rejection_with_no_stock_elsewhere_cancels_the_order(fakes):
     # The customer is told and the authorization voided, through the outbox.
     queued = OutboxMessage.objects.filter(topic="order.cancelled", status="pending")
     assert sorted(queued.values_list("handler", flat=True)) == [
-        "events.deliver_order_event",
         "notifications.order_status_email",
         "payments.void_for_order",
     ]
