@@ -1,4 +1,5 @@
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from django.db.models import QuerySet, prefetch_related_objects
@@ -58,33 +59,31 @@ class OrderListCreateApi(ListModelMixin, GenericAPIView[Order]):
 
         payment_method = data.get("payment_method")
 
+        def order_create(on_created: Callable[[Order], None] | None = None) -> Order:
+            return services.order_place(
+                customer=actor.require_user(),
+                email=data["email"],
+                shipping_address=dict(data["shipping_address"]),
+                lines=[OrderLineRequest(line["sku"], line["quantity"]) for line in data["lines"]],
+                actor=actor,
+                on_created=on_created,
+            )
+
         def place(context: IdempotencyContext) -> tuple[int, Any]:
-            if context.resource_id:
-                # A retry of a checkout whose payment step failed: resume that order.
-                order_id: Any = context.resource_id
-            else:
-                order = services.order_place(
-                    customer=actor.require_user(),
-                    email=data["email"],
-                    shipping_address=dict(data["shipping_address"]),
-                    lines=[
-                        OrderLineRequest(line["sku"], line["quantity"]) for line in data["lines"]
-                    ],
-                    actor=actor,
-                    # Only a multi-step checkout (with payment) can be resumed.
-                    on_created=(lambda o: context.checkpoint(str(o.pk)))
-                    if payment_method
-                    else None,
-                )
-                if not payment_method:
-                    # The order was just created for this user: no need to read it back.
-                    prefetch_related_objects([order], "lines", "payments")
-                    return status.HTTP_201_CREATED, dict(OrderOutputSerializer(order).data)
-                order_id = order.pk
-            if payment_method:
-                payment_services.payment_authorize(
-                    order_id=order_id, payment_method=payment_method, actor=actor
-                )
+            if not payment_method:
+                order = order_create()
+                # The order was just created for this user: no need to read it back.
+                prefetch_related_objects([order], "lines", "payments")
+                return status.HTTP_201_CREATED, dict(OrderOutputSerializer(order).data)
+            # A retry of a checkout whose payment step failed resumes that order; only a
+            # checkout with payment is multi-step, so only it checkpoints.
+            order_id: Any = (
+                context.resource_id
+                or order_create(on_created=lambda o: context.checkpoint(str(o.pk))).pk
+            )
+            payment_services.payment_authorize(
+                order_id=order_id, payment_method=payment_method, actor=actor
+            )
             return status.HTTP_201_CREATED, order_body(order_id, actor)
 
         # With a payment the provider is called between two transactions of its own.
