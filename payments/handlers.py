@@ -6,7 +6,7 @@ from core.actors import Actor
 from core.outbox import outbox_handler
 from payments.models import Payment, PaymentOperation
 from payments.services import payments_void_for_order
-from payments.services.voids import VOIDABLE_STATUSES
+from payments.services.voids import ORDER_STATUSES_USING_PAYMENT, VOIDABLE_STATUSES
 
 
 class VoidPending(Exception):
@@ -27,7 +27,7 @@ def void_for_order(payload: dict[str, Any]) -> None:
     if (
         open_voids.exists()
         or Payment.objects.filter(order_id=order_id, status=Payment.Status.AUTHORIZED)
-        .exclude(order__status__in=["confirmed", "routed", "shipped", "delivered", "refunded"])
+        .exclude(order__status__in=ORDER_STATUSES_USING_PAYMENT)
         .exists()
     ):
         raise VoidPending(f"Authorization of order {order_id} not voided yet")
