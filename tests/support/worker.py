@@ -167,29 +167,35 @@ def _app_reconnect(app: Any) -> None:
     app.amqp._producer_pool = None
 
 
-@pytest.fixture
-def celery_broker(redis_server: RedisServer, settings: Any) -> Iterator[RedisServer]:
-    """This test's Redis as the broker of this process's Celery app, eager off, with the
-    workers' outbox lease (a message dispatched here is swept by their rules)."""
+@contextlib.contextmanager
+def app_on_broker(broker_url: str, settings: Any) -> Iterator[None]:
+    """Point this process's Celery app at `broker_url`, eager off, with the workers'
+    outbox lease (a message dispatched here is swept by their rules); restore after."""
     from config.celery import app
 
     settings.OUTBOX_REDISPATCH_AFTER = timedelta(
         seconds=int(WORKER_ENV["OUTBOX_REDISPATCH_AFTER_SECONDS"])
     )
-
     keys = ("broker_url", "broker_transport_options", "task_always_eager")
     saved = {key: app.conf[key] for key in keys}
     app.conf.update(
-        broker_url=redis_server.url,
-        broker_transport_options=web_transport_options(redis_server.url),
+        broker_url=broker_url,
+        broker_transport_options=web_transport_options(broker_url),
         task_always_eager=False,
     )
     _app_reconnect(app)
     try:
-        yield redis_server
+        yield
     finally:
         app.conf.update(saved)
         _app_reconnect(app)
+
+
+@pytest.fixture
+def celery_broker(redis_server: RedisServer, settings: Any) -> Iterator[RedisServer]:
+    """This test's Redis as the broker of this process's Celery app."""
+    with app_on_broker(redis_server.url, settings):
+        yield redis_server
 
 
 @pytest.fixture

@@ -6,14 +6,13 @@ outbox rows this database does not have, and a worker drops those as done.
 
 import socket
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from fulfilment.models import FulfilmentRequest
 from notifications.models import EmailDelivery
-from tests.support.worker import WORKER_ENV, _app_reconnect, wait_for, web_transport_options
+from tests.support.worker import app_on_broker, wait_for
 from tests.worker.conftest import (
     checkout,
     emails_received,
@@ -48,24 +47,8 @@ def celery_broker(settings: Any) -> Iterator[_Broker]:
         socket.create_connection((RABBITMQ_HOST, RABBITMQ_PORT), timeout=1).close()
     except OSError:
         pytest.skip("no RabbitMQ on 127.0.0.1:5672")
-    from config.celery import app
-
-    settings.OUTBOX_REDISPATCH_AFTER = timedelta(
-        seconds=int(WORKER_ENV["OUTBOX_REDISPATCH_AFTER_SECONDS"])
-    )
-    keys = ("broker_url", "broker_transport_options", "task_always_eager")
-    saved = {key: app.conf[key] for key in keys}
-    app.conf.update(
-        broker_url=RABBITMQ_URL,
-        broker_transport_options=web_transport_options(RABBITMQ_URL),
-        task_always_eager=False,
-    )
-    _app_reconnect(app)
-    try:
+    with app_on_broker(RABBITMQ_URL, settings):
         yield _Broker()
-    finally:
-        app.conf.update(saved)
-        _app_reconnect(app)
 
 
 @pytest.mark.django_db(transaction=True)
