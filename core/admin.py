@@ -1,7 +1,5 @@
 """Admin for shared records, and helpers the other apps' admins use."""
 
-__all__ = ["ReadOnlyAdmin", "money_format"]
-
 from typing import Any
 
 from django.contrib import admin, messages
@@ -9,7 +7,6 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from core.models import DeadLetter, IdempotencyKey, OutboxMessage
-from core.money import money_format
 from core.outbox import dead_letter_redrive
 
 
