@@ -1,7 +1,7 @@
 """Deliver order events to subscribed internal services.
 
 Wire contract: ``POST <subscription url>`` with ``Content-Type: application/json``,
-``Idempotency-Key: <event id>`` and ``X-OMS-Signature`` (``fulfilment.signing`` over the
+``Idempotency-Key: <event id>`` and ``X-OMS-Signature`` (``core.signing`` over the
 exact body bytes, with the subscription's secret). The body is
 ``{"id", "type", "created_at", "data"}``, compact with sorted keys. Any 2xx answer
 delivers the event; anything else (another status, a redirect, no connection, the
@@ -20,8 +20,8 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.breakers import circuit_breaker
+from core.signing import SIGNATURE_HEADER, sign
 from events.models import EventDelivery, EventSubscription
-from fulfilment.signing import SIGNATURE_HEADER, sign
 from orders.models import OrderStatusChange
 
 # Per subscriber: fail fast while a receiver is down instead of waiting on each event.

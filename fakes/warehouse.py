@@ -15,7 +15,7 @@ and exits with status 0 on SIGTERM or SIGINT. In a test, run it in a thread inst
 
 Fulfilment requests, ``POST /fulfilment-requests`` (what ``HttpWarehouseGateway`` sends):
 
-* ``X-OMS-Signature`` must verify with the secret (``fulfilment.signing``, 300 s
+* ``X-OMS-Signature`` must verify with the secret (``core.signing``, 300 s
   tolerance), else 401 ``{"status": "error", "code": "signature_invalid"}``.
 * ``Idempotency-Key`` is required (400). A key seen before with the same JSON body gets
   the stored answer again, with ``Idempotent-Replayed: true``: not a new fulfilment. The
@@ -83,7 +83,7 @@ from types import FrameType, TracebackType
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from fulfilment.signing import SIGNATURE_HEADER, SignatureInvalid, sign, verify
+from core.signing import SIGNATURE_HEADER, SignatureInvalid, sign, verify
 
 READY_PREFIX = "fake-warehouse ready "
 REQUEST_PATH = "/fulfilment-requests"

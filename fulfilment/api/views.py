@@ -7,8 +7,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.errors import DomainError
+from core.signing import SIGNATURE_HEADER, SignatureInvalid, verify
 from fulfilment.services import shipment_callback_apply, warehouse_get_by_code
-from fulfilment.signing import SIGNATURE_HEADER, SignatureInvalid, verify
 
 WAREHOUSE_HEADER = "X-Warehouse-Code"
 

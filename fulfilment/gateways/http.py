@@ -3,7 +3,7 @@
 Wire contract (``fakes/warehouse.py`` implements the warehouse side):
 
 * ``POST <warehouse url>`` with ``Content-Type: application/json``, ``Idempotency-Key``
-  and ``X-OMS-Signature`` (``fulfilment.signing`` over the exact body bytes). The body
+  and ``X-OMS-Signature`` (``core.signing`` over the exact body bytes). The body
   is ``FulfilmentRequest.to_payload()``, compact with sorted keys, so a retry of the
   same request sends the same bytes.
 * 200/201/202 ``{"status": "accepted", "shipment_reference": "..."}`` -> ``Accepted``.
@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import requests
 
 from core.net import request_never_sent
+from core.signing import SIGNATURE_HEADER, sign
 from fulfilment.gateways.base import (
     Accepted,
     FulfilmentRequest,
@@ -44,7 +45,6 @@ from fulfilment.gateways.base import (
     WarehouseRequestRejected,
     WarehouseUnavailable,
 )
-from fulfilment.signing import SIGNATURE_HEADER, sign
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_KEY_MAX_LENGTH = 255

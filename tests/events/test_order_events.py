@@ -15,10 +15,10 @@ from core.actors import Actor
 from core.breakers import circuit_breakers_reset
 from core.models import OutboxMessage
 from core.outbox import outbox_handle
+from core.signing import SIGNATURE_HEADER, verify
 from events.models import EventDelivery, EventSubscription
 from events.selectors import topics_with_subscribers_forget
 from events.services import EventDeliveriesIncomplete
-from fulfilment.signing import SIGNATURE_HEADER, verify
 from orders.models import Order, OrderStatusChange
 from orders.services import OrderLineRequest, order_place, order_transition
 from tests.conftest import stock_receive

@@ -16,10 +16,10 @@ from core.actors import Actor
 from core.breakers import circuit_breakers_reset
 from core.models import OutboxMessage
 from core.outbox import outbox_handle
+from core.signing import sign
 from fakes.warehouse import FakeWarehouse
 from fulfilment.models import Shipment
 from fulfilment.services import order_route
-from fulfilment.signing import sign
 from inventory.models import Reservation
 from notifications.models import EmailDelivery
 from orders.models import Order

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import requests
 
+from core import signing
+from core.signing import SIGNATURE_HEADER
 from fakes.warehouse import ControlClient, FakeWarehouse
-from fulfilment import signing
 from fulfilment.gateways import (
     Accepted,
     FulfilmentLine,
@@ -27,7 +28,6 @@ from fulfilment.gateways import (
     WarehouseOutcomeUnknown,
 )
 from fulfilment.gateways.http import encode_request
-from fulfilment.signing import SIGNATURE_HEADER
 from tests.support.fake_warehouse import (
     REPO_ROOT,
     WAREHOUSE_SECRET,

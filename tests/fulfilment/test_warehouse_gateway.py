@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
+from core import signing
+from core.signing import SIGNATURE_HEADER, SignatureInvalid
 from fakes.warehouse import FakeWarehouse
-from fulfilment import signing
 from fulfilment.gateways import (
     Accepted,
     FulfilmentLine,
@@ -29,7 +30,6 @@ from fulfilment.gateways import (
     WarehouseUnavailable,
 )
 from fulfilment.gateways.http import MAX_RESPONSE_BYTES, encode_request
-from fulfilment.signing import SIGNATURE_HEADER, SignatureInvalid
 from tests.support.fake_warehouse import WAREHOUSE_SECRET, CallbackReceiver, wait_until
 
 pytest_plugins = ("tests.support.fake_warehouse",)
