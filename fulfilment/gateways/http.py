@@ -1,6 +1,6 @@
 """Fulfilment requests over HTTP: one signed JSON POST per warehouse share of an order.
 
-Wire contract (``fakes/warehouse.py`` implements the warehouse side):
+Wire contract (``fakes.warehouse`` implements the warehouse side):
 
 * ``POST <warehouse url>`` with ``Content-Type: application/json``, ``Idempotency-Key``
   and ``X-OMS-Signature`` (``core.signing`` over the exact body bytes). The body

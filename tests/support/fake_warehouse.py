@@ -1,4 +1,4 @@
-"""Run the fake warehouse (``fakes/warehouse.py``) and receive its callbacks in tests.
+"""Run the fake warehouse (``fakes.warehouse``) and receive its callbacks in tests.
 
 Pull the fixtures into a test module with::
 
