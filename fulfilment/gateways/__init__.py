@@ -11,6 +11,9 @@ from fulfilment.gateways.base import (
     WarehouseOutcomeUnknown,
     WarehouseRequestRejected,
     WarehouseUnavailable,
+    Withdrawn,
+    WithdrawRefused,
+    WithdrawResult,
 )
 from fulfilment.gateways.http import HttpWarehouseGateway
 
@@ -26,4 +29,7 @@ __all__ = [
     "WarehouseOutcomeUnknown",
     "WarehouseRequestRejected",
     "WarehouseUnavailable",
+    "WithdrawRefused",
+    "WithdrawResult",
+    "Withdrawn",
 ]

@@ -9,16 +9,26 @@ Answers (returned):
 * ``Accepted``: the warehouse took the request and will ship it; ``shipment_reference``
   names the shipment in its later ``shipped`` / ``delivered`` callbacks.
 * ``Rejected``: the warehouse processed the request and cannot fill it (``code`` such as
-  ``out_of_stock``). Final for this request: route the lines elsewhere or give up.
+  ``out_of_stock``, or ``withdrawn`` for a request oms withdrew). Final for this request:
+  route the lines elsewhere or give up.
 
-Failures (raised), and what the caller may do next:
+A withdrawal asks a warehouse not to ship a request after all (the customer cancelled
+the order); it names the request by ``request_id``, also one the warehouse never got:
+
+* ``Withdrawn``: the warehouse will not ship it and sends no more callbacks for it; a
+  delayed fulfilment request with that ``request_id`` will be rejected (``withdrawn``).
+  Withdrawing again answers ``Withdrawn`` again.
+* ``WithdrawRefused``: too late (``code`` such as ``already_shipped``): the parcel has
+  left and its callbacks will report it.
+
+Failures (raised) of either call, and what the caller may do next:
 
 * ``WarehouseUnavailable``: the warehouse could not be reached or answered 429/5xx; the
   request was not carried out. Retry later with the same idempotency key.
 * ``WarehouseOutcomeUnknown``: the request may have reached the warehouse and been carried
   out (read timeout, connection dropped after sending, unreadable 2xx, 409 without a
-  rejection: the same key still in flight). Retry only with the SAME idempotency key,
-  which returns the first attempt's answer.
+  rejection or refusal: the same key still in flight). Retry only with the SAME
+  idempotency key, which returns the first attempt's answer.
 * ``WarehouseRequestRejected``: the warehouse refused the request as invalid (any other
   4xx, a redirect): a bug or a misconfiguration (401: wrong secret), not worth retrying
   unchanged.
@@ -77,6 +87,20 @@ class Rejected:
 FulfilmentResult = Accepted | Rejected
 
 
+@dataclass(frozen=True)
+class Withdrawn:
+    request_id: str
+
+
+@dataclass(frozen=True)
+class WithdrawRefused:
+    code: str
+    reason: str
+
+
+WithdrawResult = Withdrawn | WithdrawRefused
+
+
 class WarehouseError(Exception):
     """A warehouse call failed; ``code`` is stable and machine-readable."""
 
@@ -105,8 +129,19 @@ class WarehouseRequestRejected(WarehouseError):
 
 
 class WarehouseGateway(Protocol):
-    """The call warehouse routing makes on a warehouse's fulfilment service."""
+    """The calls oms makes on a warehouse's fulfilment service (``url``: where fulfilment
+    requests go)."""
 
     def send(
         self, url: str, secret: str, request: FulfilmentRequest, idempotency_key: str
     ) -> FulfilmentResult: ...
+
+    def withdraw(
+        self,
+        url: str,
+        secret: str,
+        request_id: str,
+        order_number: str,
+        reason: str,
+        idempotency_key: str,
+    ) -> WithdrawResult: ...

@@ -1,25 +1,31 @@
-"""Fulfilment requests over HTTP: one signed JSON POST per warehouse share of an order.
+"""Fulfilment requests and withdrawals over HTTP: signed JSON POSTs to a warehouse.
 
-Wire contract (``fakes.warehouse`` implements the warehouse side):
+Wire contract (``fakes.warehouse`` implements the warehouse side). Every call is a
+``POST`` with ``Content-Type: application/json``, ``Idempotency-Key`` and
+``X-OMS-Signature`` (``core.signing`` over the exact body bytes); bodies are compact
+JSON with sorted keys, so a retry of the same call sends the same bytes. A repeated
+``Idempotency-Key`` gets the first answer again; it is not a new call.
 
-* ``POST <warehouse url>`` with ``Content-Type: application/json``, ``Idempotency-Key``
-  and ``X-OMS-Signature`` (``core.signing`` over the exact body bytes). The body
-  is ``FulfilmentRequest.to_payload()``, compact with sorted keys, so a retry of the
-  same request sends the same bytes.
-* 200/201/202 ``{"status": "accepted", "shipment_reference": "..."}`` -> ``Accepted``.
-* 409/422 ``{"status": "rejected", "code": "...", "reason": "..."}`` -> ``Rejected``.
-* A repeated ``Idempotency-Key`` gets the first answer again; it is not a new fulfilment.
+* ``send``: ``POST <warehouse url>`` (the warehouse's fulfilment URL), body
+  ``FulfilmentRequest.to_payload()``.
+  200/201/202 ``{"status": "accepted", "shipment_reference": "..."}`` -> ``Accepted``;
+  409/422 ``{"status": "rejected", "code": "...", "reason": "..."}`` -> ``Rejected``.
+* ``withdraw``: ``POST <warehouse url without trailing slash>/<request_id>/withdraw``
+  (``request_id`` percent-encoded), body ``{"request_id", "order_number", "reason"}``.
+  200/201/202 ``{"status": "withdrawn", "request_id": ...}`` -> ``Withdrawn``;
+  409/422 ``{"status": "refused", "code": "already_shipped", "reason": "..."}`` ->
+  ``WithdrawRefused``.
 
 Failures map onto the typed errors of ``fulfilment.gateways.base``:
 
 * cannot connect (refused, unresolvable, connect timeout), 429, 5xx ->
   ``WarehouseUnavailable``.
 * read timeout, connection dropped after sending, unreadable or oversized 2xx, 409
-  without a rejection body, any other 2xx -> ``WarehouseOutcomeUnknown``.
+  without a rejection (or refusal) body, any other 2xx -> ``WarehouseOutcomeUnknown``.
 * any other 4xx (401: the signature did not verify), 3xx -> ``WarehouseRequestRejected``.
 
 No retries here and no redirects followed: the caller (a task with backoff) retries with
-the same idempotency key. Each ``send`` opens its own connection and closes it, so one
+the same idempotency key. Each call opens its own connection and closes it, so one
 gateway may be shared between threads. ``timeout_read`` bounds each socket read, not the
 whole exchange; answers are at most 64 KiB.
 """
@@ -30,7 +36,7 @@ import json
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -41,9 +47,13 @@ from fulfilment.gateways.base import (
     FulfilmentRequest,
     FulfilmentResult,
     Rejected,
+    WarehouseError,
     WarehouseOutcomeUnknown,
     WarehouseRequestRejected,
     WarehouseUnavailable,
+    Withdrawn,
+    WithdrawRefused,
+    WithdrawResult,
 )
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
@@ -61,7 +71,8 @@ _CONFIGURATION_ERRORS = (
 
 
 class HttpWarehouseGateway:
-    """Send fulfilment requests to warehouses over HTTP; bounded timeouts, no retries."""
+    """Send fulfilment requests and withdrawals to warehouses over HTTP; bounded
+    timeouts, no retries."""
 
     def __init__(
         self,
@@ -91,7 +102,41 @@ class HttpWarehouseGateway:
         _check_url(url)
         _check_key(idempotency_key)
         _check_request(request)
-        body = encode_request(request)
+        status, content, location = self._post(
+            url, secret, encode_request(request), idempotency_key
+        )
+        return _interpret(url, status, content, location)
+
+    def withdraw(
+        self,
+        url: str,
+        secret: str,
+        request_id: str,
+        order_number: str,
+        reason: str,
+        idempotency_key: str,
+    ) -> WithdrawResult:
+        """Ask the warehouse whose fulfilment URL is ``url`` not to ship ``request_id``.
+
+        Raise as ``send`` does; ``ValueError`` for a bad URL, secret, key or id.
+        """
+        _check_url(url)
+        _check_key(idempotency_key)
+        if not request_id or not order_number:
+            raise ValueError("a withdrawal needs a request_id and an order_number")
+        target = withdraw_url(url, request_id)
+        body = encode_withdrawal(request_id, order_number, reason)
+        status, content, location = self._post(target, secret, body, idempotency_key)
+        return _interpret_withdrawal(target, request_id, status, content, location)
+
+    def _post(
+        self, url: str, secret: str, body: bytes, idempotency_key: str
+    ) -> tuple[int, bytes | None, str]:
+        """POST ``body`` signed; return the status, the bounded body and ``Location``.
+
+        Raise ``WarehouseUnavailable`` when nothing was sent, ``WarehouseOutcomeUnknown``
+        when no complete answer came back, ``ValueError`` for a URL requests refuses.
+        """
         headers = {
             "Content-Type": "application/json",
             "Accept": "application/json",
@@ -123,7 +168,7 @@ class HttpWarehouseGateway:
             raise WarehouseOutcomeUnknown(
                 f"no complete answer from {url} after sending: {exc}", status=status
             ) from exc
-        return _interpret(url, status, content, location)
+        return status, content, location
 
 
 def encode_request(request: FulfilmentRequest) -> bytes:
@@ -131,36 +176,74 @@ def encode_request(request: FulfilmentRequest) -> bytes:
     return json.dumps(request.to_payload(), separators=(",", ":"), sort_keys=True).encode()
 
 
+def encode_withdrawal(request_id: str, order_number: str, reason: str) -> bytes:
+    """Return the exact body bytes of a withdrawal: the same withdrawal, the same bytes."""
+    payload = {"request_id": request_id, "order_number": order_number, "reason": reason}
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
+
+
+def withdraw_url(url: str, request_id: str) -> str:
+    """Where to withdraw ``request_id`` from the warehouse whose fulfilment URL is ``url``."""
+    return f"{url.rstrip('/')}/{quote(request_id, safe='')}/withdraw"
+
+
 def _interpret(url: str, status: int, content: bytes | None, location: str) -> FulfilmentResult:
     answer = _json_object(content)
-    if status in _ACCEPTED_STATUSES:
-        reference = answer.get("shipment_reference")
-        if answer.get("status") == "accepted" and isinstance(reference, str) and reference:
-            return Accepted(shipment_reference=reference)
-        raise WarehouseOutcomeUnknown(f"unreadable {status} answer from {url}", status=status)
+    reference = answer.get("shipment_reference")
+    if (
+        status in _ACCEPTED_STATUSES
+        and answer.get("status") == "accepted"
+        and isinstance(reference, str)
+        and reference
+    ):
+        return Accepted(shipment_reference=reference)
     if status in _REJECTED_STATUSES and answer.get("status") == "rejected":
         return Rejected(
             reason=str(answer.get("reason") or ""), code=str(answer.get("code") or "rejected")
         )
+    raise _failure(url, status, answer, location)
+
+
+def _interpret_withdrawal(
+    url: str, request_id: str, status: int, content: bytes | None, location: str
+) -> WithdrawResult:
+    answer = _json_object(content)
+    if (
+        status in _ACCEPTED_STATUSES
+        and answer.get("status") == "withdrawn"
+        and answer.get("request_id", request_id) == request_id
+    ):
+        return Withdrawn(request_id=request_id)
+    if status in _REJECTED_STATUSES and answer.get("status") == "refused":
+        return WithdrawRefused(
+            code=str(answer.get("code") or "refused"), reason=str(answer.get("reason") or "")
+        )
+    raise _failure(url, status, answer, location)
+
+
+def _failure(url: str, status: int, answer: dict[str, Any], location: str) -> WarehouseError:
+    """The error for an answer that is neither a result nor a refusal of the call."""
+    if status in _ACCEPTED_STATUSES:
+        return WarehouseOutcomeUnknown(f"unreadable {status} answer from {url}", status=status)
     if status == 409:
-        raise WarehouseOutcomeUnknown(
-            f"409 without a rejection from {url}: {_describe(answer)}", status=status
+        return WarehouseOutcomeUnknown(
+            f"409 without a rejection or refusal from {url}: {_describe(answer)}", status=status
         )
     if status == 429 or status >= 500:
-        raise WarehouseUnavailable(f"{status} from {url}: {_describe(answer)}", status=status)
+        return WarehouseUnavailable(f"{status} from {url}: {_describe(answer)}", status=status)
     if 300 <= status < 400:
-        raise WarehouseRequestRejected(
+        return WarehouseRequestRejected(
             f"{status} redirect from {url} to {location!r}; configure the final URL",
             status=status,
         )
     if 400 <= status < 500:
         error_code = answer.get("code")
-        raise WarehouseRequestRejected(
+        return WarehouseRequestRejected(
             f"{status} from {url}: {_describe(answer)}",
             status=status,
             error_code=error_code if isinstance(error_code, str) else None,
         )
-    raise WarehouseOutcomeUnknown(f"unexpected {status} answer from {url}", status=status)
+    return WarehouseOutcomeUnknown(f"unexpected {status} answer from {url}", status=status)
 
 
 def _read_bounded(response: requests.Response) -> bytes | None:

@@ -28,8 +28,10 @@ from fulfilment.gateways import (
     WarehouseOutcomeUnknown,
     WarehouseRequestRejected,
     WarehouseUnavailable,
+    Withdrawn,
+    WithdrawRefused,
 )
-from fulfilment.gateways.http import MAX_RESPONSE_BYTES, encode_request
+from fulfilment.gateways.http import MAX_RESPONSE_BYTES, encode_request, encode_withdrawal
 from tests.support.fake_warehouse import WAREHOUSE_SECRET, CallbackReceiver, wait_until
 
 pytest_plugins = ("tests.support.fake_warehouse",)
@@ -393,6 +395,7 @@ class _StubHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.seen.append((dict(self.headers.items()), body))
+        self.server.paths.append(self.path)
         status, payload, headers = self.server.answer
         if status == 0:  # drop the connection after reading the request
             self.close_connection = True
@@ -415,6 +418,7 @@ class _StubServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _StubHandler)
         self.answer: tuple[int, Any, dict[str, str]] = (200, {}, {})
         self.seen: list[tuple[dict[str, str], bytes]] = []
+        self.paths: list[str] = []
 
     @property
     def url(self) -> str:
@@ -488,6 +492,88 @@ def test_each_answer_maps_to_a_result_or_a_typed_failure(
             gateway.send(stub.url, "stub-secret", fulfilment_request(), new_key())
     else:
         assert gateway.send(stub.url, "stub-secret", fulfilment_request(), new_key()) == expected
+
+
+def test_a_withdrawal_posts_a_signed_body_with_a_key_under_the_request_id(
+    gateway: HttpWarehouseGateway, stub: _StubServer
+) -> None:
+    stub.answer = (200, {"status": "withdrawn", "request_id": "fr-1"}, {})
+
+    result = gateway.withdraw(
+        stub.url + "/", "stub-secret", "fr-1", "ORD-000001", "customer cancelled", "key-1"
+    )
+
+    assert result == Withdrawn(request_id="fr-1")
+    [(headers, body)] = stub.seen
+    assert stub.paths == ["/fulfilment-requests/fr-1/withdraw"]
+    assert headers["Content-Type"] == "application/json"
+    assert headers["Idempotency-Key"] == "key-1"
+    signing.verify(body, headers[SIGNATURE_HEADER], "stub-secret", 60)
+    assert json.loads(body) == {
+        "request_id": "fr-1",
+        "order_number": "ORD-000001",
+        "reason": "customer cancelled",
+    }
+    assert body == encode_withdrawal("fr-1", "ORD-000001", "customer cancelled")
+
+
+@pytest.mark.parametrize(
+    ("status", "payload", "expected"),
+    [
+        (200, {"status": "withdrawn", "request_id": "fr-1"}, Withdrawn("fr-1")),
+        (202, {"status": "withdrawn"}, Withdrawn("fr-1")),
+        (
+            409,
+            {"status": "refused", "code": "already_shipped", "reason": "gone"},
+            WithdrawRefused("already_shipped", "gone"),
+        ),
+        (200, {"status": "withdrawn", "request_id": "fr-2"}, WarehouseOutcomeUnknown),
+        (200, {"status": "accepted"}, WarehouseOutcomeUnknown),
+        (200, b"not json", WarehouseOutcomeUnknown),
+        (409, {"status": "error", "code": "request_in_flight"}, WarehouseOutcomeUnknown),
+        (0, b"", WarehouseOutcomeUnknown),
+        (429, {"detail": "slow down"}, WarehouseUnavailable),
+        (500, {"status": "error"}, WarehouseUnavailable),
+        (401, {"status": "error", "code": "signature_invalid"}, WarehouseRequestRejected),
+        (404, b"", WarehouseRequestRejected),
+        (307, b"", WarehouseRequestRejected),
+    ],
+)
+def test_each_withdrawal_answer_maps_to_a_result_or_a_typed_failure(
+    gateway: HttpWarehouseGateway, stub: _StubServer, status: int, payload: Any, expected: Any
+) -> None:
+    stub.answer = (status, payload, {})
+
+    def call() -> object:
+        return gateway.withdraw(stub.url, "stub-secret", "fr-1", "ORD-1", "", new_key())
+
+    if isinstance(expected, type):
+        with pytest.raises(expected):
+            call()
+    else:
+        assert call() == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "secret", "request_id", "order_number", "key"),
+    [
+        ("ftp://127.0.0.1/x", "s", "fr-1", "ORD-1", "k"),
+        ("http://127.0.0.1:9/x", "", "fr-1", "ORD-1", "k"),
+        ("http://127.0.0.1:9/x", "s", "", "ORD-1", "k"),
+        ("http://127.0.0.1:9/x", "s", "fr-1", "", "k"),
+        ("http://127.0.0.1:9/x", "s", "fr-1", "ORD-1", "k\r\nX-Evil: 1"),
+    ],
+)
+def test_bad_withdrawal_arguments_raise_value_error_before_sending(
+    gateway: HttpWarehouseGateway,
+    url: str,
+    secret: str,
+    request_id: str,
+    order_number: str,
+    key: str,
+) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - the message varies by argument
+        gateway.withdraw(url, secret, request_id, order_number, "cancelled", key)
 
 
 def test_a_redirect_is_not_followed(gateway: HttpWarehouseGateway, stub: _StubServer) -> None:
