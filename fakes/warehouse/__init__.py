@@ -24,12 +24,30 @@ Fulfilment requests, ``POST /fulfilment-requests`` (what ``HttpWarehouseGateway`
   tolerance), else 401 ``{"status": "error", "code": "signature_invalid"}``.
 * ``Idempotency-Key`` is required (400). A key seen before with the same JSON body gets
   the stored answer again, with ``Idempotent-Replayed: true``: not a new fulfilment. The
-  same key with another body gets 400 ``idempotency_key_reused``. Only accepted and
-  rejected answers are stored; 400, 401 and 500 are not.
+  same key with another body gets 400 ``idempotency_key_reused``. Only decisions are
+  stored (accepted, rejected, withdrawn, refused); 400, 401 and 500 are not.
 * A body that is not a fulfilment request gets 400 ``invalid_request``.
+* A request whose ``request_id`` was withdrawn gets 409 ``{"status": "rejected", "code":
+  "withdrawn", ...}``, whatever its key: a delayed request cannot resurrect it.
 * A request with a line whose SKU is in ``reject_skus`` gets 409 ``{"status":
   "rejected", "code": "out_of_stock", "reason": ...}``. Otherwise 201 ``{"status":
   "accepted", "shipment_reference": "shp_...", "request_id": ...}``.
+
+Withdrawals, ``POST /fulfilment-requests/<request_id>/withdraw`` with ``{"request_id",
+"order_number", "reason"}`` (``HttpWarehouseGateway.withdraw``; oms asks when the
+customer cancels a routed order):
+
+* Signed, keyed and answered 401 / 400 exactly as fulfilment requests, keys included
+  (a replayed key gets the stored answer); a body whose ``request_id`` is not the one in
+  the path gets 400 ``invalid_request``.
+* 200 ``{"status": "withdrawn", "request_id": ...}``: the warehouse will not ship it.
+  Its shipment (``state: "withdrawn"``) sends no more callbacks. Also for a request the
+  warehouse has never seen: the id is remembered and a later fulfilment request with it
+  is rejected (above). Withdrawing again is 200 again.
+* 409 ``{"status": "refused", "code": "already_shipped", "reason": ...}``: too late, the
+  parcel has left. It leaves when the fake starts reporting it shipped (the first
+  ``shipped`` callback attempt), so an answer of 200 always means no ``shipped``
+  callback will ever come.
 
 Callbacks: ``ship_after`` seconds after accepting, the fake POSTs ``{"event":
 "shipped", "event_id", "shipment_reference", "request_id", "order_number",
@@ -54,19 +72,24 @@ Control API (JSON, no authentication, loopback only; ``ControlClient`` wraps it)
   ``hang``: carry the request out as usual (it is stored, a shipment may start), then
   withhold the answer for ``hang_seconds`` and close the connection: the client cannot
   tell what happened, and a retry with the same key gets the stored answer.
+  ``{"withdraw_mode": "allow" | "refuse" | "error500" | "hang"}`` answers withdrawals
+  (until changed): ``allow`` as above; ``refuse``: 409 ``already_shipped`` whatever the
+  state; ``error500`` and ``hang`` as for requests.
 * ``GET /_control/requests``: every fulfilment request seen, oldest first: ``seq``,
   ``idempotency_key``, ``body`` (parsed JSON, or text), ``signature_ok``,
   ``signature_error``, ``mode``, ``status`` (the answer's status), ``answered`` (false
-  when withheld), ``duplicate``, ``shipment_reference``.
+  when withheld), ``duplicate``, ``shipment_reference``. ``GET /_control/withdrawals``:
+  every withdraw call, the same fields but ``request_id`` (from the path) and ``result``
+  (``withdrawn``, ``refused`` or null) for ``shipment_reference``.
 * ``GET /_control/shipments``: every shipment and its ``state`` (accepted, shipped,
-  delivered, callback_failed). ``GET /_control/callbacks``: every callback attempt.
+  delivered, callback_failed, withdrawn). ``GET /_control/callbacks``: every callback attempt.
 * ``POST /_control/shipments/<reference>/shipped`` (or ``/delivered``): send that callback
   now, with retries, and answer how it went; meant for ``auto_callbacks: false``.
-* ``POST /_control/reset``: forget requests, keys, shipments and callbacks, cancel pending
-  callbacks and restore the start-up behaviour.
+* ``POST /_control/reset``: forget requests, keys, shipments, callbacks and withdrawals,
+  cancel pending callbacks and restore the start-up behaviour.
 """
 
-from fakes.warehouse.behaviour import MODES, Behaviour
+from fakes.warehouse.behaviour import MODES, WITHDRAW_MODES, Behaviour
 from fakes.warehouse.callbacks import CARRIER, EVENTS
 from fakes.warehouse.cli import READY_PREFIX, main
 from fakes.warehouse.control import ControlClient
@@ -93,6 +116,7 @@ __all__ = [
     "SIGNATURE_TOLERANCE_SECONDS",
     "SOCKET_TIMEOUT_SECONDS",
     "WAREHOUSE_CODE_HEADER",
+    "WITHDRAW_MODES",
     "Behaviour",
     "ControlClient",
     "FakeWarehouse",

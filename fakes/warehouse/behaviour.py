@@ -6,6 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 MODES = ("accept", "reject", "error500", "hang")
+WITHDRAW_MODES = ("allow", "refuse", "error500", "hang")
 
 
 @dataclass
@@ -22,6 +23,7 @@ class Behaviour:
     callback_attempts: int = 5
     callback_backoff: float = 0.5
     callback_timeout: float = 5.0
+    withdraw_mode: str = "allow"
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -35,6 +37,7 @@ class Behaviour:
             "callback_attempts": self.callback_attempts,
             "callback_backoff": self.callback_backoff,
             "callback_timeout": self.callback_timeout,
+            "withdraw_mode": self.withdraw_mode,
         }
 
     def changed(self, changes: dict[str, Any]) -> Behaviour:
@@ -58,6 +61,10 @@ def _validated(name: str, value: Any) -> Any:
     if name == "mode":
         if value not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}")
+        return value
+    if name == "withdraw_mode":
+        if value not in WITHDRAW_MODES:
+            raise ValueError(f"withdraw_mode must be one of {', '.join(WITHDRAW_MODES)}")
         return value
     if name == "count":
         if value is None:

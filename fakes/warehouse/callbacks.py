@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Shipment:
+    """One accepted request on its way: accepted, then shipped and delivered, unless
+    withdrawn before it ships."""
+
     shipment_reference: str
     request_id: str
     order_number: str
@@ -36,7 +39,29 @@ class Shipment:
     cancelled: threading.Event = field(default_factory=threading.Event)
     event_ids: dict[str, str] = field(default_factory=dict)
     occurred_at: dict[str, str] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one delivery at a time
+    # Shipping and withdrawing exclude each other: ``guard`` makes the choice atomic.
+    dispatched: bool = False
+    withdrawn: bool = False
+    guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def dispatch(self) -> bool:
+        """Ship the parcel unless it was withdrawn; tell whether it has shipped."""
+        with self.guard:
+            if not self.withdrawn:
+                self.dispatched = True
+            return self.dispatched
+
+    def withdraw(self) -> bool:
+        """Withdraw the shipment and cancel its callbacks unless the parcel has shipped;
+        tell whether it is withdrawn."""
+        with self.guard:
+            if self.dispatched:
+                return False
+            self.withdrawn = True
+            self.state = "withdrawn"
+            self.cancelled.set()
+            return True
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -113,6 +138,9 @@ class CallbackSender:
     def send(self, shipment: Shipment, event: str, behaviour: Behaviour) -> bool:
         """POST one signed callback, retrying with backoff; tell whether it got a 2xx."""
         with shipment.lock:
+            # The first shipped callback is the moment the parcel leaves: too late to withdraw.
+            if event == "shipped" and not shipment.dispatch():
+                return False
             body = json.dumps(shipment.event_payload(event), separators=(",", ":")).encode()
             for attempt in range(1, behaviour.callback_attempts + 1):
                 if shipment.cancelled.is_set():

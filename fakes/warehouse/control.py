@@ -35,6 +35,8 @@ def answer_control(fake: FakeWarehouse, method: str, path: str, body: bytes) -> 
         return Answer(200, {"shipments": fake.shipments()})
     if route == "callbacks" and method == "GET":
         return Answer(200, {"callbacks": fake.callbacks()})
+    if route == "withdrawals" and method == "GET":
+        return Answer(200, {"withdrawals": fake.withdrawals()})
     if route == "reset" and method == "POST":
         fake.reset()
         return Answer(200, {"reset": True})
@@ -53,7 +55,7 @@ class ControlClient:
     """The control API of a fake warehouse running elsewhere (a subprocess, a container).
 
     Same method names as ``FakeWarehouse``: ``configure``, ``behaviour``, ``requests``,
-    ``shipments``, ``callbacks``, ``send_event``, ``reset``.
+    ``shipments``, ``callbacks``, ``withdrawals``, ``send_event``, ``reset``.
     """
 
     def __init__(self, url: str, *, timeout: float = 5.0) -> None:
@@ -81,6 +83,9 @@ class ControlClient:
 
     def callbacks(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "callbacks")["callbacks"])
+
+    def withdrawals(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "withdrawals")["withdrawals"])
 
     def send_event(self, shipment_reference: str, event: str) -> dict[str, Any]:
         return self._call("POST", f"shipments/{quote(shipment_reference, safe='')}/{event}")

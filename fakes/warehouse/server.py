@@ -18,10 +18,11 @@ from fakes.warehouse.wire import (
     REQUEST_PATH,
     Answer,
     error,
+    withdraw_target,
 )
 
 if TYPE_CHECKING:
-    from fakes.warehouse.service import FakeWarehouse
+    from fakes.warehouse.service import FakeWarehouse, Reply
 
 SOCKET_TIMEOUT_SECONDS = 10.0
 
@@ -77,16 +78,27 @@ class Handler(BaseHTTPRequestHandler):
                 self._fulfil(body)
             elif path == REQUEST_PATH:
                 self._answer(error(405, "method_not_allowed", "POST a fulfilment request"))
+            elif (request_id := withdraw_target(path)) is not None and self.command == "POST":
+                self._withdraw(request_id, body)
+            elif request_id is not None:
+                self._answer(error(405, "method_not_allowed", "POST a withdrawal"))
             else:
                 self._answer(error(404, "not_found", f"no route {self.command} {path}"))
 
     def _fulfil(self, body: bytes) -> None:
-        fake = self.server.fake
-        reply = fake.handle_fulfilment(
-            body, self.headers.get(IDEMPOTENCY_KEY_HEADER), self.headers.get(SIGNATURE_HEADER)
-        )
+        key, signature = self._key_and_signature()
+        self._reply(self.server.fake.handle_fulfilment(body, key, signature))
+
+    def _withdraw(self, request_id: str, body: bytes) -> None:
+        key, signature = self._key_and_signature()
+        self._reply(self.server.fake.handle_withdraw(request_id, body, key, signature))
+
+    def _key_and_signature(self) -> tuple[str | None, str | None]:
+        return self.headers.get(IDEMPOTENCY_KEY_HEADER), self.headers.get(SIGNATURE_HEADER)
+
+    def _reply(self, reply: Reply) -> None:
         if reply.hang_seconds is not None:
-            fake.withhold(reply)
+            self.server.fake.withhold(reply)
             return  # close the connection without a word
         extra = {"Idempotent-Replayed": "true"} if reply.replayed else {}
         self._answer(reply.answer, extra)

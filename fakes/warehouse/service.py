@@ -1,4 +1,5 @@
-"""``FakeWarehouse``: its state, its lifecycle and how it answers fulfilment requests."""
+"""``FakeWarehouse``: its state, its lifecycle, and how it answers fulfilment requests
+and withdrawals."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
@@ -27,8 +28,11 @@ from fakes.warehouse.wire import (
     error,
     now_iso,
     parse_fulfilment_request,
+    parse_withdraw_request,
     readable,
+    refused,
     rejected,
+    withdrawn,
 )
 
 logger = logging.getLogger(__name__)
@@ -95,6 +99,8 @@ class FakeWarehouse:
         self._stored: dict[str, _Stored] = {}
         self._requests: list[dict[str, Any]] = []
         self._shipments: dict[str, Shipment] = {}
+        self._withdrawals: list[dict[str, Any]] = []
+        self._withdrawn_request_ids: set[str] = set()
         self._active_handlers = 0
         self._stopping = threading.Event()
         self._callbacks = CallbackSender(secret, self._stopping)
@@ -205,6 +211,11 @@ class FakeWarehouse:
         """Every callback attempt so far, oldest first (copies)."""
         return self._callbacks.attempts()
 
+    def withdrawals(self) -> list[dict[str, Any]]:
+        """Every withdraw call seen so far, oldest first (copies)."""
+        with self._lock:
+            return copy.deepcopy(self._withdrawals)
+
     def reset(self) -> None:
         """Forget everything seen, cancel pending callbacks, restore start-up behaviour."""
         with self._lock:
@@ -214,84 +225,53 @@ class FakeWarehouse:
             self._stored.clear()
             self._requests.clear()
             self._shipments.clear()
+            self._withdrawals.clear()
+            self._withdrawn_request_ids.clear()
         self._callbacks.forget()
 
     def send_event(self, shipment_reference: str, event: str) -> dict[str, Any]:
         """Send the ``shipped`` or ``delivered`` callback of a shipment now, with retries.
 
-        Raise ``KeyError`` for an unknown shipment, ``ValueError`` for an unknown event or
-        ``delivered`` before ``shipped``.
+        Raise ``KeyError`` for an unknown shipment, ``ValueError`` for an unknown event, a
+        withdrawn shipment or ``delivered`` before ``shipped``.
         """
         if event not in EVENTS:
             raise ValueError(f"event must be one of {', '.join(EVENTS)}")
         with self._lock:
             shipment = self._shipments[shipment_reference]
             behaviour = copy.deepcopy(self._behaviour)
+        if shipment.withdrawn:
+            raise ValueError(f"shipment {shipment_reference} is withdrawn")
         if event == "delivered" and shipment.state not in ("shipped", "delivered"):
             raise ValueError(f"shipment {shipment_reference} is {shipment.state}, not shipped")
         delivered = self._callbacks.send(shipment, event, behaviour)
         return {"delivered": delivered, "shipment": shipment.as_json()}
 
-    # -- fulfilment requests ------------------------------------------------------------
+    # -- fulfilment requests and withdrawals --------------------------------------------
 
     def handle_fulfilment(self, body: bytes, key: str | None, signature: str | None) -> Reply:
         """Decide the answer to one fulfilment request, and carry it out."""
-        record: dict[str, Any] = {
-            "received_at": now_iso(),
-            "idempotency_key": key,
-            "body": readable(body),
-            "signature_ok": False,
-            "signature_error": None,
-            "mode": None,
-            "status": None,
-            "answered": True,
-            "duplicate": False,
-            "shipment_reference": None,
-        }
         mode = self._take_mode()
-        record["mode"] = mode
+        record = _new_record(body, key, mode, shipment_reference=None)
+        return self._handle(
+            self._requests, record, body, key, signature, parse_fulfilment_request, self._fulfil
+        )
+
+    def handle_withdraw(
+        self, request_id: str, body: bytes, key: str | None, signature: str | None
+    ) -> Reply:
+        """Decide the answer to one withdraw call for ``request_id``, and carry it out."""
         with self._lock:
-            hang_seconds = self._behaviour.hang_seconds if mode == "hang" else None
-        if mode == "error500":
-            answer = error(500, "internal_error", "the fake warehouse is told to fail")
-            return Reply(self._recorded(record, answer), record)
-        try:
-            verify(body, signature, self.secret, self.signature_tolerance)
-        except SignatureInvalid as exc:
-            record["signature_error"] = exc.reason
-            answer = error(401, "signature_invalid", exc.message, reason=exc.reason)
-            return Reply(self._recorded(record, answer), record, hang_seconds=hang_seconds)
-        record["signature_ok"] = True
-        if not key:
-            answer = error(400, "idempotency_key_missing", f"send {IDEMPOTENCY_KEY_HEADER}")
-            return Reply(self._recorded(record, answer), record, hang_seconds=hang_seconds)
-        try:
-            request = parse_fulfilment_request(body)
-        except ValueError as exc:
-            answer = error(400, "invalid_request", str(exc))
-            return Reply(self._recorded(record, answer), record, hang_seconds=hang_seconds)
-        canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
-        shipment: Shipment | None = None
-        with self._lock:
-            stored = self._stored.get(key)
-            if stored is not None and stored.canonical_body != canonical:
-                answer = error(400, "idempotency_key_reused", "this key was used with another body")
-            elif stored is not None:
-                answer = stored.answer
-                record["duplicate"] = True
-            else:
-                answer, shipment = self._decide(request, mode)
-                self._stored[key] = _Stored(canonical_body=canonical, answer=answer)
-            reference = answer.payload.get("shipment_reference")
-            record["shipment_reference"] = reference
-            behaviour = copy.deepcopy(self._behaviour)
-        if shipment is not None and behaviour.auto_callbacks:
-            self._callbacks.start(shipment, behaviour)
-        return Reply(
-            self._recorded(record, answer),
+            mode = self._behaviour.withdraw_mode
+        record = _new_record(body, key, mode, request_id=request_id, result=None)
+        return self._handle(
+            self._withdrawals,
             record,
-            replayed=record["duplicate"],
-            hang_seconds=hang_seconds,
+            body,
+            key,
+            signature,
+            lambda raw: parse_withdraw_request(raw, request_id),
+            self._withdraw,
         )
 
     def withhold(self, reply: Reply) -> None:
@@ -310,16 +290,114 @@ class FakeWarehouse:
                     behaviour.mode, behaviour.count = "accept", None
             return mode
 
+    def _handle(
+        self,
+        records: list[dict[str, Any]],
+        record: dict[str, Any],
+        body: bytes,
+        key: str | None,
+        signature: str | None,
+        parse: Callable[[bytes], dict[str, Any]],
+        carry_out: Callable[[str, dict[str, Any], dict[str, Any]], Answer],
+    ) -> Reply:
+        """Answer one signed request in ``record["mode"]``; add ``record`` to ``records``."""
+        mode = record["mode"]
+        with self._lock:
+            hang_seconds = self._behaviour.hang_seconds if mode == "hang" else None
+        if mode == "error500":
+            answer = error(500, "internal_error", "the fake warehouse is told to fail")
+            return Reply(self._recorded(records, record, answer), record)
+        answer = self._carried_out(record, body, key, signature, parse, carry_out)
+        return Reply(
+            self._recorded(records, record, answer),
+            record,
+            replayed=record["duplicate"],
+            hang_seconds=hang_seconds,
+        )
+
+    def _carried_out(
+        self,
+        record: dict[str, Any],
+        body: bytes,
+        key: str | None,
+        signature: str | None,
+        parse: Callable[[bytes], dict[str, Any]],
+        carry_out: Callable[[str, dict[str, Any], dict[str, Any]], Answer],
+    ) -> Answer:
+        """Check the signature, the key and the body, then carry the request out."""
+        try:
+            verify(body, signature, self.secret, self.signature_tolerance)
+        except SignatureInvalid as exc:
+            record["signature_error"] = exc.reason
+            return error(401, "signature_invalid", exc.message, reason=exc.reason)
+        record["signature_ok"] = True
+        if not key:
+            return error(400, "idempotency_key_missing", f"send {IDEMPOTENCY_KEY_HEADER}")
+        try:
+            request = parse(body)
+        except ValueError as exc:
+            return error(400, "invalid_request", str(exc))
+        return carry_out(key, request, record)
+
+    def _once(
+        self,
+        key: str,
+        request: dict[str, Any],
+        record: dict[str, Any],
+        decide: Callable[[], tuple[Answer, Shipment | None]],
+    ) -> tuple[Answer, Shipment | None]:
+        """Answer a key seen before with its stored answer, else ``decide`` and store the
+        answer (lock held)."""
+        canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
+        stored = self._stored.get(key)
+        if stored is not None and stored.canonical_body != canonical:
+            answer = error(400, "idempotency_key_reused", "this key was used with another body")
+            return answer, None
+        if stored is not None:
+            record["duplicate"] = True
+            return stored.answer, None
+        answer, shipment = decide()
+        self._stored[key] = _Stored(canonical_body=canonical, answer=answer)
+        return answer, shipment
+
+    def _fulfil(self, key: str, request: dict[str, Any], record: dict[str, Any]) -> Answer:
+        shipment: Shipment | None = None
+        with self._lock:
+            request_id = request["request_id"]
+            if request_id in self._withdrawn_request_ids:
+                # Whatever its key: a delayed request cannot resurrect a withdrawn one.
+                answer = rejected(request_id, "withdrawn", "the request was withdrawn")
+            else:
+                answer, shipment = self._once(
+                    key, request, record, lambda: self._decide(request, record["mode"])
+                )
+            record["shipment_reference"] = answer.payload.get("shipment_reference")
+            behaviour = copy.deepcopy(self._behaviour)
+        if shipment is not None and behaviour.auto_callbacks:
+            self._callbacks.start(shipment, behaviour)
+        return answer
+
+    def _withdraw(self, key: str, request: dict[str, Any], record: dict[str, Any]) -> Answer:
+        with self._lock:
+            answer, _ = self._once(
+                key,
+                request,
+                record,
+                lambda: (self._withdraw_now(request["request_id"], record["mode"]), None),
+            )
+            record["result"] = answer.payload.get("status")
+        return answer
+
     def _decide(self, request: dict[str, Any], mode: str) -> tuple[Answer, Shipment | None]:
         """Accept or reject a new request (lock held)."""
         request_id = request["request_id"]
         if mode == "reject":
             return rejected(request_id, "cannot_fulfil", "the warehouse cannot fulfil it"), None
-        refused = sorted(
+        missing = sorted(
             {line["sku"] for line in request["lines"]} & set(self._behaviour.reject_skus)
         )
-        if refused:
-            return rejected(request_id, "out_of_stock", f"out of stock: {', '.join(refused)}"), None
+        if missing:
+            return rejected(request_id, "out_of_stock", f"out of stock: {', '.join(missing)}"), None
         shipment = Shipment(
             shipment_reference=f"shp_{uuid.uuid4().hex[:20]}",
             request_id=request_id,
@@ -340,16 +418,50 @@ class FakeWarehouse:
         )
         return answer, shipment
 
-    def _recorded(self, record: dict[str, Any], answer: Answer) -> Answer:
+    def _withdraw_now(self, request_id: str, mode: str) -> Answer:
+        """Withdraw every shipment of ``request_id`` unless one has shipped (lock held)."""
+        if mode == "refuse":
+            return refused(request_id, "already_shipped", "the fake warehouse is told to refuse")
+        for shipment in self._shipments.values():
+            if shipment.request_id == request_id and not shipment.withdraw():
+                return refused(
+                    request_id,
+                    "already_shipped",
+                    f"shipment {shipment.shipment_reference} has already shipped",
+                )
+        # Also for a request never seen: it is refused should it arrive later.
+        self._withdrawn_request_ids.add(request_id)
+        return withdrawn(request_id)
+
+    def _recorded(
+        self, records: list[dict[str, Any]], record: dict[str, Any], answer: Answer
+    ) -> Answer:
+        """Append ``record`` with the answer's status to ``records``; return the answer."""
         record["status"] = answer.status
         with self._lock:
-            record["seq"] = len(self._requests) + 1
-            self._requests.append(record)
+            record["seq"] = len(records) + 1
+            records.append(record)
         logger.info(
-            "request key=%s status=%s duplicate=%s mode=%s",
+            "%s key=%s status=%s duplicate=%s mode=%s",
+            "withdraw" if records is self._withdrawals else "request",
             record["idempotency_key"],
             answer.status,
             record["duplicate"],
             record["mode"],
         )
         return answer
+
+
+def _new_record(body: bytes, key: str | None, mode: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "received_at": now_iso(),
+        "idempotency_key": key,
+        "body": readable(body),
+        "signature_ok": False,
+        "signature_error": None,
+        "mode": mode,
+        "status": None,
+        "answered": True,
+        "duplicate": False,
+        **extra,
+    }

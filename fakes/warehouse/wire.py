@@ -1,4 +1,4 @@
-"""What crosses the wire: paths, headers, answers and the fulfilment request body."""
+"""What crosses the wire: paths, headers, answers, fulfilment and withdraw bodies."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 REQUEST_PATH = "/fulfilment-requests"
+WITHDRAW_SUFFIX = "/withdraw"
 CONTROL_PREFIX = "/_control/"
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 WAREHOUSE_CODE_HEADER = "X-Warehouse-Code"
@@ -27,6 +28,16 @@ class Answer:
 def rejected(request_id: str, code: str, reason: str) -> Answer:
     return Answer(
         409, {"status": "rejected", "code": code, "reason": reason, "request_id": request_id}
+    )
+
+
+def withdrawn(request_id: str) -> Answer:
+    return Answer(200, {"status": "withdrawn", "request_id": request_id})
+
+
+def refused(request_id: str, code: str, reason: str) -> Answer:
+    return Answer(
+        409, {"status": "refused", "code": code, "reason": reason, "request_id": request_id}
     )
 
 
@@ -66,6 +77,35 @@ def parse_fulfilment_request(body: bytes) -> dict[str, Any]:
     parts = urlsplit(request["callback_url"])
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("callback_url must be an http(s) URL")
+    return request
+
+
+def withdraw_target(path: str) -> str | None:
+    """The request id in ``/fulfilment-requests/<request_id>/withdraw``, else None."""
+    prefix = f"{REQUEST_PATH}/"
+    if not (path.startswith(prefix) and path.endswith(WITHDRAW_SUFFIX)):
+        return None
+    quoted = path[len(prefix) : -len(WITHDRAW_SUFFIX)]
+    if not quoted or "/" in quoted:
+        return None
+    return unquote(quoted)
+
+
+def parse_withdraw_request(body: bytes, request_id: str) -> dict[str, Any]:
+    """Check a withdraw body for ``request_id``; ValueError says what is wrong."""
+    try:
+        request = json.loads(body)
+    except ValueError as exc:
+        raise ValueError("the body is not JSON") from exc
+    if not isinstance(request, dict):
+        raise ValueError("the body is not a JSON object")
+    for name in ("request_id", "order_number"):
+        if not isinstance(request.get(name), str) or not request[name]:
+            raise ValueError(f"{name} must be a non-empty string")
+    if not isinstance(request.get("reason"), str):
+        raise ValueError("reason must be a string")
+    if request["request_id"] != request_id:
+        raise ValueError(f"the body's request_id is not {request_id!r}, as in the path")
     return request
 
 

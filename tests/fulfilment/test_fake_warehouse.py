@@ -27,7 +27,7 @@ from fulfilment.gateways import (
     Rejected,
     WarehouseOutcomeUnknown,
 )
-from fulfilment.gateways.http import encode_request
+from fulfilment.gateways.http import encode_request, encode_withdrawal, withdraw_url
 from tests.support.fake_warehouse import (
     REPO_ROOT,
     WAREHOUSE_SECRET,
@@ -192,6 +192,7 @@ def test_a_mode_without_a_count_lasts_until_changed(
         {"ship_after": -1},
         {"auto_callbacks": "yes"},
         {"callback_attempts": 0},
+        {"withdraw_mode": "maybe"},
         {"colour": "blue"},
     ],
 )
@@ -383,3 +384,147 @@ def test_control_requests_lists_bodies_as_json(
     [seen] = listed["requests"]
     assert seen["body"] == json.loads(encode_request(request))
     assert {"idempotency_key", "signature_ok", "status", "duplicate"} <= set(seen)
+
+
+# -- withdrawals -------------------------------------------------------------------------
+
+
+def withdrawal(request_id: str, **changes: Any) -> bytes:
+    body = json.loads(encode_withdrawal(request_id, "ORD-000001", "customer cancelled"))
+    return json.dumps({**body, **changes}).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "key", "code"),
+    [
+        (withdrawal("fr-1"), None, "idempotency_key_missing"),
+        (b"not json", "w-1", "invalid_request"),
+        (withdrawal("fr-1", order_number=""), "w-1", "invalid_request"),
+        (withdrawal("fr-1", reason=None), "w-1", "invalid_request"),
+        (withdrawal("fr-2"), "w-1", "invalid_request"),
+    ],
+    ids=["no-key", "not-json", "no-order-number", "no-reason", "another-request-id"],
+)
+def test_a_withdrawal_it_cannot_read_gets_400_and_withdraws_nothing(
+    fake_warehouse: FakeWarehouse, body: bytes, key: str | None, code: str
+) -> None:
+    answer = post(withdraw_url(fake_warehouse.requests_url, "fr-1"), body, key=key)
+
+    assert answer.status_code == 400
+    assert answer.json()["code"] == code
+    later = post(
+        fake_warehouse.requests_url,
+        encode_request(fulfilment_request("http://127.0.0.1:9/")),
+        key="k-1",
+    )
+    assert later.status_code == 201
+
+
+def test_an_unsigned_withdrawal_gets_401_and_withdraws_nothing(
+    fake_warehouse: FakeWarehouse, callback_receiver: CallbackReceiver
+) -> None:
+    fake_warehouse.configure(auto_callbacks=False)
+    request = fulfilment_request(callback_receiver.url)
+    post(fake_warehouse.requests_url, encode_request(request), key="k-1")
+
+    answer = post(
+        withdraw_url(fake_warehouse.requests_url, request.request_id),
+        withdrawal(request.request_id),
+        key="w-1",
+        secret=None,
+    )
+
+    assert answer.status_code == 401
+    assert answer.json()["reason"] == "unsigned"
+    assert [s["state"] for s in fake_warehouse.shipments()] == ["accepted"]
+    [seen] = ControlClient(fake_warehouse.url).withdrawals()
+    assert (seen["signature_ok"], seen["status"], seen["result"]) == (False, 401, None)
+
+
+def test_a_withdrawal_replayed_with_its_key_gets_the_stored_answer_marked_replayed(
+    fake_warehouse: FakeWarehouse,
+) -> None:
+    url = withdraw_url(fake_warehouse.requests_url, "fr-1")
+
+    first = post(url, withdrawal("fr-1"), key="w-1")
+    again = post(url, withdrawal("fr-1"), key="w-1")
+
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert first.json() == again.json() == {"status": "withdrawn", "request_id": "fr-1"}
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first.headers
+
+
+def test_a_withdrawn_request_is_rejected_whatever_key_it_comes_back_with(
+    fake_warehouse: FakeWarehouse, callback_receiver: CallbackReceiver
+) -> None:
+    fake_warehouse.configure(auto_callbacks=False)
+    body = encode_request(fulfilment_request(callback_receiver.url))
+    request_id = json.loads(body)["request_id"]
+    assert post(fake_warehouse.requests_url, body, key="k-1").status_code == 201
+    post(withdraw_url(fake_warehouse.requests_url, request_id), withdrawal(request_id), key="w-1")
+
+    answers = [post(fake_warehouse.requests_url, body, key=key) for key in ("k-1", "k-2")]
+
+    assert [a.status_code for a in answers] == [409, 409]
+    assert [a.json()["code"] for a in answers] == ["withdrawn", "withdrawn"]
+    assert len(fake_warehouse.shipments()) == 1
+
+
+def test_a_withdrawn_shipment_cannot_be_sent_shipped_on_demand(
+    fake_warehouse: FakeWarehouse, callback_receiver: CallbackReceiver
+) -> None:
+    control = ControlClient(fake_warehouse.url)
+    control.configure(auto_callbacks=False)
+    request = fulfilment_request(callback_receiver.url)
+    accepted = post(fake_warehouse.requests_url, encode_request(request), key="k-1").json()
+    post(
+        withdraw_url(fake_warehouse.requests_url, request.request_id),
+        withdrawal(request.request_id),
+        key="w-1",
+    )
+
+    with pytest.raises(RuntimeError, match="409"):
+        control.send_event(accepted["shipment_reference"], "shipped")
+
+    assert callback_receiver.received == []
+    assert control.shipments()[0]["state"] == "withdrawn"
+
+
+def test_a_hanging_withdrawal_is_carried_out_and_recorded_as_unanswered(
+    fake_warehouse: FakeWarehouse,
+) -> None:
+    fake_warehouse.configure(withdraw_mode="hang", hang_seconds=0.5)
+
+    with pytest.raises(requests.ConnectionError):
+        post(withdraw_url(fake_warehouse.requests_url, "fr-1"), withdrawal("fr-1"), key="w-1")
+
+    [seen] = fake_warehouse.withdrawals()
+    assert (seen["answered"], seen["status"], seen["result"]) == (False, 200, "withdrawn")
+
+
+def test_the_withdraw_route_only_takes_post(fake_warehouse: FakeWarehouse) -> None:
+    answer = requests.get(withdraw_url(fake_warehouse.requests_url, "fr-1"), timeout=TIMEOUT)
+
+    assert answer.status_code == 405
+    assert fake_warehouse.withdrawals() == []
+
+
+def test_reset_forgets_withdrawals_and_withdrawn_requests(
+    fake_warehouse: FakeWarehouse, callback_receiver: CallbackReceiver
+) -> None:
+    request = fulfilment_request(callback_receiver.url)
+    post(
+        withdraw_url(fake_warehouse.requests_url, request.request_id),
+        withdrawal(request.request_id),
+        key="w-1",
+    )
+    control = ControlClient(fake_warehouse.url)
+    control.configure(withdraw_mode="refuse")
+
+    control.reset()
+
+    assert control.withdrawals() == []
+    assert control.behaviour()["withdraw_mode"] == "allow"
+    again = post(fake_warehouse.requests_url, encode_request(request), key="k-1")
+    assert again.status_code == 201

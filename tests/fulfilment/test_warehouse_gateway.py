@@ -381,6 +381,177 @@ def test_a_callback_the_receiver_fails_is_retried_with_the_same_event(
     ]
 
 
+# -- withdrawals against the fake warehouse ---------------------------------------------
+
+
+def withdraw(
+    gateway: HttpWarehouseGateway,
+    fake: FakeWarehouse,
+    request_id: str,
+    key: str | None = None,
+    secret: str = WAREHOUSE_SECRET,
+) -> Any:
+    return gateway.withdraw(
+        fake.requests_url, secret, request_id, "ORD-000001", "customer cancelled", key or new_key()
+    )
+
+
+def test_a_withdrawal_before_shipping_is_withdrawn_and_no_callback_is_ever_sent(
+    gateway: HttpWarehouseGateway,
+    fake_warehouse: FakeWarehouse,
+    callback_receiver: CallbackReceiver,
+) -> None:
+    fake_warehouse.configure(ship_after=0.5)
+    request = fulfilment_request(callback_receiver.url)
+    gateway.send(fake_warehouse.requests_url, WAREHOUSE_SECRET, request, new_key())
+
+    result = withdraw(gateway, fake_warehouse, request.request_id)
+
+    assert result == Withdrawn(request_id=request.request_id)
+    time.sleep(0.8)  # past ship_after: a shipped callback would have been sent by now
+    assert callback_receiver.received == []
+    assert fake_warehouse.callbacks() == []
+    assert [s["state"] for s in fake_warehouse.shipments()] == ["withdrawn"]
+    [seen] = fake_warehouse.withdrawals()
+    assert (seen["request_id"], seen["status"], seen["result"]) == (
+        request.request_id,
+        200,
+        "withdrawn",
+    )
+
+
+def test_a_withdrawal_after_shipping_is_refused_as_already_shipped(
+    gateway: HttpWarehouseGateway,
+    fake_warehouse: FakeWarehouse,
+    callback_receiver: CallbackReceiver,
+) -> None:
+    request = fulfilment_request(callback_receiver.url)
+    accepted = gateway.send(fake_warehouse.requests_url, WAREHOUSE_SECRET, request, new_key())
+    assert isinstance(accepted, Accepted)
+    callback_receiver.wait_for(1)
+
+    result = withdraw(gateway, fake_warehouse, request.request_id)
+
+    assert isinstance(result, WithdrawRefused)
+    assert result.code == "already_shipped"
+    assert accepted.shipment_reference in result.reason
+    shipped, delivered = callback_receiver.wait_for(2)
+    assert [shipped.event["event"], delivered.event["event"]] == ["shipped", "delivered"]
+
+
+def test_withdrawing_an_unknown_request_leaves_it_rejected_when_it_arrives_later(
+    gateway: HttpWarehouseGateway,
+    fake_warehouse: FakeWarehouse,
+    callback_receiver: CallbackReceiver,
+) -> None:
+    request = fulfilment_request(callback_receiver.url)
+
+    withdrawn = withdraw(gateway, fake_warehouse, request.request_id)
+    delayed = gateway.send(fake_warehouse.requests_url, WAREHOUSE_SECRET, request, new_key())
+
+    assert withdrawn == Withdrawn(request_id=request.request_id)
+    assert delayed == Rejected(reason="the request was withdrawn", code="withdrawn")
+    assert fake_warehouse.shipments() == []
+
+
+def test_withdrawing_twice_is_withdrawn_twice_with_the_same_key_or_another(
+    gateway: HttpWarehouseGateway,
+    fake_warehouse: FakeWarehouse,
+    callback_receiver: CallbackReceiver,
+) -> None:
+    fake_warehouse.configure(auto_callbacks=False)
+    request = fulfilment_request(callback_receiver.url)
+    gateway.send(fake_warehouse.requests_url, WAREHOUSE_SECRET, request, new_key())
+    key = new_key()
+
+    results = [
+        withdraw(gateway, fake_warehouse, request.request_id, key),
+        withdraw(gateway, fake_warehouse, request.request_id, key),
+        withdraw(gateway, fake_warehouse, request.request_id),
+    ]
+
+    assert results == [Withdrawn(request_id=request.request_id)] * 3
+    assert [w["duplicate"] for w in fake_warehouse.withdrawals()] == [False, True, False]
+    assert [s["state"] for s in fake_warehouse.shipments()] == ["withdrawn"]
+
+
+def test_a_request_id_that_needs_escaping_is_withdrawn_by_that_id(
+    gateway: HttpWarehouseGateway, fake_warehouse: FakeWarehouse
+) -> None:
+    result = withdraw(gateway, fake_warehouse, "fr/7 ?#")
+
+    assert result == Withdrawn(request_id="fr/7 ?#")
+    assert fake_warehouse.withdrawals()[0]["request_id"] == "fr/7 ?#"
+
+
+def test_a_warehouse_told_to_refuse_withdrawals_answers_already_shipped(
+    gateway: HttpWarehouseGateway, fake_warehouse: FakeWarehouse
+) -> None:
+    fake_warehouse.configure(withdraw_mode="refuse")
+
+    result = withdraw(gateway, fake_warehouse, "fr-never-sent")
+
+    assert isinstance(result, WithdrawRefused)
+    assert result.code == "already_shipped"
+
+
+def test_a_server_error_on_withdrawal_is_unavailable_and_withdraws_nothing(
+    gateway: HttpWarehouseGateway,
+    fake_warehouse: FakeWarehouse,
+    callback_receiver: CallbackReceiver,
+) -> None:
+    fake_warehouse.configure(auto_callbacks=False, withdraw_mode="error500")
+    request = fulfilment_request(callback_receiver.url)
+    gateway.send(fake_warehouse.requests_url, WAREHOUSE_SECRET, request, new_key())
+
+    with pytest.raises(WarehouseUnavailable) as caught:
+        withdraw(gateway, fake_warehouse, request.request_id)
+
+    assert caught.value.status == 500
+    assert [s["state"] for s in fake_warehouse.shipments()] == ["accepted"]
+
+
+def test_a_hanging_withdrawal_is_an_unknown_outcome_resolved_by_the_same_key(
+    fake_warehouse: FakeWarehouse, callback_receiver: CallbackReceiver
+) -> None:
+    gateway = HttpWarehouseGateway(timeout_connect=1.0, timeout_read=0.3)
+    fake_warehouse.configure(auto_callbacks=False, withdraw_mode="hang")
+    request = fulfilment_request(callback_receiver.url)
+    gateway.send(fake_warehouse.requests_url, WAREHOUSE_SECRET, request, new_key())
+    key = new_key()
+
+    with pytest.raises(WarehouseOutcomeUnknown):
+        withdraw(gateway, fake_warehouse, request.request_id, key)
+
+    # The warehouse did withdraw it: the retry with the same key says so.
+    fake_warehouse.configure(withdraw_mode="allow")
+    assert withdraw(gateway, fake_warehouse, request.request_id, key) == Withdrawn(
+        request.request_id
+    )
+    assert [s["state"] for s in fake_warehouse.shipments()] == ["withdrawn"]
+    assert [(w["answered"], w["duplicate"]) for w in fake_warehouse.withdrawals()] == [
+        (False, False),
+        (True, True),
+    ]
+
+
+def test_a_withdrawal_signed_with_the_wrong_secret_is_refused_as_a_bug(
+    gateway: HttpWarehouseGateway,
+    fake_warehouse: FakeWarehouse,
+    callback_receiver: CallbackReceiver,
+) -> None:
+    fake_warehouse.configure(auto_callbacks=False)
+    request = fulfilment_request(callback_receiver.url)
+    gateway.send(fake_warehouse.requests_url, WAREHOUSE_SECRET, request, new_key())
+
+    with pytest.raises(WarehouseRequestRejected) as caught:
+        withdraw(gateway, fake_warehouse, request.request_id, secret="not-the-secret")
+
+    assert (caught.value.status, caught.value.error_code) == (401, "signature_invalid")
+    assert fake_warehouse.withdrawals()[0]["signature_error"] == "forged"
+    assert [s["state"] for s in fake_warehouse.shipments()] == ["accepted"]
+
+
 # -- answers the fake does not give: a scripted stub -----------------------------------
 
 
