@@ -2,16 +2,14 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from core.api.views import HealthApi
+from config.health import HealthApi
 
 handler404 = "core.api.exceptions.not_found_view"
 handler500 = "core.api.exceptions.server_error_view"
 
 api_v1 = [
     path("", include("inventory.api.urls")),
-    path("", include("orders.api.urls")),
-    path("", include("payments.api.urls")),
-    path("", include("fulfilment.api.urls")),
+    path("", include("flows.api.urls")),
 ]
 
 urlpatterns = [

@@ -50,44 +50,6 @@ class NotFound(DomainError):
     title = "Not found"
 
 
-class UnknownSku(DomainError):
-    code = "unknown_sku"
-    status = 422
-    title = "Unknown SKU"
-
-    def __init__(self, skus: list[str]) -> None:
-        super().__init__(f"Unknown or inactive SKU(s): {', '.join(skus)}", skus=skus)
-
-
-class InsufficientStock(DomainError):
-    code = "insufficient_stock"
-    status = 409
-    title = "Insufficient stock"
-
-    def __init__(self, skus: list[str]) -> None:
-        super().__init__(f"Not enough stock for SKU(s): {', '.join(skus)}", skus=skus)
-
-
-class StockConflict(DomainError):
-    code = "stock_conflict"
-    status = 409
-    title = "Stock adjustment conflicts with current stock"
-
-
-class InvalidTransition(DomainError):
-    code = "invalid_transition"
-    status = 409
-    title = "Transition not allowed"
-
-    def __init__(self, *, transition: str, current_status: str, why: str = "") -> None:
-        detail = f"Cannot {transition} an order in status '{current_status}'"
-        super().__init__(
-            f"{detail}: {why}." if why else f"{detail}.",
-            transition=transition,
-            current_status=current_status,
-        )
-
-
 class ConcurrentUpdate(DomainError):
     code = "concurrent_update"
     status = 409

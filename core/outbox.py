@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from celery import current_app
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F
@@ -96,10 +97,10 @@ def outbox_publish(*, topic: str, payload: dict[str, Any], key: str) -> list[int
 
 
 def _send(message: OutboxMessage) -> bool:
-    from core.tasks import outbox_handle_task
-
+    # By name: core.tasks (registered at start-up by CoreConfig) imports this module.
+    handle_task = current_app.tasks[HANDLE_TASK_NAME]
     try:
-        outbox_handle_task.apply_async(args=[message.pk], queue=message.queue, retry=False)
+        handle_task.apply_async(args=[message.pk], queue=message.queue, retry=False)
     except Exception as error:  # broker down: the sweeper will dispatch it later
         logger.warning("Outbox message %s not dispatched: %s", message.pk, error)
         return False
@@ -238,8 +239,6 @@ def dead_letter_record(
 def dead_letter_redrive(*, dead_letter_id: int) -> bool:
     """Send a dead task again: an outbox message goes back to pending and is dispatched;
     any other task is re-sent with its arguments."""
-    from config.celery import app
-
     dead = DeadLetter.objects.filter(pk=dead_letter_id, redriven_at__isnull=True).first()
     if dead is None:
         return False
@@ -249,6 +248,6 @@ def dead_letter_redrive(*, dead_letter_id: int) -> bool:
         )
         outbox_dispatch([dead.outbox_message_id])
     else:
-        app.send_task(dead.task_name, args=dead.args, kwargs=dead.kwargs)
+        current_app.send_task(dead.task_name, args=dead.args, kwargs=dead.kwargs)
     DeadLetter.objects.filter(pk=dead.pk).update(redriven_at=timezone.now())
     return True

@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 
 from core.models import TimeStampedModel
+from events.topic_cache import topics_with_subscribers_forget
 from orders.states import OrderStatus
 
 ALL_TOPICS = "*"
@@ -52,8 +53,6 @@ class EventSubscription(TimeStampedModel):
 
     @staticmethod
     def _forget_topics() -> None:
-        from events.selectors import topics_with_subscribers_forget
-
         topics_with_subscribers_forget()
 
     def wants(self, topic: str) -> bool:

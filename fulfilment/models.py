@@ -1,10 +1,11 @@
 from django.db import models
 from django.db.models import Q
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from core.models import TimeStampedModel
 
 
-class FulfilmentRequest(TimeStampedModel):
+class FulfilmentRequest(ConcurrentTransitionMixin, TimeStampedModel):
     """A request to one warehouse to fulfil its part of an order.
 
     Its id gives the Idempotency-Key sent to the warehouse, so a retried or redelivered
@@ -15,7 +16,7 @@ class FulfilmentRequest(TimeStampedModel):
         PENDING = "pending", "Pending"  # to be sent, or retried after an outage
         ACCEPTED = "accepted", "Accepted"
         REJECTED = "rejected", "Rejected"  # the warehouse cannot fill it
-        WITHDRAWN = "withdrawn", "Withdrawn"  # the order was cancelled first
+        WITHDRAWN = "withdrawn", "Withdrawn"  # the order was cancelled; the warehouse confirmed
 
     order = models.ForeignKey(
         "orders.Order", on_delete=models.PROTECT, related_name="fulfilment_requests"
@@ -23,7 +24,7 @@ class FulfilmentRequest(TimeStampedModel):
     warehouse = models.ForeignKey(
         "inventory.Warehouse", on_delete=models.PROTECT, related_name="fulfilment_requests"
     )
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    status = FSMField(max_length=16, choices=Status.choices, default=Status.PENDING, protected=True)
     lines = models.JSONField()  # [{sku, name, quantity}] as sent
     attempts = models.PositiveIntegerField(default=0)
     reject_code = models.CharField(max_length=64, blank=True)
@@ -47,12 +48,29 @@ class FulfilmentRequest(TimeStampedModel):
     def idempotency_key(self) -> str:
         return f"oms-fulfilment-request-{self.pk}"
 
+    @property
+    def withdraw_idempotency_key(self) -> str:
+        return f"oms-fulfilment-withdrawal-{self.pk}"
 
-class Shipment(TimeStampedModel):
+    @transition(field=status, source=Status.PENDING, target=Status.ACCEPTED)
+    def accept(self) -> None:
+        """The warehouse will ship its part."""
+
+    @transition(field=status, source=Status.PENDING, target=Status.REJECTED)
+    def reject(self) -> None:
+        """The warehouse cannot fill it: its units go elsewhere."""
+
+    @transition(field=status, source=[Status.PENDING, Status.ACCEPTED], target=Status.WITHDRAWN)
+    def withdraw(self) -> None:
+        """The warehouse confirmed it will not ship (the order is being cancelled)."""
+
+
+class Shipment(ConcurrentTransitionMixin, TimeStampedModel):
     class Status(models.TextChoices):
         ACCEPTED = "accepted", "Accepted"  # the warehouse will ship it
         SHIPPED = "shipped", "Shipped"
         DELIVERED = "delivered", "Delivered"
+        WITHDRAWN = "withdrawn", "Withdrawn"  # the order was cancelled before it left
 
     order = models.ForeignKey("orders.Order", on_delete=models.PROTECT, related_name="shipments")
     warehouse = models.ForeignKey(
@@ -62,7 +80,9 @@ class Shipment(TimeStampedModel):
         FulfilmentRequest, on_delete=models.PROTECT, related_name="shipment"
     )
     reference = models.CharField(max_length=128)  # the warehouse's shipment id
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACCEPTED)
+    status = FSMField(
+        max_length=16, choices=Status.choices, default=Status.ACCEPTED, protected=True
+    )
     carrier = models.CharField(max_length=64, blank=True)
     tracking_number = models.CharField(max_length=128, blank=True)
     shipped_at = models.DateTimeField(null=True, blank=True)
@@ -78,3 +98,15 @@ class Shipment(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.reference} ({self.status})"
+
+    @transition(field=status, source=[Status.ACCEPTED, Status.WITHDRAWN], target=Status.SHIPPED)
+    def ship(self) -> None:
+        """It left the warehouse (even after a withdrawal: the record follows the goods)."""
+
+    @transition(field=status, source=Status.SHIPPED, target=Status.DELIVERED)
+    def deliver(self) -> None:
+        """It reached the customer."""
+
+    @transition(field=status, source=Status.ACCEPTED, target=Status.WITHDRAWN)
+    def withdraw(self) -> None:
+        """The warehouse confirmed it will not ship it."""

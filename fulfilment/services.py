@@ -1,69 +1,64 @@
-"""Route confirmed orders to warehouses and apply what the warehouses report back."""
+"""Fulfilment records and warehouse calls. Nothing here knows what an order is: the
+order use cases (flows.route, flows.cancel, flows.warehouse_reports) decide what a
+warehouse's answer means for the order.
 
-import logging
+Functions ending in `_locked` run inside the caller's transaction with the order row
+locked (flows.lock_objects); warehouse calls run outside any transaction.
+"""
+
 import uuid
-from collections import defaultdict
+from typing import Any
 
 from django.conf import settings
-from django.db import transaction
 from django.utils import timezone
 
-from core.actors import Actor
 from core.breakers import circuit_breaker
-from core.errors import DomainError, InsufficientStock, NotFound
-from core.outbox import outbox_publish
+from core.errors import NotFound
 from fulfilment.gateways import base as warehouse_api
 from fulfilment.gateways.http import HttpWarehouseGateway
 from fulfilment.models import FulfilmentRequest, Shipment
-from inventory.models import Reservation, Warehouse
-from inventory.services import reservations_move_off_warehouse
-from orders.models import Order
-from orders.services import order_lock, order_transition_locked
-from orders.states import OrderStatus
+from inventory.models import Warehouse
 
-logger = logging.getLogger(__name__)
-
-# A rejection re-routes; an order cannot bounce between warehouses forever.
-MAX_ROUTING_ROUNDS = 5
+CALLBACK_PATH = "/api/v1/fulfilment/callbacks/"
 
 
-class WarehousesUnavailable(Exception):
-    """Some warehouse could not be reached: the routing task retries with backoff."""
-
-
-class UnknownShipment(DomainError):
-    code = "unknown_shipment"
-    status = 404
-    title = "No such shipment for this warehouse"
-
-
-def _warehouse_breaker_call(
-    warehouse: Warehouse, request: FulfilmentRequest
-) -> warehouse_api.FulfilmentResult:
+def _breaker_call(warehouse: Warehouse, call: Any, *args: Any) -> Any:
     breaker = circuit_breaker(
         f"warehouse-{warehouse.code}",
         fail_max=settings.WAREHOUSE_BREAKER_FAIL_MAX,
         reset_timeout=settings.WAREHOUSE_BREAKER_RESET_SECONDS,
         exclude=[warehouse_api.WarehouseRequestRejected],
     )
-    gateway = HttpWarehouseGateway(
+    return breaker.call(call, *args)
+
+
+def _gateway() -> HttpWarehouseGateway:
+    return HttpWarehouseGateway(
         settings.FULFILMENT_CONNECT_TIMEOUT_SECONDS, settings.FULFILMENT_READ_TIMEOUT_SECONDS
     )
-    order = request.order
+
+
+def warehouse_send(
+    request: FulfilmentRequest, *, order_number: str, shipping_address: dict[str, Any]
+) -> warehouse_api.FulfilmentResult:
+    """Ask the request's warehouse to fulfil it (same idempotency key on every attempt).
+    Raise the gateway's typed errors, or the breaker's when it is open."""
+    warehouse = request.warehouse
+    FulfilmentRequest.objects.filter(pk=request.pk).update(attempts=request.attempts + 1)
     message = warehouse_api.FulfilmentRequest(
         request_id=str(request.pk),
-        order_number=order.number,
+        order_number=order_number,
         warehouse_code=warehouse.code,
         lines=[
             warehouse_api.FulfilmentLine(line["sku"], line["name"], line["quantity"])
             for line in request.lines
         ],
-        shipping_address={k: str(v) for k, v in order.shipping_address.items()},
-        callback_url=settings.FULFILMENT_CALLBACK_BASE_URL.rstrip("/")
-        + "/api/v1/fulfilment/callbacks/",
+        shipping_address={k: str(v) for k, v in shipping_address.items()},
+        callback_url=settings.FULFILMENT_CALLBACK_BASE_URL.rstrip("/") + CALLBACK_PATH,
     )
-    result: warehouse_api.FulfilmentResult = breaker.call(
-        gateway.send,
+    result: warehouse_api.FulfilmentResult = _breaker_call(
+        warehouse,
+        _gateway().send,
         warehouse.fulfilment_url,
         warehouse.fulfilment_secret,
         message,
@@ -72,202 +67,158 @@ def _warehouse_breaker_call(
     return result
 
 
-def _requests_prepare(order_id: uuid.UUID | str) -> list[FulfilmentRequest] | None:
-    """Lock the order; make a pending request for each warehouse holding part of it.
+def warehouse_withdraw(
+    request: FulfilmentRequest, *, order_number: str, reason: str
+) -> warehouse_api.WithdrawResult:
+    """Ask the request's warehouse not to ship it. Raise the gateway's typed errors."""
+    warehouse = request.warehouse
+    result: warehouse_api.WithdrawResult = _breaker_call(
+        warehouse,
+        _gateway().withdraw,
+        warehouse.fulfilment_url,
+        warehouse.fulfilment_secret,
+        str(request.pk),
+        order_number,
+        reason,
+        request.withdraw_idempotency_key,
+    )
+    return result
 
-    Return the requests still to send, or None when the order is not to be routed
-    (no longer confirmed). Warehouses without a fulfilment URL are operated by hand.
-    """
-    with transaction.atomic():
-        order = order_lock(order_id=order_id)
-        if order.status != OrderStatus.CONFIRMED:
-            return None
-        held = (
-            Reservation.objects.filter(order_line__order=order, status=Reservation.Status.HELD)
-            .select_related("stock_item__warehouse", "order_line")
-            .order_by("stock_item__warehouse_id", "order_line_id")
+
+def fulfilment_request_error_record(request: FulfilmentRequest, error: BaseException) -> None:
+    FulfilmentRequest.objects.filter(pk=request.pk).update(
+        last_error=f"{type(error).__name__}: {error}"[:500]
+    )
+
+
+def fulfilment_requests_open_locked(
+    *, order_id: uuid.UUID | str, lines_by_warehouse: dict[int, list[dict[str, Any]]]
+) -> list[FulfilmentRequest]:
+    """Make a pending request for each warehouse (with a fulfilment URL) that has none
+    open; return the pending ones, still to send."""
+    open_statuses = [FulfilmentRequest.Status.PENDING, FulfilmentRequest.Status.ACCEPTED]
+    has_open = set(
+        FulfilmentRequest.objects.filter(order_id=order_id, status__in=open_statuses).values_list(
+            "warehouse_id", flat=True
         )
-        lines_by_warehouse: dict[int, list[dict[str, object]]] = defaultdict(list)
-        warehouses: dict[int, Warehouse] = {}
-        for reservation in held:
-            warehouse = reservation.stock_item.warehouse
-            warehouses[warehouse.pk] = warehouse
-            lines_by_warehouse[warehouse.pk].append(
-                {
-                    "sku": reservation.order_line.sku,
-                    "name": reservation.order_line.name,
-                    "quantity": reservation.quantity,
-                }
+    )
+    automated = set(
+        Warehouse.objects.filter(pk__in=list(lines_by_warehouse))
+        .exclude(fulfilment_url="")
+        .values_list("pk", flat=True)
+    )
+    for warehouse_id, lines in lines_by_warehouse.items():
+        if warehouse_id in automated and warehouse_id not in has_open:
+            FulfilmentRequest.objects.create(
+                order_id=order_id, warehouse_id=warehouse_id, lines=lines
             )
-        for warehouse_id, lines in lines_by_warehouse.items():
-            if not warehouses[warehouse_id].fulfilment_url:
-                continue
-            if not FulfilmentRequest.objects.filter(
-                order=order,
-                warehouse_id=warehouse_id,
-                status__in=[FulfilmentRequest.Status.PENDING, FulfilmentRequest.Status.ACCEPTED],
-            ).exists():
-                FulfilmentRequest.objects.create(
-                    order=order, warehouse_id=warehouse_id, lines=lines
-                )
-        return list(
-            FulfilmentRequest.objects.filter(
-                order=order, status=FulfilmentRequest.Status.PENDING
-            ).select_related("warehouse", "order")
+    return list(
+        FulfilmentRequest.objects.filter(
+            order_id=order_id, status=FulfilmentRequest.Status.PENDING
+        ).select_related("warehouse")
+    )
+
+
+def fulfilment_request_accept_locked(
+    request_id: int, accepted: warehouse_api.Accepted
+) -> Shipment | None:
+    """Record the warehouse's acceptance and its shipment; None when already settled."""
+    request = FulfilmentRequest.objects.select_for_update().get(pk=request_id)
+    if request.status != FulfilmentRequest.Status.PENDING:
+        return None
+    request.accept()
+    request.last_error = ""
+    request.save(update_fields=["status", "last_error", "updated_at"])
+    return Shipment.objects.create(
+        order_id=request.order_id,
+        warehouse_id=request.warehouse_id,
+        fulfilment_request=request,
+        reference=accepted.shipment_reference,
+    )
+
+
+def fulfilment_request_reject_locked(
+    request_id: int, rejected: warehouse_api.Rejected
+) -> FulfilmentRequest | None:
+    """Record the warehouse's rejection; None when the request was settled before."""
+    request = FulfilmentRequest.objects.select_for_update().get(pk=request_id)
+    if request.status != FulfilmentRequest.Status.PENDING:
+        return None
+    request.reject()
+    request.reject_code = rejected.code[:64]
+    request.reject_reason = rejected.reason[:500]
+    request.save(update_fields=["status", "reject_code", "reject_reason", "updated_at"])
+    return request
+
+
+def fulfilment_requests_to_withdraw(*, order_id: uuid.UUID | str) -> list[FulfilmentRequest]:
+    """The order's requests a warehouse may still act on."""
+    return list(
+        FulfilmentRequest.objects.filter(
+            order_id=order_id,
+            status__in=[FulfilmentRequest.Status.PENDING, FulfilmentRequest.Status.ACCEPTED],
         )
+        .select_related("warehouse")
+        .order_by("pk")
+    )
 
 
-def _request_accept(request: FulfilmentRequest, accepted: warehouse_api.Accepted) -> None:
-    with transaction.atomic():
-        order_lock(order_id=request.order_id)
-        updated = FulfilmentRequest.objects.filter(
-            pk=request.pk, status=FulfilmentRequest.Status.PENDING
-        ).update(status=FulfilmentRequest.Status.ACCEPTED, last_error="")
-        if updated:
-            Shipment.objects.create(
-                order_id=request.order_id,
-                warehouse_id=request.warehouse_id,
-                fulfilment_request=request,
-                reference=accepted.shipment_reference,
-            )
+def fulfilment_request_withdrawn_locked(request_id: int) -> None:
+    """The warehouse confirmed it will not ship: withdraw the request and its shipment."""
+    request = FulfilmentRequest.objects.select_for_update().get(pk=request_id)
+    if request.status in (FulfilmentRequest.Status.PENDING, FulfilmentRequest.Status.ACCEPTED):
+        request.withdraw()
+        request.save(update_fields=["status", "updated_at"])
+    shipment = Shipment.objects.select_for_update().filter(fulfilment_request=request).first()
+    if shipment is not None and shipment.status == Shipment.Status.ACCEPTED:
+        shipment.withdraw()
+        shipment.save(update_fields=["status", "updated_at"])
 
 
-def _request_reject(
-    request: FulfilmentRequest, rejected: warehouse_api.Rejected, actor: Actor
-) -> None:
-    """Record the rejection; move that warehouse's units elsewhere or cancel the order."""
-    with transaction.atomic():
-        order = order_lock(order_id=request.order_id)
-        updated = FulfilmentRequest.objects.filter(
-            pk=request.pk, status=FulfilmentRequest.Status.PENDING
-        ).update(
-            status=FulfilmentRequest.Status.REJECTED,
-            reject_code=rejected.code[:64],
-            reject_reason=rejected.reason[:500],
-        )
-        if not updated or order.status != OrderStatus.CONFIRMED:
-            return
-        # Not only the warehouses that rejected: one already asked for other lines of the
-        # order would never be asked for these (one open request per warehouse).
-        already_asked = set(
-            FulfilmentRequest.objects.filter(order=order).values_list("warehouse_id", flat=True)
-        )
-        try:
-            with transaction.atomic():
-                reservations_move_off_warehouse(
-                    order_line_ids=list(order.lines.values_list("pk", flat=True)),
-                    warehouse_id=request.warehouse_id,
-                    exclude_warehouse_ids=already_asked,
-                    actor=actor,
-                    reason=f"re-routed: {request.warehouse.code} rejected ({rejected.code})",
-                )
-        except InsufficientStock:
-            # Nowhere else can fill it: cancel. The outbox then voids the payment and
-            # tells the customer.
-            order_transition_locked(
-                order=order,
-                transition="cancel",
-                actor=actor,
-                reason=f"no warehouse can fulfil the order ({request.warehouse.code}: "
-                f"{rejected.reason or rejected.code})",
-            )
+def shipment_ship_locked(shipment: Shipment, *, carrier: str, tracking_number: str) -> bool:
+    """Record that the shipment left the warehouse. Return whether it changed."""
+    if shipment.status not in (Shipment.Status.ACCEPTED, Shipment.Status.WITHDRAWN):
+        return False
+    shipment.ship()
+    shipment.carrier = carrier[:64]
+    shipment.tracking_number = tracking_number[:128]
+    shipment.shipped_at = timezone.now()
+    shipment.save(
+        update_fields=["status", "carrier", "tracking_number", "shipped_at", "updated_at"]
+    )
+    return True
 
 
-def _route_if_complete(order_id: uuid.UUID | str, actor: Actor) -> None:
-    """Route the order once every warehouse holding part of it has accepted."""
-    with transaction.atomic():
-        order = order_lock(order_id=order_id)
-        if order.status != OrderStatus.CONFIRMED:
-            return
-        holding = set(
-            Reservation.objects.filter(
-                order_line__order=order, status=Reservation.Status.HELD
-            ).values_list("stock_item__warehouse_id", flat=True)
-        )
-        accepted = set(
-            FulfilmentRequest.objects.filter(
-                order=order, status=FulfilmentRequest.Status.ACCEPTED
-            ).values_list("warehouse_id", flat=True)
-        )
-        if holding and holding <= accepted:
-            order_transition_locked(
-                order=order, transition="route", actor=actor, reason="warehouses accepted"
-            )
+def shipment_deliver_locked(shipment: Shipment) -> bool:
+    """Record that the shipment reached the customer. Return whether it changed."""
+    if shipment.status != Shipment.Status.SHIPPED:
+        return False
+    shipment.deliver()
+    shipment.delivered_at = timezone.now()
+    shipment.save(update_fields=["status", "delivered_at", "updated_at"])
+    return True
 
 
-def order_route(*, order_id: uuid.UUID | str) -> None:
-    """Send each warehouse holding part of the confirmed order its fulfilment request.
-
-    Accepted: a Shipment, and the order is routed once all parts are. Rejected: the
-    units move to another warehouse (and that one is asked), or the order is
-    cancelled. Unreachable: WarehousesUnavailable, so the task retries later with the
-    same requests (same idempotency keys). Safe to run again.
-    """
-    actor = Actor.system()
-    for _round in range(MAX_ROUTING_ROUNDS):
-        pending = _requests_prepare(order_id)
-        if pending is None:
-            return
-        unreachable: list[str] = []
-        rerouted = False
-        for request in pending:
-            FulfilmentRequest.objects.filter(pk=request.pk).update(attempts=request.attempts + 1)
-            try:
-                result = _warehouse_breaker_call(request.warehouse, request)
-            except Exception as error:  # unreachable, unknown outcome, breaker open, 4xx
-                FulfilmentRequest.objects.filter(pk=request.pk).update(
-                    last_error=f"{type(error).__name__}: {error}"[:500]
-                )
-                unreachable.append(f"{request.warehouse.code}: {error}")
-                continue
-            if isinstance(result, warehouse_api.Accepted):
-                _request_accept(request, result)
-            else:
-                _request_reject(request, result, actor)
-                rerouted = True
-        if unreachable:
-            raise WarehousesUnavailable("; ".join(unreachable))
-        if not rerouted:
-            break
-    _route_if_complete(order_id, actor)
+def shipments_all_left(*, order_id: uuid.UUID | str) -> bool:
+    """Every shipment of the order left its warehouse (withdrawn ones do not count)."""
+    return (
+        not Shipment.objects.filter(order_id=order_id)
+        .exclude(status__in=[Shipment.Status.SHIPPED, Shipment.Status.DELIVERED])
+        .exclude(status=Shipment.Status.WITHDRAWN)
+        .exists()
+    )
 
 
-def shipment_callback_apply(
-    *, warehouse: Warehouse, event: str, reference: str, carrier: str, tracking_number: str
-) -> Shipment:
-    """Apply a warehouse's shipped / delivered report. Repeated reports change nothing."""
-    actor = Actor.system()
-    shipment = Shipment.objects.filter(warehouse=warehouse, reference=reference).first()
-    if shipment is None:
-        raise UnknownShipment(f"Warehouse {warehouse.code} has no shipment '{reference}'.")
-    with transaction.atomic():
-        order: Order = order_lock(order_id=shipment.order_id)
-        shipment = Shipment.objects.select_for_update().get(pk=shipment.pk)
-        now = timezone.now()
-        if shipment.status == Shipment.Status.ACCEPTED:
-            shipment.status = Shipment.Status.SHIPPED
-            shipment.carrier = carrier[:64]
-            shipment.tracking_number = tracking_number[:128]
-            shipment.shipped_at = now
-            shipment.save(
-                update_fields=["status", "carrier", "tracking_number", "shipped_at", "updated_at"]
-            )
-            # Capturing the payment talks to the provider: a worker does it.
-            outbox_publish(
-                topic="shipment.shipped",
-                payload={"order_id": str(order.pk), "shipment_id": shipment.pk},
-                key=f"shipment-shipped-{shipment.pk}",
-            )
-        if event == "delivered" and shipment.status == Shipment.Status.SHIPPED:
-            shipment.status = Shipment.Status.DELIVERED
-            shipment.delivered_at = now
-            shipment.save(update_fields=["status", "delivered_at", "updated_at"])
-            undelivered = order.shipments.exclude(status=Shipment.Status.DELIVERED).exists()
-            if not undelivered and order.status == OrderStatus.SHIPPED:
-                order_transition_locked(
-                    order=order, transition="deliver", actor=actor, reason="warehouse delivered"
-                )
-    return shipment
+def shipments_all_delivered(*, order_id: uuid.UUID | str) -> bool:
+    return (
+        not Shipment.objects.filter(order_id=order_id)
+        .exclude(status__in=[Shipment.Status.DELIVERED, Shipment.Status.WITHDRAWN])
+        .exists()
+    )
+
+
+def shipment_get(*, warehouse: Warehouse, reference: str) -> Shipment | None:
+    return Shipment.objects.filter(warehouse=warehouse, reference=reference).first()
 
 
 def warehouse_get_by_code(code: str) -> Warehouse:

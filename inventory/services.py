@@ -11,25 +11,16 @@ from django.db.models import F
 from django.utils import timezone
 
 from core.actors import Actor
-from core.errors import DomainError, InsufficientStock, NotFound, StockConflict
+from core.errors import NotFound
 from inventory.allocation import Allocation, StockCandidate, allocate, short_products
+from inventory.errors import (
+    InsufficientStock,
+    ReservationRaceLost,
+    SkuAlreadyExists,
+    StockConflict,
+    WarehouseAlreadyExists,
+)
 from inventory.models import Product, Reservation, StockItem, StockMovement, Warehouse
-
-
-class SkuAlreadyExists(DomainError):
-    code = "sku_exists"
-    status = 409
-    title = "A product with this SKU already exists"
-
-
-class WarehouseAlreadyExists(DomainError):
-    code = "warehouse_exists"
-    status = 409
-    title = "A warehouse with this code already exists"
-
-
-class ReservationRaceLost(Exception):
-    """A planned stock item no longer had the units when the update ran; re-plan."""
 
 
 @dataclass(frozen=True)
@@ -360,3 +351,42 @@ def reservations_move_off_warehouse(
         except ReservationRaceLost:
             continue
     raise InsufficientStock(sorted(skus.values()))
+
+
+def reservations_ship_released(
+    *, order_line_ids: Iterable[int], warehouse_id: int, actor: Actor, reason: str
+) -> list[Reservation]:
+    """Units a warehouse reports shipped after their order was cancelled (and their
+    reservation released) left all the same: take them off on_hand. Run inside a
+    transaction. Raise StockConflict when the units still on hand are all reserved
+    for other orders (the counters cannot go below what is reserved)."""
+    released = list(
+        Reservation.objects.filter(
+            order_line_id__in=list(order_line_ids),
+            stock_item__warehouse_id=warehouse_id,
+            status=Reservation.Status.RELEASED,
+        ).order_by("pk")
+    )
+    if not released:
+        return []
+    deltas = [StockDelta(r.stock_item_id, -r.quantity, 0) for r in released]
+    if _stock_apply(deltas) != {d.stock_item_id for d in deltas}:
+        raise StockConflict(
+            "The shipped units are no longer on hand unreserved; count the stock by hand."
+        )
+    Reservation.objects.filter(pk__in=[r.pk for r in released]).update(
+        status=Reservation.Status.COMMITTED, updated_at=timezone.now()
+    )
+    StockMovement.objects.bulk_create(
+        StockMovement(
+            stock_item_id=reservation.stock_item_id,
+            kind=StockMovement.Kind.SHIP,
+            on_hand_delta=-reservation.quantity,
+            reservation=reservation,
+            reason=reason,
+            actor=actor.user,
+            request_id=actor.request_id,
+        )
+        for reservation in released
+    )
+    return released

@@ -37,3 +37,10 @@ def order_allowed_transitions(*, order: Order, actor: Actor) -> list[str]:
     """Transitions the actor could take now, in a stable order."""
     names = TRANSITIONS if actor.is_staff else CUSTOMER_TRANSITIONS
     return [name for name in TRANSITIONS if name in names and can_proceed(getattr(order, name))]
+
+
+def order_get_status(*, order_id: uuid.UUID | str) -> str:
+    status = Order.objects.filter(pk=order_id).values_list("status", flat=True).first()
+    if status is None:
+        raise NotFound("No such order.")
+    return status

@@ -39,3 +39,15 @@ TRANSITIONS = (
 )
 # Transitions a customer may ask for on their own order; the rest are staff or system.
 CUSTOMER_TRANSITIONS = frozenset({"cancel"})
+
+# States in which the order uses its payment's authorization (or its capture): a
+# payment is never voided under them.
+STATUSES_USING_PAYMENT = frozenset(
+    {
+        OrderStatus.CONFIRMED,
+        OrderStatus.ROUTED,
+        OrderStatus.SHIPPED,
+        OrderStatus.DELIVERED,
+        OrderStatus.REFUNDED,
+    }
+)

@@ -5,7 +5,4 @@ class PaymentsConfig(AppConfig):
     name = "payments"
 
     def ready(self) -> None:
-        from payments import (  # noqa: F401  (registers outbox handlers and checks)
-            checks,
-            handlers,
-        )
+        from payments import checks  # noqa: F401  (registers the system checks)

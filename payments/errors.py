@@ -31,12 +31,6 @@ class PaymentRejected(DomainError):
     title = "The payment provider rejected the request"
 
 
-class PaymentActionRequired(DomainError):
-    code = "payment_requires_action"
-    status = 409
-    title = "The payment is waiting for the customer to authenticate"
-
-
 class PaymentNotCapturable(DomainError):
     code = "payment_not_capturable"
     status = 409

@@ -1,10 +1,11 @@
 from django.db import models
 from django.db.models import F, Q
+from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from core.models import TimeStampedModel
 
 
-class Payment(TimeStampedModel):
+class Payment(ConcurrentTransitionMixin, TimeStampedModel):
     """One authorization attempt for an order: a Stripe PaymentIntent."""
 
     class Status(models.TextChoices):
@@ -24,7 +25,7 @@ class Payment(TimeStampedModel):
     currency = models.CharField(max_length=3)
     amount_captured = models.BigIntegerField(default=0)
     amount_refunded = models.BigIntegerField(default=0)
-    status = models.CharField(max_length=32, choices=Status.choices, default=Status.PENDING)
+    status = FSMField(max_length=32, choices=Status.choices, default=Status.PENDING, protected=True)
     client_secret = models.CharField(max_length=255, blank=True)
     decline_code = models.CharField(max_length=64, blank=True)
 
@@ -49,6 +50,36 @@ class Payment(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.provider_payment_id or self.pk} ({self.status})"
+
+    # Transitions guard and change the status only; payments.services does the rest.
+
+    @transition(field=status, source=Status.PENDING, target=Status.REQUIRES_ACTION)
+    def require_action(self) -> None:
+        """The customer must authenticate (3-D Secure) before the card is authorized."""
+
+    @transition(
+        field=status,
+        source=[Status.PENDING, Status.REQUIRES_ACTION, Status.FAILED],
+        target=Status.AUTHORIZED,
+    )
+    def authorize(self) -> None:
+        """Funds held. From failed: the provider authorized an attempt given up for lost."""
+
+    @transition(field=status, source=[Status.PENDING, Status.REQUIRES_ACTION], target=Status.FAILED)
+    def fail(self) -> None:
+        """Declined, abandoned or never sent: nothing is held."""
+
+    @transition(field=status, source=Status.AUTHORIZED, target=Status.CAPTURED)
+    def capture(self) -> None:
+        """Money taken; later refunds add to amount_refunded."""
+
+    @transition(
+        field=status,
+        source=[Status.PENDING, Status.REQUIRES_ACTION, Status.AUTHORIZED],
+        target=Status.VOIDED,
+    )
+    def void(self) -> None:
+        """The authorization was released (or the intent canceled at the provider)."""
 
 
 class PaymentOperation(TimeStampedModel):

@@ -521,8 +521,8 @@ def inprocess_analysis(args: argparse.Namespace, seeded: Seeded) -> InProcessRep
     from django.contrib.auth.models import User
 
     from core.actors import Actor
+    from flows.place import OrderLineRequest, order_place
     from orders.models import Order
-    from orders.services import OrderLineRequest, order_place
 
     report = InProcessReport()
     rng = random.Random(args.seed + 7)  # noqa: S311 - test data, not secrets

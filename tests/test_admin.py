@@ -13,9 +13,10 @@ from rest_framework.authtoken.models import Token
 from core.actors import Actor
 from core.models import IdempotencyKey
 from core.money import money_format
+from flows.place import OrderLineRequest, order_place
+from flows.transitions import order_transition_by_name
 from inventory.models import Product, Reservation, StockItem, StockMovement, Warehouse
 from orders.models import Order, OrderStatusChange
-from orders.services import OrderLineRequest, order_place, order_transition
 from orders.states import OrderStatus
 from tests.conftest import stock_receive
 from tests.factories import ProductFactory, StaffFactory, UserFactory, WarehouseFactory
@@ -143,7 +144,7 @@ def test_order_pages_show_money_lines_and_history(admin_client, place):
 def test_order_changelist_filters_by_status_and_searches_by_number_and_email(admin_client, place):
     order = place()
     other = place()
-    order_transition(order_id=other.pk, transition="cancel", actor=Actor.system())
+    order_transition_by_name(order_id=other.pk, transition="cancel", actor=Actor.system())
 
     by_status = admin_client.get(admin_url(Order, "changelist"), {"status__exact": "cancelled"})
     by_number = admin_client.get(admin_url(Order, "changelist"), {"q": order.number})
@@ -213,7 +214,7 @@ def test_transition_action_reports_each_order_separately(admin_client, place):
     # Given one confirmed and one pending order
     confirmed = place()
     pending = place()
-    order_transition(order_id=confirmed.pk, transition="confirm", actor=Actor.system())
+    order_transition_by_name(order_id=confirmed.pk, transition="confirm", actor=Actor.system())
 
     # When staff route both
     response = post_action(admin_client, "route", [confirmed, pending])

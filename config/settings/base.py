@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "orders",
     "payments",
     "fulfilment",
+    "flows",
     "notifications",
     "events",
 ]

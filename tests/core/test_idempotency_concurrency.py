@@ -9,9 +9,9 @@ from rest_framework.authtoken.models import Token
 
 from core.actors import Actor
 from core.models import IdempotencyKey
+from flows.place import OrderLineRequest, order_place
 from inventory.models import Reservation, StockItem, StockMovement
 from orders.models import Order, OrderStatusChange
-from orders.services import OrderLineRequest, order_place
 from orders.states import OrderStatus
 from tests.conftest import assert_stock_consistent, order_payload, stock_receive
 from tests.factories import ProductFactory, UserFactory, WarehouseFactory

@@ -18,18 +18,19 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from core.actors import Actor
-from core.errors import InvalidTransition
 from core.models import OutboxMessage
 from core.outbox import outbox_dispatch, outbox_handle, outbox_handler, outbox_publish, outbox_sweep
 from core.tasks import outbox_handle_task
 from fakes.warehouse import FakeWarehouse
-from fulfilment.handlers import route_order
+from flows.handlers import route_order
+from flows.place import OrderLineRequest, order_place
+from flows.transitions import order_transition_by_name
 from fulfilment.models import FulfilmentRequest, Shipment
 from inventory.models import Product, Warehouse
 from notifications.handlers import order_status_email
 from notifications.models import EmailDelivery
+from orders.errors import InvalidTransition
 from orders.models import Order, OrderStatusChange
-from orders.services import OrderLineRequest, order_place, order_transition
 from orders.states import OrderStatus
 from tests.factories import UserFactory
 from tests.support.fake_warehouse import WAREHOUSE_SECRET
@@ -96,7 +97,7 @@ def placed_order(stocked_product: Callable[..., Product]) -> Order:
 
 
 def confirm(order: Order) -> Order:
-    return order_transition(order_id=order.pk, transition="confirm", actor=Actor.system())
+    return order_transition_by_name(order_id=order.pk, transition="confirm", actor=Actor.system())
 
 
 # Written with the state change.
@@ -151,7 +152,7 @@ def test_rolled_back_status_change_leaves_no_message(placed_order) -> None:
 
 def test_refused_transition_writes_no_message(placed_order):
     with pytest.raises(InvalidTransition):
-        order_transition(order_id=placed_order.pk, transition="ship", actor=Actor.system())
+        order_transition_by_name(order_id=placed_order.pk, transition="ship", actor=Actor.system())
 
     assert not OutboxMessage.objects.exists()
     assert placed_order.status_changes.count() == 1

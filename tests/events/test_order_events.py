@@ -19,8 +19,9 @@ from core.signing import SIGNATURE_HEADER, verify
 from events.models import EventDelivery, EventSubscription
 from events.selectors import topics_with_subscribers_forget
 from events.services import EventDeliveriesIncomplete
+from flows.place import OrderLineRequest, order_place
+from flows.transitions import order_transition_by_name
 from orders.models import Order, OrderStatusChange
-from orders.services import OrderLineRequest, order_place, order_transition
 from tests.conftest import stock_receive
 from tests.factories import ProductFactory, UserFactory, WarehouseFactory
 
@@ -123,7 +124,7 @@ def confirmed_order() -> Order:
         lines=[OrderLineRequest(sku=product.sku, quantity=2)],
         actor=Actor.system(),
     )
-    return order_transition(order_id=order.pk, transition="confirm", actor=Actor.system())
+    return order_transition_by_name(order_id=order.pk, transition="confirm", actor=Actor.system())
 
 
 def events_message(topic: str = "order.confirmed") -> OutboxMessage:

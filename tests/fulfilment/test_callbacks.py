@@ -18,15 +18,16 @@ from core.models import OutboxMessage
 from core.outbox import outbox_handle
 from core.signing import sign
 from fakes.warehouse import FakeWarehouse
+from flows.pay import order_pay
+from flows.place import OrderLineRequest, order_place
+from flows.routing import order_route
+from flows.transitions import order_transition_by_name
 from fulfilment.models import Shipment
-from fulfilment.services import order_route
 from inventory.models import Reservation
 from notifications.models import EmailDelivery
 from orders.models import Order
-from orders.services import OrderLineRequest, order_place, order_transition
 from orders.states import OrderStatus
 from payments.models import Payment
-from payments.services import payment_authorize
 from tests.conftest import assert_stock_consistent, stock_receive
 from tests.factories import ProductFactory, UserFactory, WarehouseFactory
 from tests.support.fake_stripe import FakeStripeServer
@@ -84,8 +85,10 @@ def confirmed_order(warehouse: Any) -> Callable[..., Order]:
             actor=Actor.system(),
         )
         if pay is None:
-            return order_transition(order_id=order.pk, transition="confirm", actor=Actor.system())
-        payment = payment_authorize(order_id=order.pk, payment_method=pay, actor=Actor.system())
+            return order_transition_by_name(
+                order_id=order.pk, transition="confirm", actor=Actor.system()
+            )
+        payment = order_pay(order_id=order.pk, payment_method=pay, actor=Actor.system())
         assert payment.status == Payment.Status.AUTHORIZED
         order.refresh_from_db()
         assert order.status == OrderStatus.CONFIRMED
@@ -264,7 +267,9 @@ def test_delivery_reported_before_the_deferred_ship_step_still_delivers_the_orde
     assert shipped(anonymous_client, routed_shipment).status_code == 200
     assert delivered(anonymous_client, routed_shipment).status_code == 200
     assert refreshed(routed_shipment) == ("delivered", "routed")
-    order_transition(order_id=routed_shipment.order_id, transition="ship", actor=Actor.system())
+    order_transition_by_name(
+        order_id=routed_shipment.order_id, transition="ship", actor=Actor.system()
+    )
 
     # When the deferred ship step runs
     message = OutboxMessage.objects.get(topic="shipment.shipped")
@@ -446,7 +451,7 @@ def test_fake_warehouse_callbacks_walk_a_confirmed_order_to_delivered(
     )
 
     # Committed: the outbox sends the confirmation email and routes the order.
-    order_transition(order_id=order.pk, transition="confirm", actor=Actor.system())
+    order_transition_by_name(order_id=order.pk, transition="confirm", actor=Actor.system())
 
     # The fake records "delivered" only once oms answered the callback (after commit).
     wait_until(

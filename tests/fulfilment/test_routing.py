@@ -15,11 +15,13 @@ from core.actors import Actor
 from core.breakers import circuit_breakers_reset
 from core.models import OutboxMessage
 from fakes.warehouse import FakeWarehouse
+from flows.place import OrderLineRequest, order_place
+from flows.routing import order_route
+from flows.transitions import order_transition_by_name
+from fulfilment.errors import WarehousesUnavailable
 from fulfilment.models import FulfilmentRequest, Shipment
-from fulfilment.services import WarehousesUnavailable, order_route
 from inventory.models import Product, Reservation, StockItem, StockMovement, Warehouse
 from orders.models import Order
-from orders.services import OrderLineRequest, order_place, order_transition
 from orders.states import OrderStatus
 from tests.conftest import assert_stock_consistent, stock_receive
 from tests.factories import ProductFactory, UserFactory, WarehouseFactory
@@ -92,7 +94,7 @@ def confirmed_order(lines: list[tuple[Product, int]]) -> Order:
         lines=[OrderLineRequest(sku=product.sku, quantity=qty) for product, qty in lines],
         actor=Actor.system(),
     )
-    return order_transition(order_id=order.pk, transition="confirm", actor=Actor.system())
+    return order_transition_by_name(order_id=order.pk, transition="confirm", actor=Actor.system())
 
 
 def status_of(order: Order) -> str:
@@ -352,7 +354,7 @@ def test_cancelled_order_is_not_routed(fakes):
     fake = fakes()
     warehouse = served_by(fake)
     order = confirmed_order([(product_at({warehouse: 5}), 1)])
-    order_transition(order_id=order.pk, transition="cancel", actor=Actor.system())
+    order_transition_by_name(order_id=order.pk, transition="cancel", actor=Actor.system())
 
     order_route(order_id=order.pk)
 

@@ -14,11 +14,13 @@ from django.db.models import Sum
 from rest_framework.authtoken.models import Token
 
 from core.actors import Actor
-from core.errors import InsufficientStock, InvalidTransition, StockConflict
+from flows.cancel import order_cancel
+from flows.place import OrderLineRequest, order_place
+from inventory.errors import InsufficientStock, StockConflict
 from inventory.models import Reservation, StockItem, StockMovement
 from inventory.services import stock_adjust
+from orders.errors import InvalidTransition
 from orders.models import Order, OrderStatusChange
-from orders.services import OrderLineRequest, order_cancel, order_place
 from orders.states import OrderStatus
 from tests.conftest import assert_stock_consistent, order_payload, stock_receive
 from tests.factories import ProductFactory, UserFactory, WarehouseFactory

@@ -29,17 +29,15 @@ from hypothesis.stateful import (
 )
 
 from core.actors import Actor
-from core.errors import InsufficientStock, InvalidTransition, StockConflict
+from flows.cancel import order_cancel
+from flows.expire import orders_expire_overdue
+from flows.place import OrderLineRequest, order_place
+from flows.transitions import order_transition_by_name
+from inventory.errors import InsufficientStock, StockConflict
 from inventory.models import Product, Reservation, StockItem, StockMovement, Warehouse
 from inventory.services import stock_adjust
+from orders.errors import InvalidTransition
 from orders.models import Order, OrderStatusChange
-from orders.services import (
-    OrderLineRequest,
-    order_cancel,
-    order_place,
-    order_transition,
-    orders_expire_overdue,
-)
 from orders.states import OrderStatus
 from tests.conftest import order_payload
 
@@ -164,9 +162,9 @@ class StockAndOrders(RuleBasedStateMachine):
         actor = Actor(user=self.customer) if name == "cancel" else Actor.system()
         if self.status[order_id] not in sources:
             with pytest.raises(InvalidTransition):
-                order_transition(order_id=order_id, transition=name, actor=actor)
+                order_transition_by_name(order_id=order_id, transition=name, actor=actor)
             return
-        order = order_transition(order_id=order_id, transition=name, actor=actor)
+        order = order_transition_by_name(order_id=order_id, transition=name, actor=actor)
         assert order.status == target
         self.status[order_id] = target
         if name in ("cancel", "expire"):
@@ -309,7 +307,7 @@ class StockAndOrders(RuleBasedStateMachine):
         if self.status[order_id] == S.PAYMENT_FAILED:
             # A retry needs a live reservation.
             with pytest.raises(InvalidTransition):
-                order_transition(
+                order_transition_by_name(
                     order_id=order_id, transition="retry_payment", actor=Actor.system()
                 )
         expirable = self.status[order_id] in MACHINE["expire"][0]

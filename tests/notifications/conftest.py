@@ -6,8 +6,8 @@ from typing import Any
 import pytest
 
 from core.actors import Actor
+from flows.place import OrderLineRequest, order_place
 from orders.models import Order
-from orders.services import OrderLineRequest, order_place
 from tests.factories import UserFactory
 
 SHIPPING_ADDRESS = {

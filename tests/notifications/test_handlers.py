@@ -7,12 +7,12 @@ from core.actors import Actor
 from core.models import OutboxMessage
 from core.outbox import outbox_handle
 from core.tasks import outbox_handle_task
+from flows.transitions import order_transition_by_name
 from fulfilment.models import FulfilmentRequest, Shipment
 from inventory.models import Warehouse
 from notifications.handlers import order_shipped_email, order_status_email
 from notifications.models import EmailDelivery
 from orders.models import Order
-from orders.services import order_transition
 
 pytest_plugins = ("tests.support.smtp",)
 pytestmark = pytest.mark.django_db
@@ -24,7 +24,7 @@ EMAIL_HANDLERS = {"notifications.order_status_email", "notifications.order_shipp
 def walk(order: Order, transitions: list[str]) -> None:
     """Take transitions in the test's transaction: their outbox is never delivered."""
     for transition in transitions:
-        order_transition(order_id=order.pk, transition=transition, actor=Actor.system())
+        order_transition_by_name(order_id=order.pk, transition=transition, actor=Actor.system())
 
 
 def email_message(topic: str) -> OutboxMessage:

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 
+from flows.reconcile import payments_reconcile
 from orders.models import Order
 from payments.models import Payment, PaymentOperation
-from payments.services import payments_reconcile
 from tests.payments.conftest import (
     AUTHORIZE_PATH,
     GOOD_CARD,

@@ -8,11 +8,12 @@ import pytest
 from django.utils import timezone
 
 from core.actors import Actor
+from flows import ship as capture_service
+from flows.expire import orders_expire_overdue
+from flows.reconcile import payments_reconcile
+from flows.ship import order_ship
 from orders.models import Order
-from payments import services
 from payments.models import Payment, PaymentOperation
-from payments.services import capture as capture_service
-from payments.services import payments_reconcile
 from tests.conftest import run_concurrently
 from tests.payments.conftest import (
     AUTHORIZE_PATH,
@@ -88,7 +89,7 @@ def test_dark_authorization_of_an_expired_order_is_voided(
 ):
     order = checkout_with_lost_answer(provider, checkout, customer_client)
     Order.objects.filter(pk=order.pk).update(reservation_expires_at=timezone.now())
-    assert services.orders_expire_and_void() == 1
+    assert orders_expire_overdue() == 1
 
     payments_reconcile()
 
@@ -165,7 +166,7 @@ def test_abandoned_three_d_secure_is_voided_when_the_order_expires(
     order = Order.objects.get(pk=response.json()["id"])
     Order.objects.filter(pk=order.pk).update(reservation_expires_at=timezone.now())
 
-    services.orders_expire_and_void()
+    orders_expire_overdue()
 
     order.refresh_from_db()
     assert order.status == "expired"
@@ -208,7 +209,7 @@ def test_capture_left_pending_by_a_dead_process_is_finished(
 
     monkeypatch.setattr(capture_service, "operation_send", die)
     with pytest.raises(RuntimeError):
-        services.order_ship(order_id=order_id, actor=Actor.system())
+        order_ship(order_id=order_id, actor=Actor.system())
     monkeypatch.undo()
     capture = PaymentOperation.objects.get(payment__order_id=order_id, kind="capture")
     assert capture.status == PaymentOperation.Status.PENDING

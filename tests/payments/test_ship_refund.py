@@ -178,7 +178,7 @@ def test_capture_fault_answers_503_and_a_retry_captures_once(
 def test_reconciler_finishes_a_capture_whose_answer_was_lost(
     confirmed_order_id, staff_client, provider: ProviderProxy, fake_stripe
 ):
-    from payments.services import payments_reconcile
+    from flows.reconcile import payments_reconcile
 
     provider.set_fault("drop_response", times=1, path=CAPTURE_PATH)
     assert order_action(staff_client, confirmed_order_id, "ship").status_code == 503
@@ -377,7 +377,7 @@ def test_cancel_voids_once_although_the_outbox_also_voids(
 def test_cancel_while_the_provider_is_down_is_voided_by_the_reconciler(
     confirmed_order_id, customer_client, provider: ProviderProxy, fake_stripe
 ):
-    from payments.services import payments_reconcile
+    from flows.reconcile import payments_reconcile
 
     provider.set_fault("error", status=500, path=CANCEL_PATH)
 

@@ -1,0 +1,184 @@
+from collections import Counter
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from orders.models import Order, OrderStatusChange
+from orders.states import TRANSITIONS
+from payments.models import Payment
+
+
+class ShippingAddressSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    line1 = serializers.CharField(max_length=200)
+    line2 = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    city = serializers.CharField(max_length=100)
+    postal_code = serializers.CharField(max_length=20)
+    country = serializers.RegexField(
+        r"^[A-Za-z]{2}$",
+        error_messages={"invalid": "Use a two-letter ISO 3166-1 code, e.g. DE."},
+    )
+
+    def validate_country(self, value: str) -> str:
+        return value.upper()
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer sent as a JSON integer: DRF would otherwise take "3" and 3.0 too."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class OrderLineInputSerializer(serializers.Serializer):
+    sku = serializers.CharField(max_length=64)
+    quantity = StrictIntegerField(min_value=1, max_value=settings.ORDER_MAX_LINE_QUANTITY)
+
+
+PAYMENT_METHOD_FIELD_KWARGS: dict[str, Any] = {
+    "regex": r"^[A-Za-z0-9_]{1,255}$",
+    "error_messages": {"invalid": "A payment method id such as pm_card_visa."},
+}
+
+
+class OrderCreateInputSerializer(serializers.Serializer):
+    lines = serializers.ListField(
+        child=OrderLineInputSerializer(),
+        min_length=1,
+        max_length=settings.ORDER_MAX_LINES,
+    )
+    email = serializers.EmailField(max_length=254)
+    shipping_address = ShippingAddressSerializer()
+    # Optional: without it the order waits in pending_payment for POST .../pay/.
+    payment_method = serializers.RegexField(required=False, **PAYMENT_METHOD_FIELD_KWARGS)
+
+    def validate_lines(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        counts = Counter(line["sku"] for line in lines)
+        duplicates = sorted(sku for sku, count in counts.items() if count > 1)
+        if duplicates:
+            raise serializers.ValidationError(
+                f"Each SKU may appear on one line only; repeated: {', '.join(duplicates)}.",
+                code="duplicate_sku",
+            )
+        return lines
+
+
+class OrderLineOutputSerializer(serializers.Serializer):
+    sku = serializers.CharField()
+    name = serializers.CharField()
+    quantity = serializers.IntegerField()
+    unit_price = serializers.IntegerField()
+    line_total = serializers.IntegerField()
+
+
+class PaymentOutputSerializer(serializers.Serializer):
+    status = serializers.CharField()
+    amount = serializers.IntegerField()
+    amount_captured = serializers.IntegerField()
+    amount_refunded = serializers.IntegerField()
+    currency = serializers.CharField()
+    decline_code = serializers.CharField()
+    client_secret = serializers.SerializerMethodField()
+
+    def get_client_secret(self, payment: Payment) -> str | None:
+        """Only while the customer must authenticate (3-D Secure)."""
+        if payment.status == Payment.Status.REQUIRES_ACTION:
+            return payment.client_secret
+        return None
+
+
+class OrderOutputSerializer(serializers.ModelSerializer):
+    lines = OrderLineOutputSerializer(many=True)
+    subtotal = serializers.IntegerField(source="subtotal_amount")
+    shipping = serializers.IntegerField(source="shipping_amount")
+    tax = serializers.IntegerField(source="tax_amount")
+    total = serializers.IntegerField(source="total_amount")
+    shipping_address = ShippingAddressSerializer()
+    payment = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Order
+        fields = [
+            "id",
+            "number",
+            "status",
+            "lines",
+            "subtotal",
+            "shipping",
+            "tax",
+            "total",
+            "currency",
+            "email",
+            "shipping_address",
+            "reservation_expires_at",
+            "payment",
+            "created_at",
+            "updated_at",
+        ]
+
+    @extend_schema_field(PaymentOutputSerializer(allow_null=True))
+    def get_payment(self, order: Order) -> dict[str, Any] | None:
+        """The latest payment attempt, or null."""
+        attempts = order.payments.all()
+        payments = sorted(attempts, key=lambda p: (p.created_at, p.pk))
+        if not payments:
+            return None
+        return dict(PaymentOutputSerializer(payments[-1]).data)
+
+
+class OrderStatusChangeOutputSerializer(serializers.ModelSerializer):
+    actor = serializers.CharField(source="actor_label")
+
+    class Meta:
+        model = OrderStatusChange
+        fields = [
+            "from_status",
+            "to_status",
+            "transition",
+            "actor",
+            "reason",
+            "request_id",
+            "created_at",
+        ]
+
+
+class OrderCancelInputSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class OrderTransitionInputSerializer(serializers.Serializer):
+    transition = serializers.ChoiceField(choices=list(TRANSITIONS))
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class OrderPayInputSerializer(serializers.Serializer):
+    payment_method = serializers.RegexField(**PAYMENT_METHOD_FIELD_KWARGS)
+
+
+class OrderRefundInputSerializer(serializers.Serializer):
+    # Minor units; all that is left when omitted.
+    amount = serializers.IntegerField(required=False, min_value=1, max_value=10**12)
+
+
+class WebhookAckSerializer(serializers.Serializer):
+    received = serializers.BooleanField()
+    duplicate = serializers.BooleanField()
+
+
+class ShipmentCallbackInputSerializer(serializers.Serializer):
+    event = serializers.ChoiceField(choices=["shipped", "delivered"])
+    shipment_reference = serializers.CharField(max_length=128)
+    request_id = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    carrier = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    tracking_number = serializers.CharField(
+        max_length=128, required=False, allow_blank=True, default=""
+    )
+
+
+class ShipmentCallbackOutputSerializer(serializers.Serializer):
+    shipment_reference = serializers.CharField(source="reference")
+    status = serializers.CharField()

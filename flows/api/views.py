@@ -1,0 +1,239 @@
+"""The order API: checkout, reads, and one POST per order action. Each view parses its
+input, calls one use case (flows) or selector (orders), and renders the order."""
+
+import uuid
+from typing import Any
+
+from django.db.models import QuerySet, prefetch_related_objects
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import status
+from rest_framework.generics import GenericAPIView
+from rest_framework.mixins import ListModelMixin
+from rest_framework.permissions import IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from core.actors import Actor
+from core.api.idempotency import IDEMPOTENCY_KEY_HEADER, idempotent_response
+from core.api.pagination import CreatedAtCursorPagination
+from core.idempotency import IdempotencyContext, idempotency_key_validate
+from flows.api.actions import IDEMPOTENCY_KEY_PARAMETER, OrderActionApi, order_body
+from flows.api.filters import OrderFilter
+from flows.api.serializers import (
+    OrderCancelInputSerializer,
+    OrderCreateInputSerializer,
+    OrderOutputSerializer,
+    OrderPayInputSerializer,
+    OrderRefundInputSerializer,
+    OrderStatusChangeOutputSerializer,
+    OrderTransitionInputSerializer,
+)
+from flows.cancel import order_cancel
+from flows.pay import order_pay
+from flows.place import OrderLineRequest, order_checkout, order_place
+from flows.refund import order_refund
+from flows.ship import order_ship
+from flows.transitions import order_transition_by_name
+from orders import selectors
+from orders.models import Order
+from orders.states import OrderStatus
+
+
+class OrderListCreateApi(ListModelMixin, GenericAPIView[Order]):
+    serializer_class = OrderOutputSerializer
+    pagination_class = CreatedAtCursorPagination
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = OrderFilter
+
+    def get_queryset(self) -> QuerySet[Order]:
+        return selectors.order_list_for(actor=Actor.from_request(self.request))
+
+    def get(self, request: Request) -> Response:
+        return self.list(request)
+
+    @extend_schema(
+        request=OrderCreateInputSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={201: OrderOutputSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        idempotency_key_validate(request.headers.get(IDEMPOTENCY_KEY_HEADER))
+        serializer = OrderCreateInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        actor = Actor.from_request(request)
+        order_input: dict[str, Any] = {
+            "customer": actor.require_user(),
+            "email": data["email"],
+            "shipping_address": dict(data["shipping_address"]),
+            "lines": [OrderLineRequest(line["sku"], line["quantity"]) for line in data["lines"]],
+            "actor": actor,
+        }
+        payment_method = data.get("payment_method")
+
+        def place(context: IdempotencyContext) -> tuple[int, Any]:
+            order = order_place(**order_input)
+            # The order was just created for this user: no need to read it back.
+            prefetch_related_objects([order], "lines", "payments")
+            return status.HTTP_201_CREATED, dict(OrderOutputSerializer(order).data)
+
+        def checkout(context: IdempotencyContext) -> tuple[int, Any]:
+            # A retry of a checkout whose payment step failed resumes that order.
+            order_id = order_checkout(
+                **order_input,
+                payment_method=payment_method or "",
+                resume_order_id=context.resource_id or None,
+                on_created=lambda order: context.checkpoint(str(order.pk)),
+            )
+            return status.HTTP_201_CREATED, order_body(order_id, actor)
+
+        if not payment_method:
+            return idempotent_response(request, payload=request.data, operation=place)
+        # With a payment the provider is called between two transactions of its own.
+        return idempotent_response(request, payload=request.data, operation=checkout, atomic=False)
+
+
+class OrderDetailApi(APIView):
+    @extend_schema(responses=OrderOutputSerializer)
+    def get(self, request: Request, order_id: uuid.UUID) -> Response:
+        return Response(order_body(order_id, Actor.from_request(request)))
+
+
+class OrderHistoryApi(APIView):
+    @extend_schema(responses=OrderStatusChangeOutputSerializer(many=True))
+    def get(self, request: Request, order_id: uuid.UUID) -> Response:
+        order = selectors.order_get_for(actor=Actor.from_request(request), order_id=order_id)
+        history = selectors.order_history(order=order)
+        return Response(OrderStatusChangeOutputSerializer(history, many=True).data)
+
+
+@extend_schema_view(
+    post=extend_schema(
+        request=OrderCancelInputSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={200: OrderOutputSerializer},
+    )
+)
+class OrderCancelApi(OrderActionApi):
+    """Cancel the order: warehouses withdraw, its stock is released and its
+    authorization voided."""
+
+    input_serializer_class = OrderCancelInputSerializer
+
+    def perform(
+        self,
+        *,
+        order_id: uuid.UUID,
+        actor: Actor,
+        data: dict[str, Any],
+        context: IdempotencyContext,
+    ) -> None:
+        if context.resource_id and (
+            selectors.order_get_status(order_id=order_id) == OrderStatus.CANCELLED
+        ):
+            return  # a retry after the cancel committed but before its response was stored
+        context.checkpoint(str(order_id))
+        order_cancel(order_id=order_id, actor=actor, reason=data["reason"])
+
+
+@extend_schema_view(
+    post=extend_schema(
+        request=OrderTransitionInputSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={200: OrderOutputSerializer},
+    )
+)
+class OrderTransitionApi(OrderActionApi):
+    """Staff: take any transition by name (manual operation; same use cases as the admin)."""
+
+    permission_classes = [IsAdminUser]
+    input_serializer_class = OrderTransitionInputSerializer
+
+    def perform(
+        self,
+        *,
+        order_id: uuid.UUID,
+        actor: Actor,
+        data: dict[str, Any],
+        context: IdempotencyContext,
+    ) -> None:
+        order_transition_by_name(
+            order_id=order_id, transition=data["transition"], actor=actor, reason=data["reason"]
+        )
+
+
+@extend_schema_view(
+    post=extend_schema(
+        request=OrderPayInputSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={200: OrderOutputSerializer},
+    )
+)
+class OrderPayApi(OrderActionApi):
+    """Customer: pay (again) for an order in pending_payment or payment_failed."""
+
+    input_serializer_class = OrderPayInputSerializer
+
+    def perform(
+        self,
+        *,
+        order_id: uuid.UUID,
+        actor: Actor,
+        data: dict[str, Any],
+        context: IdempotencyContext,
+    ) -> None:
+        order_pay(order_id=order_id, payment_method=data["payment_method"], actor=actor)
+
+
+@extend_schema_view(
+    post=extend_schema(
+        request=None, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses={200: OrderOutputSerializer}
+    )
+)
+class OrderShipApi(OrderActionApi):
+    """Staff: capture the authorized payment and ship the order."""
+
+    permission_classes = [IsAdminUser]
+
+    def perform(
+        self,
+        *,
+        order_id: uuid.UUID,
+        actor: Actor,
+        data: dict[str, Any],
+        context: IdempotencyContext,
+    ) -> None:
+        order_ship(order_id=order_id, actor=actor)
+
+
+@extend_schema_view(
+    post=extend_schema(
+        request=OrderRefundInputSerializer,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={200: OrderOutputSerializer},
+    )
+)
+class OrderRefundApi(OrderActionApi):
+    """Staff: refund all or part of what was captured."""
+
+    permission_classes = [IsAdminUser]
+    input_serializer_class = OrderRefundInputSerializer
+
+    def perform(
+        self,
+        *,
+        order_id: uuid.UUID,
+        actor: Actor,
+        data: dict[str, Any],
+        context: IdempotencyContext,
+    ) -> None:
+        # A retry after an unknown outcome re-sends the same refund operation.
+        order_refund(
+            order_id=order_id,
+            amount=data.get("amount"),
+            actor=actor,
+            resume_operation_id=int(context.resource_id) if context.resource_id else None,
+            on_prepared=lambda operation: context.checkpoint(str(operation.pk)),
+        )

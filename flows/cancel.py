@@ -1,0 +1,111 @@
+"""Cancel an order before it ships. The only module that takes `cancel`.
+
+Sequence: (1) lock the order and check it can be cancelled: not while a capture is in
+flight (the capture decides: once it succeeds the order has shipped); (2) ask every
+warehouse holding a fulfilment request for it to withdraw, outside any transaction;
+a warehouse that already shipped refuses (409 order_at_warehouse) and one that cannot
+be reached makes the cancel fail for now (503 warehouse_unavailable): the order stays
+as it was; (3) lock the order again, cancel it and release its stock in one
+transaction; (4) void its authorization right away (flows.void), best effort: the
+outbox message written with the cancel (flows.handlers) retries until it is voided.
+"""
+
+import logging
+import uuid
+
+from django.db import transaction
+from django_fsm import can_proceed
+
+from core.actors import Actor
+from core.errors import ConcurrentUpdate
+from flows.lock_objects import order_lock
+from flows.void import order_payments_void
+from fulfilment.errors import OrderAtWarehouse, WarehouseUnreachable
+from fulfilment.gateways import base as warehouse_api
+from fulfilment.models import FulfilmentRequest
+from fulfilment.services import (
+    fulfilment_request_error_record,
+    fulfilment_request_withdrawn_locked,
+    fulfilment_requests_to_withdraw,
+    warehouse_withdraw,
+)
+from inventory.services import reservations_release
+from orders.errors import InvalidTransition
+from orders.models import Order
+from orders.services import order_transition_locked
+from payments.errors import OperationInProgress
+from payments.models import PaymentOperation
+from payments.services.operations import OPEN_OPERATION_STATUSES
+
+logger = logging.getLogger(__name__)
+
+# A routing task can open a new request while the cancel withdraws the others.
+WITHDRAW_ROUNDS = 3
+RETRY_AFTER_SECONDS = 30
+
+
+def _cancel_check_locked(order: Order) -> None:
+    if not can_proceed(order.cancel):
+        raise InvalidTransition(transition="cancel", current_status=order.status)
+    capture_in_flight = PaymentOperation.objects.filter(
+        payment__order=order,
+        kind=PaymentOperation.Kind.CAPTURE,
+        status__in=OPEN_OPERATION_STATUSES,
+    ).exists()
+    if capture_in_flight:
+        raise OperationInProgress(
+            "The payment for this order is being captured: it is shipping and can no "
+            "longer be cancelled. Retry to see the outcome."
+        )
+
+
+def _withdraw(request: FulfilmentRequest, order: Order, reason: str) -> None:
+    """Ask the warehouse not to ship the request; record its confirmation."""
+    try:
+        result = warehouse_withdraw(request, order_number=order.number, reason=reason)
+    except Exception as error:  # unreachable, unknown outcome, breaker open, refused
+        fulfilment_request_error_record(request, error)
+        logger.warning("Withdraw of fulfilment request %s failed: %s", request.pk, error)
+        raise WarehouseUnreachable(
+            f"Warehouse {request.warehouse.code} could not be asked to withdraw the order; "
+            "nothing was cancelled.",
+            retry_after=RETRY_AFTER_SECONDS,
+        ) from error
+    if isinstance(result, warehouse_api.WithdrawRefused):
+        raise OrderAtWarehouse(
+            f"Warehouse {request.warehouse.code} has already shipped its part of order "
+            f"{order.number} ({result.code}); it can no longer be cancelled.",
+            warehouse=request.warehouse.code,
+        )
+    with transaction.atomic():
+        order_lock(order_id=order.pk)
+        fulfilment_request_withdrawn_locked(request.pk)
+
+
+def order_cancel_locked(*, order: Order, actor: Actor, reason: str) -> None:
+    """Cancel an order no warehouse holds, and release its stock."""
+    order_transition_locked(order=order, transition="cancel", actor=actor, reason=reason)
+    reservations_release(
+        order_line_ids=order.lines.values_list("pk", flat=True),
+        actor=actor,
+        reason=reason or f"order {order.number} cancelled",
+    )
+
+
+def order_cancel(*, order_id: uuid.UUID | str, actor: Actor, reason: str = "") -> Order:
+    """Cancel the order: warehouses withdraw first, then its stock is released, then
+    its authorization is voided."""
+    for _round in range(WITHDRAW_ROUNDS):
+        with transaction.atomic():
+            order = order_lock(order_id=order_id)
+            _cancel_check_locked(order)
+            to_withdraw = fulfilment_requests_to_withdraw(order_id=order.pk)
+            if not to_withdraw:
+                order_cancel_locked(order=order, actor=actor, reason=reason)
+                break
+        for request in to_withdraw:
+            _withdraw(request, order, reason)
+    else:
+        raise ConcurrentUpdate("The order was routed again while being cancelled; retry.")
+    order_payments_void(order_id=order.pk, actor=actor)
+    return order

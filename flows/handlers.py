@@ -1,0 +1,34 @@
+"""Outbox handlers: the work an order's state change asks for, run by a worker after
+commit. Each is a thin adapter onto one use case and safe to run more than once."""
+
+from typing import Any
+
+from core.actors import Actor
+from core.outbox import outbox_handler
+from flows.routing import order_route
+from flows.ship import order_ship_when_shipments_left
+from flows.void import order_payments_void
+
+
+class VoidPending(Exception):
+    """The provider did not confirm the void yet: retry later."""
+
+
+@outbox_handler("order.confirmed", name="fulfilment.route_order", queue="routing")
+def route_order(payload: dict[str, Any]) -> None:
+    order_route(order_id=payload["order_id"])
+
+
+@outbox_handler("shipment.shipped", name="fulfilment.ship_order", queue="payments")
+def ship_order(payload: dict[str, Any]) -> None:
+    """Once every shipment of the order left its warehouse: capture, then ship."""
+    order_ship_when_shipments_left(order_id=payload["order_id"], actor=Actor.system())
+
+
+@outbox_handler(
+    "order.cancelled", "order.expired", name="payments.void_for_order", queue="payments"
+)
+def void_for_order(payload: dict[str, Any]) -> None:
+    order_id = payload["order_id"]
+    if not order_payments_void(order_id=order_id, actor=Actor.system()):
+        raise VoidPending(f"Authorization of order {order_id} not voided yet")

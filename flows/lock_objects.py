@@ -1,0 +1,59 @@
+"""Lock the rows an order use case changes, always in the same order.
+
+Order first, then payment, then payment operation (and shipment or fulfilment request):
+every path that locks more than one of them goes through these helpers, so two paths
+can never wait on each other in opposite orders. Call inside a transaction.
+"""
+
+import uuid
+from dataclasses import dataclass
+
+from core.errors import NotFound
+from fulfilment.models import Shipment
+from orders.models import Order
+from payments.models import Payment, PaymentOperation
+
+
+def order_lock(*, order_id: uuid.UUID | str) -> Order:
+    """Lock the order row for the rest of the caller's transaction."""
+    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    if order is None:
+        raise NotFound("No such order.")
+    return order
+
+
+@dataclass(frozen=True)
+class LockedPayment:
+    order: Order
+    payment: Payment
+
+
+@dataclass(frozen=True)
+class LockedOperation:
+    order: Order
+    payment: Payment
+    operation: PaymentOperation
+
+
+def payment_lock(*, payment_id: int) -> LockedPayment:
+    """Lock the payment's order, then the payment."""
+    order_id = Payment.objects.values_list("order_id", flat=True).get(pk=payment_id)
+    order = order_lock(order_id=order_id)
+    return LockedPayment(
+        order=order, payment=Payment.objects.select_for_update().get(pk=payment_id)
+    )
+
+
+def operation_lock(*, operation_id: int) -> LockedOperation:
+    """Lock the operation's order, then its payment, then the operation."""
+    payment_id = PaymentOperation.objects.values_list("payment_id", flat=True).get(pk=operation_id)
+    locked = payment_lock(payment_id=payment_id)
+    operation = PaymentOperation.objects.select_for_update().get(pk=operation_id)
+    return LockedOperation(order=locked.order, payment=locked.payment, operation=operation)
+
+
+def shipment_lock(*, shipment_id: int) -> tuple[Order, Shipment]:
+    """Lock the shipment's order, then the shipment."""
+    order_id = Shipment.objects.values_list("order_id", flat=True).get(pk=shipment_id)
+    order = order_lock(order_id=order_id)
+    return order, Shipment.objects.select_for_update().get(pk=shipment_id)

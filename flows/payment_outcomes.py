@@ -1,0 +1,113 @@
+"""Apply a payment outcome to the order: confirm it, or fail its payment attempt.
+
+Every path that learns how a payment went (the checkout's or pay's own provider call,
+the Stripe webhook, the reconciler) ends here, inside its transaction with the order
+and payment locked (flows.lock_objects). This module is the only one that takes the
+order's `confirm` and `fail_payment` transitions.
+"""
+
+import uuid
+from collections.abc import Callable
+
+from django.db import transaction
+
+from core.actors import Actor
+from flows.lock_objects import order_lock
+from flows.ship import order_capture_recorded_locked
+from orders.models import Order
+from orders.services import order_transition_locked
+from orders.states import STATUSES_USING_PAYMENT, OrderStatus
+from payments.gateways.base import IntentResult
+from payments.models import Payment
+from payments.services.intents import IntentChange, intent_apply_to_payment
+from payments.services.operations import payment_fail
+
+
+def order_confirm_locked(*, order: Order, actor: Actor, reason: str) -> None:
+    """The payment is authorized: the order is confirmed (and routed by the outbox)."""
+    order_transition_locked(order=order, transition="confirm", actor=actor, reason=reason)
+
+
+def order_payment_failed_locked(*, order: Order, actor: Actor, reason: str) -> None:
+    """The order's payment attempt failed; its stock stays held until it expires."""
+    if order.status == OrderStatus.PENDING_PAYMENT:
+        order_transition_locked(order=order, transition="fail_payment", actor=actor, reason=reason)
+
+
+def payment_declined_locked(
+    *, order: Order, payment: Payment, decline_code: str, actor: Actor, reason: str
+) -> None:
+    """The payment definitely did not authorize: fail it, and the order's attempt."""
+    payment_fail(payment, decline_code=decline_code)
+    order_payment_failed_locked(order=order, actor=actor, reason=reason)
+
+
+def _authorized(order: Order, intent: IntentResult, actor: Actor) -> bool:
+    if order.status == OrderStatus.PENDING_PAYMENT:
+        order_confirm_locked(order=order, actor=actor, reason="payment authorized")
+        return False
+    # The order moved on without it (cancelled, expired, another attempt): release it.
+    return order.status not in STATUSES_USING_PAYMENT
+
+
+def _late_authorization(order: Order, intent: IntentResult, actor: Actor) -> bool:
+    return True
+
+
+def _failed(order: Order, intent: IntentResult, actor: Actor) -> bool:
+    reason = f"payment failed: {intent.decline_code or 'requires_payment_method'}"
+    order_payment_failed_locked(order=order, actor=actor, reason=reason)
+    return False
+
+
+def _canceled_before_authorization(order: Order, intent: IntentResult, actor: Actor) -> bool:
+    order_payment_failed_locked(order=order, actor=actor, reason="payment canceled at the provider")
+    return False
+
+
+def _captured(order: Order, intent: IntentResult, actor: Actor) -> bool:
+    order_capture_recorded_locked(order=order, actor=actor)
+    return False
+
+
+def _nothing(order: Order, intent: IntentResult, actor: Actor) -> bool:
+    return False
+
+
+# What each change of a payment means for its order. Each returns True when the
+# payment's authorization must be voided afterwards (outside the transaction).
+_ORDER_EFFECTS: dict[IntentChange, Callable[[Order, IntentResult, Actor], bool]] = {
+    IntentChange.AUTHORIZED: _authorized,
+    IntentChange.LATE_AUTHORIZATION: _late_authorization,
+    IntentChange.FAILED: _failed,
+    IntentChange.CANCELED_BEFORE_AUTHORIZATION: _canceled_before_authorization,
+    IntentChange.CAPTURED: _captured,
+    IntentChange.REQUIRES_ACTION: _nothing,
+    IntentChange.VOIDED: _nothing,
+    IntentChange.NONE: _nothing,
+}
+
+
+def payment_intent_apply_locked(
+    *, order: Order, payment: Payment, intent: IntentResult, actor: Actor
+) -> bool:
+    """Apply a PaymentIntent's state to the payment and the order. Return True when the
+    authorization must be voided (it exists but its order no longer wants it)."""
+    change = intent_apply_to_payment(payment, intent)
+    return _ORDER_EFFECTS[change](order, intent, actor)
+
+
+def order_confirm(*, order_id: uuid.UUID | str, actor: Actor, reason: str = "") -> Order:
+    """Staff: confirm an order paid outside oms (no payment through the provider)."""
+    with transaction.atomic():
+        order = order_lock(order_id=order_id)
+        order_confirm_locked(order=order, actor=actor, reason=reason or "confirmed by staff")
+    return order
+
+
+def order_fail_payment(*, order_id: uuid.UUID | str, actor: Actor, reason: str = "") -> Order:
+    """Staff: record that the order's payment attempt failed."""
+    with transaction.atomic():
+        order = order_lock(order_id=order_id)
+        order_transition_locked(order=order, transition="fail_payment", actor=actor, reason=reason)
+    return order

@@ -1,0 +1,138 @@
+"""Place an order: reserve its stock, and (at checkout with a payment method) pay for it.
+
+Transactions: one for the order, its lines, the audit row and the reservation (the
+conditional stock update last: the stock rows are the hot ones). With a payment
+method, the payment then runs as flows.pay does: its own transactions around, never
+across, the provider call.
+"""
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.utils import timezone
+
+from core.actors import Actor
+from flows.pay import order_pay
+from inventory.errors import InsufficientStock, ReservationRaceLost, UnknownSku
+from inventory.models import Product
+from inventory.services import ReservationRequest, stock_plan, stock_reserve
+from orders.errors import CurrencyMismatch
+from orders.models import Order
+from orders.services import OrderLineData, order_create
+
+logger = logging.getLogger(__name__)
+
+# How often a checkout re-plans after concurrent checkouts took its planned units.
+RESERVATION_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class OrderLineRequest:
+    sku: str
+    quantity: int
+
+
+def order_place(
+    *,
+    customer: User,
+    email: str,
+    shipping_address: dict[str, Any],
+    lines: Sequence[OrderLineRequest],
+    actor: Actor,
+    on_created: Callable[[Order], None] | None = None,
+) -> Order:
+    """Create an order in pending_payment with all its stock reserved, or nothing at all.
+
+    `on_created` runs inside the order's transaction (e.g. to checkpoint an idempotency key).
+    """
+    quantities = {line.sku: line.quantity for line in lines}
+    products = {
+        product.sku: product
+        for product in Product.objects.filter(sku__in=quantities, is_active=True)
+    }
+    unknown = sorted(set(quantities) - set(products))
+    if unknown:
+        raise UnknownSku(unknown)
+    currencies = sorted({product.currency for product in products.values()})
+    if len(currencies) != 1:
+        raise CurrencyMismatch(f"Products are priced in {', '.join(currencies)}.")
+    demand = {products[sku].pk: qty for sku, qty in quantities.items()}
+    skus = {product.pk: sku for sku, product in products.items()}
+    line_data = [
+        OrderLineData(
+            product_id=products[sku].pk,
+            sku=sku,
+            name=products[sku].name,
+            unit_price=products[sku].price,
+            quantity=qty,
+        )
+        for sku, qty in quantities.items()
+    ]
+
+    for _attempt in range(RESERVATION_ATTEMPTS):
+        plan = stock_plan(demand=demand, skus=skus)
+        try:
+            with transaction.atomic():
+                order, order_lines = order_create(
+                    customer=customer,
+                    email=email,
+                    shipping_address=shipping_address,
+                    currency=currencies[0],
+                    lines=line_data,
+                    reservation_expires_at=timezone.now() + settings.ORDER_RESERVATION_TTL,
+                    actor=actor,
+                )
+                if on_created is not None:
+                    on_created(order)
+                # Last: the stock rows are the hot ones; hold their locks briefly.
+                stock_reserve(
+                    requests=[
+                        ReservationRequest(line.pk, line.product_id, line.sku, line.quantity)
+                        for line in order_lines
+                    ],
+                    plan=plan,
+                    expires_at=order.reservation_expires_at,
+                    actor=actor,
+                )
+            return order
+        except ReservationRaceLost:
+            logger.info("Checkout lost a stock race; re-planning")
+    raise InsufficientStock(sorted(quantities))
+
+
+def order_checkout(
+    *,
+    customer: User,
+    email: str,
+    shipping_address: dict[str, Any],
+    lines: Sequence[OrderLineRequest],
+    payment_method: str,
+    actor: Actor,
+    resume_order_id: uuid.UUID | str | None = None,
+    on_created: Callable[[Order], None] | None = None,
+) -> uuid.UUID | str:
+    """Place the order and authorize its payment. Return the order's id.
+
+    A retry of a checkout whose payment step failed passes `resume_order_id`: it pays
+    for that order instead of placing a second one. Payment errors propagate (the order
+    stays, in payment_failed, with its stock held until it expires).
+    """
+    order_id: uuid.UUID | str = (
+        resume_order_id
+        or order_place(
+            customer=customer,
+            email=email,
+            shipping_address=shipping_address,
+            lines=lines,
+            actor=actor,
+            on_created=on_created,
+        ).pk
+    )
+    order_pay(order_id=order_id, payment_method=payment_method, actor=actor)
+    return order_id

@@ -1,0 +1,173 @@
+"""Refund captured money, fully or in parts, never beyond what was captured. The only
+module that takes `refund`.
+
+Sequence: (1) lock order and payment, check what is refundable (captured minus
+refunded minus refunds in flight), record the refund operation, commit; (2) call the
+provider outside any transaction, with the operation's key; (3) lock again and record
+the outcome: a refund that brings the total to what was captured moves the order to
+refunded. The webhook's charge.refunded reaches the same recording function.
+"""
+
+import uuid
+from collections.abc import Callable
+
+from django.db import transaction
+
+from core.actors import Actor
+from flows.lock_objects import operation_lock, order_lock
+from orders.errors import InvalidTransition
+from orders.models import Order
+from orders.services import order_transition_locked
+from orders.states import OrderStatus
+from payments.errors import RefundExceedsCaptured
+from payments.models import Payment, PaymentOperation
+from payments.services.operations import (
+    OPEN_OPERATION_STATUSES,
+    operation_create,
+    operation_failure_record,
+    operation_settle,
+    payment_refund_record,
+    refunds_in_flight_total,
+    refunds_succeeded_total,
+)
+from payments.services.outcomes import OutcomeKind, operation_send
+
+REFUNDABLE_STATUSES = (OrderStatus.SHIPPED, OrderStatus.DELIVERED)
+# Orders that never shipped: money captured on them is refunded without a transition.
+UNSHIPPED_STATUSES = (OrderStatus.CANCELLED, OrderStatus.EXPIRED)
+
+
+def refund_recorded_locked(
+    *, order: Order, payment: Payment, amount_refunded_total: int, actor: Actor
+) -> None:
+    """Raise the payment's refunded amount to the provider's total; a fully refunded
+    shipped order moves to refunded."""
+    fully_refunded = payment_refund_record(payment, amount_refunded_total=amount_refunded_total)
+    if fully_refunded and order.status in REFUNDABLE_STATUSES:
+        order_transition_locked(
+            order=order, transition="refund", actor=actor, reason="fully refunded"
+        )
+
+
+def _refund_prepare(
+    *,
+    order_id: uuid.UUID | str,
+    amount: int | None,
+    resume_operation_id: int | None,
+    on_prepared: Callable[[PaymentOperation], None] | None,
+    refundable_statuses: tuple[str, ...],
+) -> tuple[Payment, PaymentOperation]:
+    with transaction.atomic():
+        order = order_lock(order_id=order_id)
+        if resume_operation_id is not None:
+            operation = (
+                PaymentOperation.objects.select_for_update()
+                .select_related("payment")
+                .filter(
+                    pk=resume_operation_id,
+                    kind=PaymentOperation.Kind.REFUND,
+                    payment__order=order,
+                )
+                .first()
+            )
+            # A refund that definitely failed (never sent: breaker open) is made anew.
+            if operation is not None and operation.status != PaymentOperation.Status.FAILED:
+                return operation.payment, operation
+        if order.status not in refundable_statuses:
+            raise InvalidTransition(transition="refund", current_status=order.status)
+        payment = (
+            Payment.objects.select_for_update()
+            .filter(order=order, status=Payment.Status.CAPTURED)
+            .first()
+        )
+        if payment is None:
+            raise RefundExceedsCaptured("Nothing was captured for this order.", captured=0)
+        refundable = (
+            payment.amount_captured - payment.amount_refunded - refunds_in_flight_total(payment)
+        )
+        requested = refundable if amount is None else amount
+        if requested <= 0 or requested > refundable:
+            raise RefundExceedsCaptured(
+                f"Requested {requested}, but only {max(refundable, 0)} of the captured "
+                f"{payment.amount_captured} can still be refunded.",
+                captured=payment.amount_captured,
+                refunded=payment.amount_refunded,
+                refundable=max(refundable, 0),
+            )
+        operation = operation_create(payment, PaymentOperation.Kind.REFUND, requested)
+        if on_prepared is not None:
+            on_prepared(operation)
+        return payment, operation
+
+
+def order_refund(
+    *,
+    order_id: uuid.UUID | str,
+    amount: int | None,
+    actor: Actor,
+    resume_operation_id: int | None = None,
+    on_prepared: Callable[[PaymentOperation], None] | None = None,
+    refundable_statuses: tuple[str, ...] = REFUNDABLE_STATUSES,
+) -> Order:
+    """Refund `amount` (all that is left when None). A full refund moves the order to
+    refunded; partial refunds keep its status and add to the payment's refunded amount.
+
+    `resume_operation_id` re-sends an earlier refund operation (same key) instead of
+    making a new one; `on_prepared` runs inside the transaction that records it.
+    """
+    payment, operation = _refund_prepare(
+        order_id=order_id,
+        amount=amount,
+        resume_operation_id=resume_operation_id,
+        on_prepared=on_prepared,
+        refundable_statuses=refundable_statuses,
+    )
+    outcome = None
+    if operation.status in OPEN_OPERATION_STATUSES:
+        intent_id = payment.provider_payment_id or ""
+        outcome = operation_send(
+            operation,
+            lambda gateway: gateway.refund(
+                intent_id=intent_id,
+                amount=operation.amount,
+                idempotency_key=operation.idempotency_key,
+            ),
+        )
+    with transaction.atomic():
+        locked = operation_lock(operation_id=operation.pk)
+        if outcome is None or locked.operation.status == PaymentOperation.Status.SUCCEEDED:
+            return locked.order
+        if outcome.kind is OutcomeKind.SUCCEEDED and outcome.result is not None:
+            operation_settle(
+                locked.operation,
+                PaymentOperation.Status.SUCCEEDED,
+                provider_object_id=outcome.result.id,
+            )
+            refund_recorded_locked(
+                order=locked.order,
+                payment=locked.payment,
+                amount_refunded_total=refunds_succeeded_total(locked.payment),
+                actor=actor,
+            )
+            return locked.order
+        failure = operation_failure_record(locked.operation, outcome, action="refund")
+    raise failure
+
+
+def order_refund_unshipped_capture(*, order_id: uuid.UUID | str, actor: Actor) -> Order:
+    """Refund money captured on an order that did not ship (cancelled or expired): all
+    of it, exactly once, without changing the order's status."""
+    return order_refund(
+        order_id=order_id, amount=None, actor=actor, refundable_statuses=UNSHIPPED_STATUSES
+    )
+
+
+def order_refund_in_full(*, order_id: uuid.UUID | str, actor: Actor, reason: str = "") -> Order:
+    """Staff: refund all that is left of the capture; an order paid outside oms (nothing
+    captured here) just records the refund."""
+    if Payment.objects.filter(order_id=order_id, status=Payment.Status.CAPTURED).exists():
+        return order_refund(order_id=order_id, amount=None, actor=actor)
+    with transaction.atomic():
+        order = order_lock(order_id=order_id)
+        order_transition_locked(order=order, transition="refund", actor=actor, reason=reason)
+    return order

@@ -1,0 +1,66 @@
+"""Apply what a warehouse reports on its signed callback: a shipment shipped or
+delivered. Repeated reports change nothing.
+
+One transaction, the order then the shipment locked (flows.lock_objects):
+- shipped: the shipment is recorded as shipped and `shipment.shipped` is published;
+  capturing the payment talks to the provider, so a worker does it (flows.ship).
+- delivered: the shipment is delivered, and the order too once all its shipments are
+  (flows.deliver).
+- shipped for an order that was cancelled (a warehouse that shipped without asking):
+  the units left all the same, so they leave on_hand too (a `ship` movement on the
+  released reservations); nothing is captured. The ledger stays true.
+"""
+
+from django.db import transaction
+
+from core.actors import Actor
+from core.outbox import outbox_publish
+from flows.deliver import order_deliver_if_complete_locked
+from flows.lock_objects import shipment_lock
+from fulfilment.errors import UnknownShipment
+from fulfilment.models import Shipment
+from fulfilment.services import shipment_deliver_locked, shipment_get, shipment_ship_locked
+from inventory.models import Warehouse
+from inventory.services import reservations_ship_released
+from orders.models import Order
+from orders.states import OrderStatus
+
+
+def shipment_report_apply(
+    *, warehouse: Warehouse, event: str, reference: str, carrier: str, tracking_number: str
+) -> Shipment:
+    """Apply a warehouse's shipped / delivered report."""
+    actor = Actor.system()
+    shipment = shipment_get(warehouse=warehouse, reference=reference)
+    if shipment is None:
+        raise UnknownShipment(f"Warehouse {warehouse.code} has no shipment '{reference}'.")
+    with transaction.atomic():
+        order, shipment = shipment_lock(shipment_id=shipment.pk)
+        if order.status == OrderStatus.CANCELLED and shipment.status in (
+            Shipment.Status.ACCEPTED,
+            Shipment.Status.WITHDRAWN,
+        ):
+            _shipped_after_cancel(
+                order, shipment, actor, carrier=carrier, tracking_number=tracking_number
+            )
+        elif shipment_ship_locked(shipment, carrier=carrier, tracking_number=tracking_number):
+            outbox_publish(
+                topic="shipment.shipped",
+                payload={"order_id": str(order.pk), "shipment_id": shipment.pk},
+                key=f"shipment-shipped-{shipment.pk}",
+            )
+        if event == "delivered" and shipment_deliver_locked(shipment):
+            order_deliver_if_complete_locked(order=order, actor=actor)
+    return shipment
+
+
+def _shipped_after_cancel(
+    order: Order, shipment: Shipment, actor: Actor, *, carrier: str, tracking_number: str
+) -> None:
+    reservations_ship_released(
+        order_line_ids=list(order.lines.values_list("pk", flat=True)),
+        warehouse_id=shipment.warehouse_id,
+        actor=actor,
+        reason=f"shipped by the warehouse after order {order.number} was cancelled",
+    )
+    shipment_ship_locked(shipment, carrier=carrier, tracking_number=tracking_number)

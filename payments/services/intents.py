@@ -1,0 +1,135 @@
+"""Bring a payment in line with the state of its PaymentIntent at the provider.
+
+Used by every path that learns an intent's state (the API's own call, the webhook, the
+reconciler). One small function per intent status, chosen from a table; each runs with
+the payment locked, is a no-op when the change was already recorded, and returns what
+changed so the order use case can decide what it means for the order.
+"""
+
+import enum
+from collections.abc import Callable
+
+from payments.gateways.base import IntentResult
+from payments.models import Payment, PaymentOperation
+from payments.services.operations import (
+    LIVE_PAYMENT_STATUSES,
+    operation_open_locked,
+    operation_settle,
+    payment_capture_record,
+    payment_fail,
+)
+
+
+class IntentChange(enum.Enum):
+    NONE = "none"  # nothing the order needs to know
+    AUTHORIZED = "authorized"  # the payment holds the order's money
+    # Authorized at the provider after the attempt was given up and another took over.
+    LATE_AUTHORIZATION = "late_authorization"
+    REQUIRES_ACTION = "requires_action"  # waiting for 3-D Secure
+    FAILED = "failed"  # definitely not authorized (payment.decline_code says why)
+    # Canceled at the provider before it authorized: the order's attempt failed.
+    CANCELED_BEFORE_AUTHORIZATION = "canceled_before_authorization"
+    VOIDED = "voided"  # an authorization released
+    CAPTURED = "captured"  # money taken
+
+
+def _requires_capture(payment: Payment, intent: IntentResult) -> IntentChange:
+    operation_settle(
+        operation_open_locked(payment, PaymentOperation.Kind.AUTHORIZE),
+        PaymentOperation.Status.SUCCEEDED,
+        provider_object_id=intent.id,
+    )
+    if (
+        payment.status == Payment.Status.FAILED
+        and Payment.objects.filter(order_id=payment.order_id, status__in=LIVE_PAYMENT_STATUSES)
+        .exclude(pk=payment.pk)
+        .exists()
+    ):
+        return IntentChange.LATE_AUTHORIZATION
+    if payment.status in (
+        Payment.Status.PENDING,
+        Payment.Status.REQUIRES_ACTION,
+        Payment.Status.FAILED,
+    ):
+        payment.authorize()
+        payment.client_secret = ""
+        payment.save(update_fields=["status", "client_secret", "updated_at"])
+    if payment.status != Payment.Status.AUTHORIZED:
+        return IntentChange.NONE
+    return IntentChange.AUTHORIZED
+
+
+def _requires_action(payment: Payment, intent: IntentResult) -> IntentChange:
+    operation_settle(
+        operation_open_locked(payment, PaymentOperation.Kind.AUTHORIZE),
+        PaymentOperation.Status.SUCCEEDED,
+        provider_object_id=intent.id,
+    )
+    if payment.status == Payment.Status.PENDING:
+        payment.require_action()
+        payment.client_secret = intent.client_secret or ""
+        payment.save(update_fields=["status", "client_secret", "updated_at"])
+    return IntentChange.REQUIRES_ACTION
+
+
+def _requires_payment_method(payment: Payment, intent: IntentResult) -> IntentChange:
+    decline_code = intent.decline_code or "payment_failed"
+    operation_settle(
+        operation_open_locked(payment, PaymentOperation.Kind.AUTHORIZE),
+        PaymentOperation.Status.FAILED,
+        provider_object_id=intent.id,
+        error_code=decline_code,
+    )
+    payment_fail(payment, decline_code=decline_code)
+    return IntentChange.FAILED
+
+
+def _canceled(payment: Payment, intent: IntentResult) -> IntentChange:
+    operation_settle(
+        operation_open_locked(payment, PaymentOperation.Kind.AUTHORIZE),
+        PaymentOperation.Status.FAILED,
+        error_code="canceled",
+    )
+    operation_settle(
+        operation_open_locked(payment, PaymentOperation.Kind.VOID),
+        PaymentOperation.Status.SUCCEEDED,
+        provider_object_id=intent.id,
+    )
+    if payment.status not in (
+        Payment.Status.PENDING,
+        Payment.Status.REQUIRES_ACTION,
+        Payment.Status.AUTHORIZED,
+    ):
+        return IntentChange.NONE
+    was_authorized = payment.status == Payment.Status.AUTHORIZED
+    payment.void()
+    payment.save(update_fields=["status", "updated_at"])
+    return IntentChange.VOIDED if was_authorized else IntentChange.CANCELED_BEFORE_AUTHORIZATION
+
+
+def _succeeded(payment: Payment, intent: IntentResult) -> IntentChange:
+    capture = operation_open_locked(payment, PaymentOperation.Kind.CAPTURE)
+    if capture is None and payment.status != Payment.Status.AUTHORIZED:
+        return IntentChange.NONE  # recorded before
+    payment_capture_record(payment, capture, amount_received=intent.amount_received)
+    return IntentChange.CAPTURED
+
+
+_BY_STATUS: dict[str, Callable[[Payment, IntentResult], IntentChange]] = {
+    "requires_capture": _requires_capture,
+    "requires_action": _requires_action,
+    "requires_source_action": _requires_action,
+    "requires_confirmation": _requires_action,
+    "requires_payment_method": _requires_payment_method,
+    "canceled": _canceled,
+    "succeeded": _succeeded,
+}
+
+
+def intent_apply_to_payment(payment: Payment, intent: IntentResult) -> IntentChange:
+    """Record the intent's state on the locked payment; return what changed."""
+    if not payment.provider_payment_id:
+        payment.provider_payment_id = intent.id
+        payment.save(update_fields=["provider_payment_id", "updated_at"])
+    apply = _BY_STATUS.get(intent.status)
+    return apply(payment, intent) if apply is not None else IntentChange.NONE

@@ -1,0 +1,160 @@
+"""Payment rows and the provider calls recorded against them.
+
+Every function here runs inside the caller's transaction with the rows locked (see
+flows.lock_objects) and knows nothing of orders: it reports what changed, and the
+order use case decides what that means for the order.
+"""
+
+from typing import Any
+
+from django.db.models import Sum
+
+from payments.errors import PaymentProviderUnavailable, PaymentRejected
+from payments.models import Payment, PaymentOperation
+from payments.provider import retry_after_seconds
+from payments.services.outcomes import Outcome, OutcomeKind
+
+LIVE_PAYMENT_STATUSES = [
+    Payment.Status.PENDING,
+    Payment.Status.REQUIRES_ACTION,
+    Payment.Status.AUTHORIZED,
+    Payment.Status.CAPTURED,
+]
+# Payments that hold money the order may no longer want.
+VOIDABLE_STATUSES = (Payment.Status.AUTHORIZED, Payment.Status.REQUIRES_ACTION)
+OPEN_OPERATION_STATUSES = [PaymentOperation.Status.PENDING, PaymentOperation.Status.UNKNOWN]
+
+
+def operation_open_locked(payment: Payment, kind: str) -> PaymentOperation | None:
+    """The payment's latest operation of `kind` still waiting for an outcome, locked."""
+    return (
+        PaymentOperation.objects.select_for_update()
+        .filter(payment=payment, kind=kind, status__in=OPEN_OPERATION_STATUSES)
+        .order_by("-pk")
+        .first()
+    )
+
+
+def operation_create(payment: Payment, kind: str, amount: int) -> PaymentOperation:
+    """Record a call before it is made; its id gives the provider idempotency key."""
+    return PaymentOperation.objects.create(payment=payment, kind=kind, amount=amount)
+
+
+def operation_resend(operation: PaymentOperation) -> None:
+    """An operation whose outcome is unknown goes out again, same key: mark it in flight."""
+    operation.status = PaymentOperation.Status.PENDING
+    operation.save(update_fields=["status", "updated_at"])
+
+
+def operation_settle(
+    operation: PaymentOperation | None,
+    status: str,
+    *,
+    provider_object_id: str = "",
+    error_code: str = "",
+    message: str = "",
+) -> None:
+    """Record a definite outcome on an operation still open; a settled one stays as is."""
+    if operation is None or operation.status not in OPEN_OPERATION_STATUSES:
+        return
+    operation.status = status
+    if provider_object_id:
+        operation.provider_object_id = provider_object_id
+    operation.error_code = error_code[:64]
+    operation.error_message = message[:500]
+    operation.save(
+        update_fields=["status", "provider_object_id", "error_code", "error_message", "updated_at"]
+    )
+
+
+def operation_mark_unknown(operation: PaymentOperation, outcome: Outcome[Any]) -> None:
+    """The call may have reached the provider: send it again only with the same key."""
+    if operation.status != PaymentOperation.Status.PENDING:
+        return
+    operation.status = PaymentOperation.Status.UNKNOWN
+    operation.error_code = outcome.error_code[:64]
+    operation.error_message = outcome.message[:500]
+    operation.save(update_fields=["status", "error_code", "error_message", "updated_at"])
+
+
+def operation_failure_record(
+    operation: PaymentOperation, outcome: Outcome[Any], *, action: str
+) -> PaymentRejected | PaymentProviderUnavailable:
+    """Record a capture's, refund's or void's failed call on its locked operation; return
+    the error for the client. A definite refusal fails the operation; anything that may
+    have reached the provider leaves it unknown, to be sent again with the same key."""
+    if outcome.kind in (OutcomeKind.DECLINED, OutcomeKind.REJECTED):
+        operation_settle(
+            operation,
+            PaymentOperation.Status.FAILED,
+            error_code=outcome.error_code,
+            message=outcome.message,
+        )
+        return PaymentRejected(f"The {action} was refused: {outcome.message or outcome.error_code}")
+    if outcome.kind is OutcomeKind.NOT_SENT and operation.attempts <= 1:
+        operation_settle(
+            operation,
+            PaymentOperation.Status.FAILED,
+            error_code=outcome.error_code,
+            message=outcome.message,
+        )
+    else:
+        operation_mark_unknown(operation, outcome)
+    return PaymentProviderUnavailable(retry_after=retry_after_seconds())
+
+
+def payment_create(
+    *, order_id: Any, payment_method: str, amount: int, currency: str
+) -> tuple[Payment, PaymentOperation]:
+    """A new authorization attempt and its authorize operation."""
+    payment = Payment.objects.create(
+        order_id=order_id, payment_method=payment_method, amount=amount, currency=currency
+    )
+    return payment, operation_create(payment, PaymentOperation.Kind.AUTHORIZE, amount)
+
+
+def payment_fail(payment: Payment, *, decline_code: str) -> bool:
+    """The payment definitely did not authorize. Return whether it changed."""
+    if payment.status not in (Payment.Status.PENDING, Payment.Status.REQUIRES_ACTION):
+        return False
+    payment.fail()
+    payment.decline_code = decline_code[:64]
+    payment.save(update_fields=["status", "decline_code", "updated_at"])
+    return True
+
+
+def payment_capture_record(
+    payment: Payment, operation: PaymentOperation | None, *, amount_received: int
+) -> None:
+    """Record a capture (from any path); a capture recorded before stays as it is."""
+    operation_settle(operation, PaymentOperation.Status.SUCCEEDED)
+    if payment.status == Payment.Status.AUTHORIZED:
+        payment.capture()
+        payment.amount_captured = min(amount_received or payment.amount, payment.amount)
+        payment.save(update_fields=["status", "amount_captured", "updated_at"])
+
+
+def payment_refund_record(payment: Payment, *, amount_refunded_total: int) -> bool:
+    """Raise the refunded amount to the provider's total. Return whether all that was
+    captured is now refunded."""
+    total = min(amount_refunded_total, payment.amount_captured)
+    if total > payment.amount_refunded:
+        payment.amount_refunded = total
+        payment.save(update_fields=["amount_refunded", "updated_at"])
+    return payment.amount_captured > 0 and payment.amount_refunded >= payment.amount_captured
+
+
+def refunds_succeeded_total(payment: Payment) -> int:
+    total: int | None = PaymentOperation.objects.filter(
+        payment=payment,
+        kind=PaymentOperation.Kind.REFUND,
+        status=PaymentOperation.Status.SUCCEEDED,
+    ).aggregate(total=Sum("amount"))["total"]
+    return total or 0
+
+
+def refunds_in_flight_total(payment: Payment) -> int:
+    total: int | None = PaymentOperation.objects.filter(
+        payment=payment, kind=PaymentOperation.Kind.REFUND, status__in=OPEN_OPERATION_STATUSES
+    ).aggregate(total=Sum("amount"))["total"]
+    return total or 0
