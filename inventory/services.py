@@ -65,7 +65,7 @@ def _stock_apply(deltas: Sequence[StockDelta]) -> set[int]:
 
     Return the ids of the stock items that were updated; the caller compares them with
     what it asked for. Rows are locked in primary-key order so concurrent multi-row
-    updates cannot deadlock. One statement on PostgreSQL.
+    updates cannot deadlock. One statement.
     """
     merged: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     for delta in deltas:
@@ -75,28 +75,12 @@ def _stock_apply(deltas: Sequence[StockDelta]) -> set[int]:
     if not ids:
         return set()
     now = timezone.now()
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _APPLY_DELTAS_SQL,
-                [ids, [merged[i][0] for i in ids], [merged[i][1] for i in ids], now],
-            )
-            return {row[0] for row in cursor.fetchall()}
-    updated: set[int] = set()
-    for stock_item_id in ids:
-        on_hand_delta, reserved_delta = merged[stock_item_id]
-        count = StockItem.objects.filter(
-            pk=stock_item_id,
-            reserved__gte=-reserved_delta,
-            on_hand__gte=F("reserved") + (reserved_delta - on_hand_delta),
-        ).update(
-            on_hand=F("on_hand") + on_hand_delta,
-            reserved=F("reserved") + reserved_delta,
-            updated_at=now,
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _APPLY_DELTAS_SQL,
+            [ids, [merged[i][0] for i in ids], [merged[i][1] for i in ids], now],
         )
-        if count:
-            updated.add(stock_item_id)
-    return updated
+        return {row[0] for row in cursor.fetchall()}
 
 
 def product_create(*, sku: str, name: str, price: int, currency: str, actor: Actor) -> Product:

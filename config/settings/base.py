@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -34,7 +35,7 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 def database_from_url(url: str) -> dict[str, Any]:
-    """Build a DATABASES entry: persistent connections, SQLite writers serialized."""
+    """Build a DATABASES entry with persistent connections; PostgreSQL only."""
     config: dict[str, Any] = dict(
         dj_database_url.parse(
             url,
@@ -42,11 +43,10 @@ def database_from_url(url: str) -> dict[str, Any]:
             conn_health_checks=True,
         )
     )
-    if config["ENGINE"] == "django.db.backends.sqlite3":
-        # BEGIN IMMEDIATE takes the write lock up front, so concurrent writers wait
-        # for each other (busy timeout) instead of failing with "database is locked".
-        config["OPTIONS"] = {"transaction_mode": "IMMEDIATE", "timeout": 20}
-        config["CONN_MAX_AGE"] = 0
+    if config["ENGINE"] != "django.db.backends.postgresql":
+        # Stock, outbox and idempotency rely on PostgreSQL: UPDATE ... FROM unnest,
+        # SKIP LOCKED, partial unique indexes.
+        raise ImproperlyConfigured(f"DATABASE_URL must be a postgres:// URL, not {url!r}.")
     return config
 
 
@@ -108,9 +108,7 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": database_from_url(
-        env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'oms.sqlite3'}")
-    )
+    "default": database_from_url(env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/oms"))
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -191,28 +189,18 @@ PAYMENT_BREAKER_RESET_SECONDS = env_int("PAYMENT_BREAKER_RESET_SECONDS", 30)
 # Operations with an unknown outcome younger than this are left to their request.
 PAYMENT_RECONCILE_GRACE_SECONDS = env_int("PAYMENT_RECONCILE_GRACE_SECONDS", 60)
 
-# Celery. Redis (or RabbitMQ) when CELERY_BROKER_URL is set; otherwise kombu's
-# filesystem transport under var/, so the embedded default needs no broker.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "") or "filesystem://"
-_CELERY_FS_QUEUE = BASE_DIR / "var" / "celery-queue"
-if CELERY_BROKER_URL.startswith("filesystem"):
-    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
-        "data_folder_in": str(_CELERY_FS_QUEUE),
-        "data_folder_out": str(_CELERY_FS_QUEUE),
-        "control_folder": str(BASE_DIR / "var" / "celery-control"),
-        "store_processed": False,
-    }
-else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        # Unacknowledged tasks of a dead worker are redelivered after this.
-        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 3600),
-        # A publish without a retry policy (the outbox relay) fails at once when the
-        # broker is down, instead of retrying to connect for the connection timeout:
-        # the sweeper sends it later, and the request that committed it need not wait.
-        "max_retries": 0,
-        "socket_connect_timeout": 2,
-        "socket_timeout": 5,
-    }
+# Celery: Redis by default; RabbitMQ (amqp://...) works too.
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "") or "redis://127.0.0.1:6379/0"
+CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
+    # Redis: unacknowledged tasks of a dead worker are redelivered after this.
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 3600),
+    # A publish without a retry policy (the outbox relay) fails at once when the
+    # broker is down, instead of retrying to connect for the connection timeout:
+    # the sweeper sends it later, and the request that committed it need not wait.
+    "max_retries": 0,
+    "socket_connect_timeout": 2,
+    "socket_timeout": 5,
+}
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"

@@ -1,4 +1,4 @@
-"""Development: embedded SQLite unless DATABASE_URL says otherwise."""
+"""Development: debug on; PostgreSQL and Redis on loopback as base sets them."""
 
 from .base import *  # noqa: F403
 from .base import env_bool
