@@ -10,6 +10,7 @@ DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/oms_bench"
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
         description="Benchmark checkout (POST /api/v1/orders/) under gunicorn + PostgreSQL.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
