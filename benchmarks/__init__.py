@@ -1,0 +1,39 @@
+"""Checkout benchmark: gunicorn + PostgreSQL, driven over loopback HTTP.
+
+What it does, in order:
+
+1. (Re)creates its own PostgreSQL database (the name must contain "bench"), migrates it
+   and seeds warehouses, products, stock and users with API tokens.
+2. In-process analysis: SQL statements per checkout (django.test.utils.CaptureQueriesContext,
+   for the service alone and for the whole request through the WSGI app), Python vs
+   database time per checkout, and with --profile a cProfile of an order_place loop
+   (--profile-target request: of the whole POST).
+3. Starts gunicorn (config.wsgi) on a free loopback port, warms it up, then drives
+   POST /api/v1/orders/ (own Idempotency-Key each, 1-3 lines), GET /api/v1/products/ and
+   GET /api/v1/orders/{id}/ from a closed-loop load generator: one separate process with
+   --clients threads, each using http.client. Each phase is bounded by --duration (or
+   --read-duration) and --requests.
+4. Reports throughput, latency percentiles, status counts, CPU per request by process
+   group, gunicorn worker memory, then checks stock invariants and stops gunicorn.
+
+The load generator competes with gunicorn and PostgreSQL for the same cores, and other
+processes on the machine do too: the "other" CPU column shows how much of the machine
+went elsewhere during a phase, and "ceiling" what the measured CPU per request would
+allow on otherwise idle cores.
+
+The code under test is the working tree, or with --ref a commit exported by git archive
+(useful while others edit the working tree). Settings: config.settings.production
+(DEBUG off, persistent connections) with a throwaway DJANGO_SECRET_KEY.
+
+Example (results in benchmarks/RESULTS.md):
+
+    .venv/bin/python -m benchmarks --ref HEAD --workers 2 --clients 4 --duration 20 --drop
+
+Modules, one per concern: options (command line), source (working tree or exported commit),
+database (create, drop, describe, backends), django_env (Django in this process), seed,
+payload (what a checkout sends), db_clock and statements (time and statements per call),
+wsgi_client and inprocess (the in-process analysis), profiling (cProfile summary), server
+(gunicorn), load (the load generator process), phases and stats (one measured phase),
+procfs (CPU and memory readings), machine (versions), http_phases (the HTTP part),
+correctness (invariants), report (printing) and cli (the whole run).
+"""

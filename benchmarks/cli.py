@@ -1,0 +1,98 @@
+"""Entry point: run the whole benchmark."""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks.correctness import correctness_check
+from benchmarks.database import database_drop, database_name, database_recreate
+from benchmarks.django_env import django_environment, django_setup
+from benchmarks.http_phases import http_phases
+from benchmarks.inprocess import inprocess_analysis
+from benchmarks.machine import machine_description
+from benchmarks.options import parse_args
+from benchmarks.phases import PhaseReport
+from benchmarks.procfs import machine_busy_seconds
+from benchmarks.report import print_inprocess
+from benchmarks.seed import seed
+from benchmarks.source import REPO_ROOT, git, source_export
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="oms-bench-") as scratch:
+        if args.ref:
+            args.source_root = Path(scratch) / "src"
+            commit = source_export(args.ref, args.source_root)
+            args.source = f"commit {commit[:12]} ({args.ref})"
+        else:
+            args.source_root = REPO_ROOT
+            dirty = " + uncommitted changes" if git("status", "--porcelain") else ""
+            args.source = f"working tree at {git('rev-parse', '--short=12', 'HEAD')}{dirty}"
+        return run(args, Path(scratch))
+
+
+def run(args: argparse.Namespace, scratch: Path) -> int:
+    env = django_environment(args)
+    started = time.perf_counter()
+    print(f"Benchmarking {args.source}")
+    print(f"Recreating {database_name(args.database_url)} and migrating ...", flush=True)
+    database_recreate(args.database_url)
+    exit_code = 0
+    try:
+        django_setup(env, args.source_root)
+        from django.core.management import call_command
+        from django.db import connections
+
+        call_command("migrate", verbosity=0, interactive=False)
+        seeded = seed(args)
+        machine = machine_description(args.database_url)
+        machine["source"] = args.source
+        print("Machine: " + "; ".join(f"{key} {value}" for key, value in machine.items()))
+        print(
+            f"Seeded {args.warehouses} warehouses, {len(seeded.skus)} products "
+            f"({args.hot_products or 'all'} ordered from), {args.users} users "
+            f"in {time.perf_counter() - started:.1f}s"
+        )
+        inprocess = inprocess_analysis(args, seeded)
+        print_inprocess(inprocess)
+        reports: list[PhaseReport] = []
+        acknowledged = 0
+        if not args.no_http:
+            busy_before = machine_busy_seconds()
+            time.sleep(2)
+            background = 100 * (machine_busy_seconds() - busy_before) / (2 * (os.cpu_count() or 1))
+            print(f"\nBackground load before the HTTP phases: {background:.0f}% of all cores")
+            machine["background_load"] = f"{background:.0f}%"
+            reports, acknowledged = http_phases(args, env, seeded, scratch)
+        correctness = correctness_check(inprocess.orders_created + acknowledged)
+        verdict = "OK" if correctness.ok else "FAILED: " + "; ".join(correctness.problems)
+        print(
+            f"\nCorrectness ({correctness.orders} orders, {correctness.stock_items} stock items): "
+            f"{verdict}"
+        )
+        exit_code = 0 if correctness.ok else 1
+        if args.json:
+            args.json.write_text(
+                json.dumps(
+                    {
+                        "command": " ".join(["python -m benchmarks", *sys.argv[1:]]),
+                        "machine": machine,
+                        "inprocess": inprocess.__dict__ | {"profile_text": None},
+                        "phases": [report.__dict__ for report in reports],
+                        "correctness": correctness.problems,
+                    },
+                    indent=2,
+                )
+            )
+        connections.close_all()
+    finally:
+        if args.drop:
+            database_drop(args.database_url)
+            print(f"Dropped {database_name(args.database_url)}")
+    return exit_code

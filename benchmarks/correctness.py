@@ -1,0 +1,57 @@
+"""Invariants the data must satisfy after the run."""
+
+from dataclasses import dataclass
+
+
+@dataclass
+class CorrectnessReport:
+    problems: list[str]
+    orders: int
+    stock_items: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def correctness_check(expected_orders: int) -> CorrectnessReport:
+    """Stock invariants after the run; every placed order is fully reserved."""
+    from django.db.models import F, Q, Sum
+    from django.db.models.functions import Coalesce
+
+    from core.models import IdempotencyKey
+    from inventory.models import Reservation, StockItem
+    from inventory.selectors import stock_ledger_totals
+    from orders.models import Order, OrderLine
+
+    held = Q(reservations__status=Reservation.Status.HELD)
+    problems = []
+    out_of_range = StockItem.objects.filter(Q(reserved__lt=0) | Q(reserved__gt=F("on_hand")))
+    if count := out_of_range.count():
+        problems.append(f"{count} stock item(s) with reserved < 0 or reserved > on_hand")
+    mismatched = (
+        StockItem.objects.annotate(held=Coalesce(Sum("reservations__quantity", filter=held), 0))
+        .exclude(reserved=F("held"))
+        .count()
+    )
+    if mismatched:
+        problems.append(f"{mismatched} stock item(s) whose reserved != sum of held reservations")
+    ledger = stock_ledger_totals()
+    counters = {item.pk: (item.on_hand, item.reserved) for item in StockItem.objects.all()}
+    drift = [pk for pk, values in counters.items() if ledger.get(pk, (0, 0)) != values]
+    if drift:
+        problems.append(f"{len(drift)} stock item(s) disagree with the movement ledger")
+    unreserved = (
+        OrderLine.objects.annotate(held=Coalesce(Sum("reservations__quantity", filter=held), 0))
+        .exclude(quantity=F("held"))
+        .count()
+    )
+    if unreserved:
+        problems.append(f"{unreserved} order line(s) not exactly covered by held reservations")
+    orders = Order.objects.count()
+    if orders != expected_orders:
+        problems.append(f"{orders} orders in the database, {expected_orders} acknowledged")
+    stuck = IdempotencyKey.objects.filter(status=IdempotencyKey.Status.IN_PROGRESS).count()
+    if stuck:
+        problems.append(f"{stuck} idempotency key(s) left in progress")
+    return CorrectnessReport(problems=problems, orders=orders, stock_items=len(counters))

@@ -1,0 +1,82 @@
+"""Start gunicorn, drive the phases against it, stop it."""
+
+import argparse
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from multiprocessing import get_context
+from pathlib import Path
+
+from benchmarks.database import database_name
+from benchmarks.load import LoadSpec, run_load
+from benchmarks.phases import PhaseReport, run_phase
+from benchmarks.report import print_phase
+from benchmarks.seed import Seeded
+from benchmarks.server import Gunicorn
+
+
+def http_phases(
+    args: argparse.Namespace, env: dict[str, str], seeded: Seeded, log_dir: Path
+) -> tuple[list[PhaseReport], int]:
+    """Start gunicorn, run the phases, stop it. Return the reports and orders acknowledged."""
+    from django.db import connections
+
+    database = database_name(args.database_url)
+    connections.close_all()
+    server = Gunicorn(args, env, log_dir / "gunicorn.log")
+    reports: list[PhaseReport] = []
+    acknowledged = 0
+    skus = seeded.skus[: args.hot_products] if args.hot_products else seeded.skus
+    try:
+        server.wait_ready()
+        print(
+            f"\ngunicorn {args.worker_class} x{args.workers}"
+            f"{f' ({args.threads} threads)' if args.worker_class == 'gthread' else ''} on "
+            f"127.0.0.1:{server.port}, {args.clients} client threads in one process"
+        )
+        base = LoadSpec(
+            port=server.port,
+            kind="checkout",
+            duration=args.warmup,
+            max_requests=None,
+            clients=args.clients,
+            seed=args.seed,
+            tokens=seeded.tokens,
+            skus=skus,
+            max_lines=args.max_lines,
+            orders=[],
+        )
+        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+            pool.submit(time.sleep, 0).result()  # start the client process before timing
+            created: list[tuple[str, str]] = []
+            if args.warmup > 0:
+                warm = pool.submit(run_load, base).result()
+                created.extend(warm.created)
+                acknowledged += warm.statuses.get("201", 0)
+                pool.submit(
+                    run_load, replace(base, kind="products", duration=min(args.warmup, 1.0))
+                ).result()
+            checkout = replace(
+                base, duration=args.duration, max_requests=args.requests, seed=args.seed + 1
+            )
+            report, result = run_phase("POST /api/v1/orders/", checkout, server, database, pool)
+            acknowledged += result.statuses.get("201", 0)
+            created.extend(result.created)
+            reports.append(report)
+            print_phase(report)
+            if args.read_duration > 0:
+                reads = replace(
+                    checkout, duration=args.read_duration, seed=args.seed + 2, orders=created
+                )
+                for name, kind in (
+                    ("GET /api/v1/products/", "products"),
+                    ("GET /api/v1/orders/{id}/", "order"),
+                ):
+                    if kind == "order" and not created:
+                        continue
+                    report, _ = run_phase(name, replace(reads, kind=kind), server, database, pool)
+                    reports.append(report)
+                    print_phase(report)
+    finally:
+        server.stop()
+    return reports, acknowledged

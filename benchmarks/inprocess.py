@@ -1,0 +1,149 @@
+"""In-process analysis: statements per call, DB vs Python time, optional cProfile."""
+
+import argparse
+import cProfile
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks.db_clock import DbClock
+from benchmarks.payload import SHIPPING_ADDRESS, random_lines
+from benchmarks.profiling import profile_summary
+from benchmarks.seed import Seeded
+from benchmarks.statements import capture
+from benchmarks.wsgi_client import InProcessClient
+
+
+@dataclass
+class InProcessReport:
+    queries: dict[str, dict[str, int]] = field(default_factory=dict)
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)
+    profile_areas: list[tuple[str, float]] = field(default_factory=list)
+    profile_text: str = ""
+    profile_label: str = ""
+    orders_created: int = 0
+
+
+def inprocess_analysis(args: argparse.Namespace, seeded: Seeded) -> InProcessReport:
+    from django.contrib.auth.models import User
+
+    from core.actors import Actor
+    from orders.models import Order
+
+    try:
+        from flows.place import OrderLineRequest, order_place
+    except ImportError:  # a --ref from before the order use cases moved into flows
+        from orders.services import (  # type: ignore[attr-defined,no-redef]
+            OrderLineRequest,
+            order_place,
+        )
+
+    report = InProcessReport()
+    rng = random.Random(args.seed + 7)  # noqa: S311 - test data, not secrets
+    user = User.objects.get(pk=seeded.user_ids[0])
+    token = seeded.tokens[0]
+    actor = Actor(user=user, request_id="benchmark-inprocess")
+    client = InProcessClient()
+    pool = seeded.skus[: args.hot_products] if args.hot_products else seeded.skus
+
+    def place(lines: list[dict[str, Any]]) -> Order:
+        report.orders_created += 1
+        return order_place(
+            customer=user,
+            email=user.email,
+            shipping_address=dict(SHIPPING_ADDRESS),
+            lines=[OrderLineRequest(line["sku"], line["quantity"]) for line in lines],
+            actor=actor,
+        )
+
+    created_ids: list[str] = []
+
+    def post(lines: list[dict[str, Any]]) -> tuple[int, Any]:
+        status, body = client.request(
+            "POST",
+            "/api/v1/orders/",
+            token=token,
+            key=uuid.uuid4().hex,
+            body={"lines": lines, "email": user.email, "shipping_address": SHIPPING_ADDRESS},
+        )
+        if status != 201:
+            raise RuntimeError(f"in-process checkout failed: {status} {body}")
+        report.orders_created += 1
+        created_ids.append(body["id"])
+        return status, body
+
+    # Warm caches (URL resolver, serializers, connection) before counting.
+    place(random_lines(rng, pool, args.max_lines))
+    counted: list[tuple[str, Callable[[], Any]]] = [
+        ("order_place, 1 line", lambda: place([{"sku": pool[0], "quantity": 1}])),
+        (
+            "order_place, 3 lines",
+            lambda: place([{"sku": sku, "quantity": 1} for sku in pool[:3]]),
+        ),
+        # Not counted: warms the request path.
+        ("", lambda: post(random_lines(rng, pool, args.max_lines))),
+        ("POST /api/v1/orders/, 1 line", lambda: post([{"sku": pool[0], "quantity": 1}])),
+        (
+            "POST /api/v1/orders/, 3 lines",
+            lambda: post([{"sku": sku, "quantity": 1} for sku in pool[:3]]),
+        ),
+        ("GET /api/v1/products/", lambda: client.request("GET", "/api/v1/products/", token=token)),
+        (
+            "GET /api/v1/orders/{id}/",
+            lambda: client.request("GET", f"/api/v1/orders/{created_ids[-1]}/", token=token),
+        ),
+    ]
+    for label, run in counted:
+        if not label:
+            run()
+            continue
+        statements, kinds = capture(run)
+        report.queries[label] = kinds
+        if args.show_queries:
+            print(f"\n-- {label}: {kinds}")
+            for number, statement in enumerate(statements, 1):
+                print(f"  {number:2d}. {statement[:220]}")
+
+    def timed(label: str, run: Callable[[], Any]) -> None:
+        clock = DbClock()
+        iterations = args.inprocess_iterations
+        with clock.installed():
+            start = time.perf_counter()
+            cpu_start = time.process_time()
+            for _ in range(iterations):
+                run()
+            wall = time.perf_counter() - start
+            cpu = time.process_time() - cpu_start
+        report.timings[label] = {
+            "iterations": iterations,
+            "wall_ms": 1000 * wall / iterations,
+            "db_ms": 1000 * clock.seconds / iterations,
+            "commit_ms": 1000 * clock.commit_seconds / iterations,
+            "python_ms": 1000 * (wall - clock.seconds) / iterations,
+            "process_cpu_ms": 1000 * cpu / iterations,
+        }
+
+    if args.inprocess_iterations > 0:
+        timed("order_place (service)", lambda: place(random_lines(rng, pool, args.max_lines)))
+        timed("POST /api/v1/orders/ (WSGI)", lambda: post(random_lines(rng, pool, args.max_lines)))
+
+    if args.profile:
+        timer = time.process_time if args.profile_clock == "cpu" else time.perf_counter
+        profiler = cProfile.Profile(timer)
+        lines_list = [random_lines(rng, pool, args.max_lines) for _ in range(args.profile)]
+        run_one = place if args.profile_target == "service" else post
+        profiler.enable()
+        for lines in lines_list:
+            run_one(lines)
+        profiler.disable()
+        report.profile_areas, report.profile_text = profile_summary(
+            profiler, args.profile, args.profile_top, args.source_root
+        )
+        report.profile_label = (
+            f"{'order_place' if args.profile_target == 'service' else 'POST /api/v1/orders/'}"
+            f" x{args.profile}, {args.profile_clock} clock"
+        )
+    return report

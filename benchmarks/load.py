@@ -1,0 +1,158 @@
+"""Load generator: runs in its own (spawned) process, standard library only."""
+
+import http.client
+import json
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from benchmarks.payload import SHIPPING_ADDRESS, random_lines
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    port: int
+    kind: str  # "checkout", "products" or "order"
+    duration: float
+    max_requests: int | None
+    clients: int
+    seed: int
+    tokens: list[str]
+    skus: list[str]
+    max_lines: int
+    orders: list[tuple[str, str]]  # (token, order id), for "order"
+
+
+@dataclass
+class LoadResult:
+    kind: str
+    elapsed: float
+    latencies: list[float]
+    statuses: Counter[str]
+    created: list[tuple[str, str]]
+    client_cpu: float
+    retries: int
+    error_samples: list[str]
+
+
+class _Client:
+    """One keep-alive HTTP/1.1 connection. gunicorn's sync workers close it after every
+    response (they do not do keep-alive), so those requests pay a loopback connect."""
+
+    def __init__(self, port: int) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.reused = False
+
+    def send(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> Any:
+        for attempt in (1, 2):
+            reused = self.reused
+            try:
+                self.conn.request(method, path, body=body, headers=headers)
+                response = self.conn.getresponse()
+                data = response.read()
+                self.reused = not response.will_close
+                return response.status, data, attempt - 1
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                # A kept-alive connection the server closed while idle: retrying is safe
+                # (a checkout carries the same Idempotency-Key).
+                self.conn.close()
+                self.reused = False
+                if not reused or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def run_load(spec: LoadSpec) -> LoadResult:
+    """Closed loop: each client thread sends its next request when the last one answered."""
+    cpu_start = time.process_time()
+    stop = threading.Event()
+    issued = 0
+    issued_lock = threading.Lock()
+    latencies: list[list[float]] = [[] for _ in range(spec.clients)]
+    statuses: list[Counter[str]] = [Counter() for _ in range(spec.clients)]
+    created: list[list[tuple[str, str]]] = [[] for _ in range(spec.clients)]
+    retries = [0] * spec.clients
+    error_samples: list[str] = []
+    start_barrier = threading.Barrier(spec.clients + 1)
+
+    def may_issue() -> bool:
+        nonlocal issued
+        if spec.max_requests is None:
+            return True
+        with issued_lock:
+            if issued >= spec.max_requests:
+                return False
+            issued += 1
+            return True
+
+    def client_loop(index: int) -> None:
+        rng = random.Random(spec.seed * 1_000 + index)  # noqa: S311 - load shape, not secrets
+        client = _Client(spec.port)
+        sequence = index
+        start_barrier.wait()
+        while not stop.is_set() and may_issue():
+            token = rng.choice(spec.tokens)
+            headers = {"Authorization": f"Token {token}", "Accept": "application/json"}
+            body = None
+            if spec.kind == "checkout":
+                method, path = "POST", "/api/v1/orders/"
+                headers["Content-Type"] = "application/json"
+                headers["Idempotency-Key"] = uuid.uuid4().hex
+                number = rng.randrange(len(spec.tokens))
+                body = json.dumps(
+                    {
+                        "lines": random_lines(rng, spec.skus, spec.max_lines),
+                        "email": f"bench-{number:04d}@example.com",
+                        "shipping_address": SHIPPING_ADDRESS,
+                    }
+                ).encode()
+            elif spec.kind == "products":
+                method, path = "GET", "/api/v1/products/"
+            else:
+                token, order_id = spec.orders[sequence % len(spec.orders)]
+                sequence += spec.clients
+                headers["Authorization"] = f"Token {token}"
+                method, path = "GET", f"/api/v1/orders/{order_id}/"
+            started = time.perf_counter()
+            try:
+                status, data, retried = client.send(method, path, body, headers)
+                label = str(status)
+                retries[index] += retried
+            except OSError as error:  # includes http.client errors on a dead socket
+                label, data = type(error).__name__, str(error).encode()
+                client = _Client(spec.port)
+            latencies[index].append(time.perf_counter() - started)
+            statuses[index][label] += 1
+            if label == "201" and spec.kind == "checkout":
+                created[index].append((token, json.loads(data)["id"]))
+            elif not label.startswith("2") and len(error_samples) < 5:
+                error_samples.append(f"{label}: {data[:300].decode(errors='replace')}")
+
+    threads = [
+        threading.Thread(target=client_loop, args=(i,), daemon=True) for i in range(spec.clients)
+    ]
+    for thread in threads:
+        thread.start()
+    start_barrier.wait()
+    started = time.perf_counter()
+    deadline = started + spec.duration
+    while any(thread.is_alive() for thread in threads) and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    return LoadResult(
+        kind=spec.kind,
+        elapsed=elapsed,
+        latencies=[value for per_client in latencies for value in per_client],
+        statuses=sum(statuses, Counter()),
+        created=[pair for per_client in created for pair in per_client],
+        client_cpu=time.process_time() - cpu_start,
+        retries=sum(retries),
+        error_samples=error_samples,
+    )

@@ -1,0 +1,92 @@
+"""Command-line options."""
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/oms_bench"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Benchmark checkout (POST /api/v1/orders/) under gunicorn + PostgreSQL.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument(
+        "--worker-class", choices=["sync", "gthread"], default="sync", help="gunicorn worker"
+    )
+    parser.add_argument("--threads", type=int, default=1, help="threads per gthread worker")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent client threads")
+    parser.add_argument("--duration", type=float, default=20.0, help="checkout phase, seconds")
+    parser.add_argument(
+        "--read-duration", type=float, default=10.0, help="each GET phase, seconds (0: skip)"
+    )
+    parser.add_argument(
+        "--requests", type=int, default=None, help="cap on requests per phase (all clients)"
+    )
+    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds, discarded")
+    parser.add_argument(
+        "--ref",
+        default=None,
+        help="benchmark this git commit (exported with git archive) instead of the working tree",
+    )
+    parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
+    parser.add_argument(
+        "--settings", default="config.settings.production", help="DJANGO_SETTINGS_MODULE"
+    )
+    parser.add_argument("--products", type=int, default=100, help="catalogue size")
+    parser.add_argument(
+        "--hot-products",
+        type=int,
+        default=0,
+        help="draw order lines from only the first N products (stock-row contention); 0: all",
+    )
+    parser.add_argument("--warehouses", type=int, default=3)
+    parser.add_argument("--stock", type=int, default=1_000_000, help="units per stock item")
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--max-lines", type=int, default=3, help="lines per order: 1..N")
+    parser.add_argument(
+        "--inprocess-iterations",
+        type=int,
+        default=200,
+        help="checkouts per in-process timing loop (0: skip; statements are always counted)",
+    )
+    parser.add_argument(
+        "--profile", type=int, default=0, help="cProfile N in-process order_place calls"
+    )
+    parser.add_argument(
+        "--profile-target",
+        choices=["service", "request"],
+        default="service",
+        help="profile order_place alone, or the whole POST through the WSGI app",
+    )
+    parser.add_argument(
+        "--profile-clock",
+        choices=["cpu", "wall"],
+        default="cpu",
+        help="cpu: this process's CPU time (database waits and preemption count ~0); wall",
+    )
+    parser.add_argument("--profile-top", type=int, default=25, help="rows per profile table")
+    parser.add_argument("--show-queries", action="store_true", help="print the SQL per checkout")
+    parser.add_argument("--no-http", action="store_true", help="skip gunicorn and the load")
+    parser.add_argument("--seed", type=int, default=1, help="random seed for the load")
+    parser.add_argument("--json", type=Path, default=None, help="also write results here")
+    parser.add_argument("--drop", action="store_true", help="drop the database at the end")
+    args = parser.parse_args(argv)
+    if args.json is not None:
+        args.json = args.json.resolve()  # the run changes directory into the code under test
+    if "bench" not in (urlsplit(args.database_url).path or ""):
+        parser.error("the database name must contain 'bench': this script drops and recreates it")
+    if args.workers < 1 or args.clients < 1 or args.threads < 1:
+        parser.error("--workers, --clients and --threads must be at least 1")
+    if args.worker_class == "sync" and args.threads != 1:
+        parser.error("--threads needs --worker-class gthread")
+    if (
+        args.max_lines < 1
+        or min(args.products, args.hot_products or args.products) < args.max_lines
+    ):
+        parser.error("--products and --hot-products must be at least --max-lines (>= 1)")
+    return args

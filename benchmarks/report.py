@@ -1,0 +1,57 @@
+"""Print the results."""
+
+import os
+
+from benchmarks.inprocess import InProcessReport
+from benchmarks.phases import PhaseReport
+
+
+def print_phase(report: PhaseReport) -> None:
+    latency = report.latency_ms
+    cpu = report.cpu_ms_per_request
+    memory = report.memory_kib
+    print(
+        f"\n{report.name}: {report.requests} requests in {report.elapsed:.1f}s = "
+        f"{report.throughput:.1f}/s ({report.ok_throughput:.1f}/s 2xx)\n"
+        f"  latency ms  p50 {latency['p50']:.1f}  p95 {latency['p95']:.1f}  "
+        f"p99 {latency['p99']:.1f}  max {latency['max']:.1f}\n"
+        f"  statuses    {report.statuses}  (client retries {report.retries})\n"
+        f"  CPU ms/req  gunicorn {cpu['gunicorn']:.2f}  postgres {cpu['postgres']:.2f}  "
+        f"client {cpu['client']:.2f}  other {cpu['other']:.2f}  "
+        f"(machine {report.machine_busy_pct:.0f}% busy)\n"
+        f"  ceiling     {report.cpu_bound_ceiling:.0f}/s if gunicorn, PostgreSQL backends and "
+        f"client had all {os.cpu_count()} cores\n"
+        f"  memory      {memory['workers']} workers RSS {memory['workers_rss'] / 1024:.1f} MiB "
+        f"(peak {memory['workers_peak_rss'] / 1024:.1f}, PSS {memory['workers_pss'] / 1024:.1f}), "
+        f"master {memory['master_rss'] / 1024:.1f} MiB"
+    )
+    for sample in report.error_samples:
+        print(f"  error       {sample}")
+
+
+def print_inprocess(report: InProcessReport) -> None:
+    print("\nStatements per call (CaptureQueriesContext; each one is a round trip):")
+    print(f"  {'':34s} {'SQL':>4s} {'SAVEPOINT':>9s} {'BEGIN':>5s} {'COMMIT':>6s} {'health':>6s}")
+    for label, kinds in report.queries.items():
+        print(
+            f"  {label:34s} {kinds.get('SQL', 0):4d} {kinds.get('SAVEPOINT', 0):9d} "
+            f"{kinds.get('BEGIN', 0):5d} {kinds.get('COMMIT', 0):6d} "
+            f"{kinds.get('health check', 0):6d}   = {kinds['round trips']} round trips"
+        )
+    if report.timings:
+        print("\nIn-process time per call (DB = cursor executes + commits + health checks):")
+    for label, timing in report.timings.items():
+        print(
+            f"  {label:34s} wall {timing['wall_ms']:.2f} ms = DB {timing['db_ms']:.2f} "
+            f"(of which COMMIT {timing['commit_ms']:.2f}) + Python {timing['python_ms']:.2f}   "
+            f"(process CPU {timing['process_cpu_ms']:.2f} ms, "
+            f"n={timing['iterations']:.0f})"
+        )
+    if report.profile_areas:
+        print(
+            f"\ncProfile of {report.profile_label}: own time per area, ms per call "
+            "(inflated by the profiler):"
+        )
+        for area, ms in report.profile_areas[:20]:
+            print(f"  {ms:7.3f}  {area}")
+        print(report.profile_text)

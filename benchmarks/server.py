@@ -1,0 +1,90 @@
+"""gunicorn serving the code under test on a free loopback port."""
+
+import argparse
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks.procfs import proc_children
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Gunicorn:
+    def __init__(self, args: argparse.Namespace, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "config.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(args.workers),
+            "--worker-class",
+            args.worker_class,
+            "--threads",
+            str(args.threads),
+            "--backlog",
+            "512",
+            "--timeout",
+            "60",
+            "--graceful-timeout",
+            "5",
+            "--log-level",
+            "warning",
+        ]
+        self.log = log_path.open("wb")
+        # Own session: a terminal Ctrl-C reaches this script, which then stops gunicorn.
+        self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+            command,
+            cwd=args.source_root,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.workers = args.workers
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited; see {self.log_path}:\n{self.log_tail()}")
+            if len(self.worker_pids()) >= self.workers:
+                try:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                    conn.request("GET", "/health/")
+                    if conn.getresponse().status == 200:
+                        return
+                except OSError:
+                    pass
+            time.sleep(0.2)
+        raise RuntimeError(f"gunicorn not ready after {timeout}s; see {self.log_path}")
+
+    def worker_pids(self) -> list[int]:
+        return proc_children(self.process.pid)
+
+    def log_tail(self) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-30:])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)  # the group this script started
+                self.process.wait(timeout=5)
+        self.log.close()
