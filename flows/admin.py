@@ -65,7 +65,23 @@ class OrderStatusChangeInline(ReadOnlyInline):
     )
 
 
-class PaymentInline(ReadOnlyInline):
+class PaymentAmountsMixin:
+    """A payment's amounts in its currency, for lists and inlines."""
+
+    @admin.display(description="amount", ordering="amount")
+    def amount_display(self, payment: Payment) -> str:
+        return money_format(payment.amount, payment.currency)
+
+    @admin.display(description="captured", ordering="amount_captured")
+    def captured_display(self, payment: Payment) -> str:
+        return money_format(payment.amount_captured, payment.currency)
+
+    @admin.display(description="refunded", ordering="amount_refunded")
+    def refunded_display(self, payment: Payment) -> str:
+        return money_format(payment.amount_refunded, payment.currency)
+
+
+class PaymentInline(PaymentAmountsMixin, ReadOnlyInline):
     model = Payment
     verbose_name = "payment attempt"
     fields = readonly_fields = (
@@ -77,18 +93,6 @@ class PaymentInline(ReadOnlyInline):
         "refunded_display",
         "decline_code",
     )
-
-    @admin.display(description="amount")
-    def amount_display(self, payment: Payment) -> str:
-        return money_format(payment.amount, payment.currency)
-
-    @admin.display(description="captured")
-    def captured_display(self, payment: Payment) -> str:
-        return money_format(payment.amount_captured, payment.currency)
-
-    @admin.display(description="refunded")
-    def refunded_display(self, payment: Payment) -> str:
-        return money_format(payment.amount_refunded, payment.currency)
 
 
 def _transition_action(transition: str) -> AdminAction:
@@ -250,7 +254,7 @@ class PaymentOperationInline(ReadOnlyInline):
 
 
 @admin.register(Payment)
-class PaymentAdmin(ReadOnlyAdmin):
+class PaymentAdmin(PaymentAmountsMixin, ReadOnlyAdmin):
     list_display = [
         "id",
         "order",
@@ -336,15 +340,3 @@ class PaymentAdmin(ReadOnlyAdmin):
                     "retry it.",
                     messages.WARNING,
                 )
-
-    @admin.display(description="amount", ordering="amount")
-    def amount_display(self, payment: Payment) -> str:
-        return money_format(payment.amount, payment.currency)
-
-    @admin.display(description="captured", ordering="amount_captured")
-    def captured_display(self, payment: Payment) -> str:
-        return money_format(payment.amount_captured, payment.currency)
-
-    @admin.display(description="refunded", ordering="amount_refunded")
-    def refunded_display(self, payment: Payment) -> str:
-        return money_format(payment.amount_refunded, payment.currency)

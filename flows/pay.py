@@ -116,7 +116,10 @@ def _authorize_record(
                 intent=outcome.result,
                 actor=actor,
             )
-        if outcome.kind in (OutcomeKind.DECLINED, OutcomeKind.REJECTED):
+        declined = outcome.kind in (OutcomeKind.DECLINED, OutcomeKind.REJECTED)
+        never_sent = outcome.kind is OutcomeKind.NOT_SENT and operation_locked.attempts <= 1
+        if declined or never_sent:
+            # Definite: nothing was authorized for this attempt.
             operation_settle(
                 operation_locked,
                 PaymentOperation.Status.FAILED,
@@ -126,29 +129,15 @@ def _authorize_record(
             payment_declined_locked(
                 order=order,
                 payment=payment,
-                decline_code=outcome.error_code,
+                decline_code=outcome.error_code if declined else "",
                 actor=actor,
-                reason=f"payment declined: {outcome.error_code}",
-            )
-            return False
-        # Unknown or not sent: the order's attempt failed for now. An operation that
-        # may have reached the provider stays unknown, for a retry with the same key
-        # or the reconciler; one that never left is definitely failed.
-        if outcome.kind is OutcomeKind.NOT_SENT and operation_locked.attempts <= 1:
-            operation_settle(
-                operation_locked,
-                PaymentOperation.Status.FAILED,
-                error_code=outcome.error_code,
-                message=outcome.message,
-            )
-            payment_declined_locked(
-                order=order,
-                payment=payment,
-                decline_code="",
-                actor=actor,
-                reason="payment provider unavailable",
+                reason=f"payment declined: {outcome.error_code}"
+                if declined
+                else "payment provider unavailable",
             )
         else:
+            # It may have reached the provider: it stays unknown, for a retry with the
+            # same key or the reconciler; the order's attempt failed for now.
             operation_mark_unknown(operation_locked, outcome)
             order_payment_failed_locked(
                 order=order, actor=actor, reason="payment provider unavailable"

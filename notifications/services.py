@@ -8,7 +8,7 @@ import logging
 import smtplib
 import uuid
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -30,8 +30,6 @@ from orders.models import Order
 logger = logging.getLogger(__name__)
 
 # Until config.settings.email is imported by every settings module, fall back to these.
-_DEFAULT_MESSAGE_ID_DOMAIN = "oms.example"
-_DEFAULT_SEND_LOCK_TIMEOUT = timedelta(minutes=5)
 _LAST_ERROR_MAX_LENGTH = 2000
 
 Status = EmailDelivery.Status
@@ -140,7 +138,7 @@ def order_email_mark_failed(*, delivery_id: int, error: str) -> EmailDelivery:
 def email_message_id(delivery: EmailDelivery) -> str:
     """The Message-ID of a delivery: the same on every attempt, unique across databases
     (the order's UUID) and environments (the domain)."""
-    domain = getattr(settings, "EMAIL_MESSAGE_ID_DOMAIN", _DEFAULT_MESSAGE_ID_DOMAIN)
+    domain = settings.EMAIL_MESSAGE_ID_DOMAIN
     return f"<email-delivery-{delivery.pk}.{delivery.order_id.hex}@{domain}>"
 
 
@@ -157,7 +155,7 @@ def _delivery_claim(*, delivery: EmailDelivery, order: Order, subject: str) -> d
     """Take the delivery for this attempt with one conditional UPDATE; return the claim's
     time (its token), or None when it is sent or another worker holds a live claim."""
     now = timezone.now()
-    lock_timeout = getattr(settings, "EMAIL_SEND_LOCK_TIMEOUT", _DEFAULT_SEND_LOCK_TIMEOUT)
+    lock_timeout = settings.EMAIL_SEND_LOCK_TIMEOUT
     claimed = (
         EmailDelivery.objects.filter(pk=delivery.pk)
         .exclude(status=Status.SENT)
