@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import http.client
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
-from fakes.warehouse.wire import CONTROL_PREFIX, REQUEST_PATH, Answer, error
-
-if TYPE_CHECKING:
-    from fakes.warehouse.service import FakeWarehouse
+from fakes.warehouse.wire import CONTROL_PREFIX, REQUEST_PATH, Answer, WarehouseService, error
 
 
-def answer_control(fake: FakeWarehouse, method: str, path: str, body: bytes) -> Answer:
+def answer_control(fake: WarehouseService, method: str, path: str, body: bytes) -> Answer:
     """Carry out one control API call on ``fake``; return the answer."""
     route = path.removeprefix(CONTROL_PREFIX).strip("/")
     try:
@@ -54,7 +51,7 @@ def answer_control(fake: FakeWarehouse, method: str, path: str, body: bytes) -> 
 class ControlClient:
     """The control API of a fake warehouse running elsewhere (a subprocess, a container).
 
-    Same method names as ``FakeWarehouse``: ``configure``, ``behaviour``, ``requests``,
+    Same method names as ``WarehouseService``: ``configure``, ``behaviour``, ``requests``,
     ``shipments``, ``callbacks``, ``withdrawals``, ``send_event``, ``reset``.
     """
 

@@ -6,7 +6,7 @@ import json
 import logging
 import socketserver
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from core.signing import SIGNATURE_HEADER
@@ -17,12 +17,11 @@ from fakes.warehouse.wire import (
     MAX_BODY_BYTES,
     REQUEST_PATH,
     Answer,
+    Reply,
+    WarehouseService,
     error,
     withdraw_target,
 )
-
-if TYPE_CHECKING:
-    from fakes.warehouse.service import FakeWarehouse, Reply
 
 SOCKET_TIMEOUT_SECONDS = 10.0
 
@@ -33,7 +32,7 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], fake: FakeWarehouse) -> None:
+    def __init__(self, address: tuple[str, int], fake: WarehouseService) -> None:
         self.fake = fake
         super().__init__(address, Handler)
 

@@ -25,6 +25,7 @@ from fakes.warehouse.wire import (
     REQUEST_PATH,
     SIGNATURE_TOLERANCE_SECONDS,
     Answer,
+    Reply,
     error,
     now_iso,
     parse_fulfilment_request,
@@ -42,16 +43,6 @@ logger = logging.getLogger(__name__)
 class _Stored:
     canonical_body: str
     answer: Answer
-
-
-@dataclass(frozen=True)
-class Reply:
-    """How to answer one request: ``answer``, unless ``hang_seconds`` says to withhold it."""
-
-    answer: Answer
-    record: dict[str, Any]
-    replayed: bool = False
-    hang_seconds: float | None = None
 
 
 class FakeWarehouse:

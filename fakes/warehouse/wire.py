@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 REQUEST_PATH = "/fulfilment-requests"
@@ -119,3 +120,33 @@ def readable(body: bytes) -> Any:
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """How to answer one request: ``answer``, unless ``hang_seconds`` says to withhold it."""
+
+    answer: Answer
+    record: dict[str, Any]
+    replayed: bool = False
+    hang_seconds: float | None = None
+
+
+class WarehouseService(Protocol):
+    """What the HTTP server and the control API need of the fake (FakeWarehouse): they
+    depend on this, not on the fake's module, so neither imports the other."""
+
+    def handling(self) -> AbstractContextManager[None]: ...
+    def handle_fulfilment(self, body: bytes, key: str | None, signature: str | None) -> Reply: ...
+    def handle_withdraw(
+        self, request_id: str, body: bytes, key: str | None, signature: str | None
+    ) -> Reply: ...
+    def withhold(self, reply: Reply) -> None: ...
+    def behaviour(self) -> dict[str, Any]: ...
+    def configure(self, **changes: Any) -> dict[str, Any]: ...
+    def requests(self) -> list[dict[str, Any]]: ...
+    def shipments(self) -> list[dict[str, Any]]: ...
+    def callbacks(self) -> list[dict[str, Any]]: ...
+    def withdrawals(self) -> list[dict[str, Any]]: ...
+    def reset(self) -> None: ...
+    def send_event(self, shipment_reference: str, event: str) -> dict[str, Any]: ...
