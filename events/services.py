@@ -21,20 +21,13 @@ from django.utils import timezone
 
 from core.breakers import circuit_breaker
 from core.signing import SIGNATURE_HEADER, sign
+from events.errors import EventDeliveriesIncomplete, EventDeliveryFailed
 from events.models import EventDelivery, EventSubscription
 from orders.models import OrderStatusChange
 
 # Per subscriber: fail fast while a receiver is down instead of waiting on each event.
 BREAKER_FAIL_MAX = 5
 BREAKER_RESET_SECONDS = 30
-
-
-class EventDeliveryFailed(Exception):
-    """A subscriber did not take an event (not a 2xx answer)."""
-
-
-class EventDeliveriesIncomplete(Exception):
-    """Some subscriber did not take the event; the outbox task retries the rest."""
 
 
 def order_event_key(payload: dict[str, Any]) -> str:

@@ -8,10 +8,7 @@ from core.outbox import outbox_handler
 from flows.routing import order_route
 from flows.ship import order_ship_when_shipments_left
 from flows.void import order_payments_void
-
-
-class VoidPending(Exception):
-    """The provider did not confirm the void yet: retry later."""
+from payments.errors import VoidPending
 
 
 @outbox_handler("order.confirmed", name="fulfilment.route_order", queue="routing")

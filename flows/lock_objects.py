@@ -6,6 +6,7 @@ can never wait on each other in opposite orders. Call inside a transaction.
 """
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.errors import NotFound
@@ -50,6 +51,25 @@ def operation_lock(*, operation_id: int) -> LockedOperation:
     locked = payment_lock(payment_id=payment_id)
     operation = PaymentOperation.objects.select_for_update().get(pk=operation_id)
     return LockedOperation(order=locked.order, payment=locked.payment, operation=operation)
+
+
+def order_payment_lock(*, order: Order, statuses: Sequence[str]) -> Payment | None:
+    """Lock the locked order's payment in one of `statuses` (at most one is live)."""
+    return Payment.objects.select_for_update().filter(order=order, status__in=statuses).first()
+
+
+def order_operation_lock(
+    *, order: Order, kind: str, operation_id: int | None = None, exclude_status: str = ""
+) -> PaymentOperation | None:
+    """Lock one of the locked order's payment operations of `kind` (the given one, or
+    the first not in `exclude_status`). Lock its payment first."""
+    operations = PaymentOperation.objects.select_for_update().select_related("payment")
+    operations = operations.filter(payment__order=order, kind=kind)
+    if operation_id is not None:
+        operations = operations.filter(pk=operation_id)
+    if exclude_status:
+        operations = operations.exclude(status=exclude_status)
+    return operations.order_by("pk").first()
 
 
 def shipment_lock(*, shipment_id: int) -> tuple[Order, Shipment]:

@@ -13,7 +13,7 @@ import uuid
 from django.db import transaction
 
 from core.actors import Actor
-from flows.lock_objects import operation_lock, order_lock
+from flows.lock_objects import operation_lock, order_lock, order_payment_lock
 from flows.payment_outcomes import (
     order_confirm_locked,
     order_payment_failed_locked,
@@ -58,11 +58,7 @@ def _authorize_prepare(
 ) -> tuple[Payment, PaymentOperation | None]:
     with transaction.atomic():
         order = order_lock(order_id=order_id)
-        payment = (
-            Payment.objects.select_for_update()
-            .filter(order=order, status__in=LIVE_PAYMENT_STATUSES)
-            .first()
-        )
+        payment = order_payment_lock(order=order, statuses=LIVE_PAYMENT_STATUSES)
         if payment is not None and payment.status == Payment.Status.AUTHORIZED:
             # Authorized already (e.g. found by the reconciler after an outage): use it,
             # unless it is being voided.

@@ -26,9 +26,10 @@ from flows.refund import UNSHIPPED_STATUSES, order_refund, order_refund_unshippe
 from flows.ship import order_ship
 from flows.void import payment_void
 from orders.states import OrderStatus
+from payments.errors import ProviderCircuitOpen
 from payments.gateways import base as gateway
 from payments.models import Payment, PaymentOperation
-from payments.provider import ProviderCircuitOpen, provider_call
+from payments.provider import provider_call
 from payments.services.operations import (
     OPEN_OPERATION_STATUSES,
     VOIDABLE_STATUSES,

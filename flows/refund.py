@@ -14,7 +14,7 @@ from collections.abc import Callable
 from django.db import transaction
 
 from core.actors import Actor
-from flows.lock_objects import operation_lock, order_lock
+from flows.lock_objects import operation_lock, order_lock, order_operation_lock, order_payment_lock
 from orders.errors import InvalidTransition
 from orders.models import Order
 from orders.services import order_transition_locked
@@ -60,26 +60,15 @@ def _refund_prepare(
     with transaction.atomic():
         order = order_lock(order_id=order_id)
         if resume_operation_id is not None:
-            operation = (
-                PaymentOperation.objects.select_for_update()
-                .select_related("payment")
-                .filter(
-                    pk=resume_operation_id,
-                    kind=PaymentOperation.Kind.REFUND,
-                    payment__order=order,
-                )
-                .first()
+            operation = order_operation_lock(
+                order=order, kind=PaymentOperation.Kind.REFUND, operation_id=resume_operation_id
             )
             # A refund that definitely failed (never sent: breaker open) is made anew.
             if operation is not None and operation.status != PaymentOperation.Status.FAILED:
                 return operation.payment, operation
         if order.status not in refundable_statuses:
             raise InvalidTransition(transition="refund", current_status=order.status)
-        payment = (
-            Payment.objects.select_for_update()
-            .filter(order=order, status=Payment.Status.CAPTURED)
-            .first()
-        )
+        payment = order_payment_lock(order=order, statuses=[Payment.Status.CAPTURED])
         if payment is None:
             raise RefundExceedsCaptured("Nothing was captured for this order.", captured=0)
         refundable = (

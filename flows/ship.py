@@ -15,7 +15,7 @@ from django.db import transaction
 
 from core.actors import Actor
 from flows.deliver import order_deliver_if_complete_locked
-from flows.lock_objects import operation_lock, order_lock
+from flows.lock_objects import operation_lock, order_lock, order_operation_lock, order_payment_lock
 from flows.route import order_route_locked
 from fulfilment.services import shipments_all_left
 from inventory.services import reservations_commit
@@ -62,18 +62,13 @@ def _capture_prepare(*, order_id: uuid.UUID | str) -> tuple[Payment, PaymentOper
         order = order_lock(order_id=order_id)
         if order.status not in SHIPPABLE_STATUSES:
             raise InvalidTransition(transition="ship", current_status=order.status)
-        payment = (
-            Payment.objects.select_for_update()
-            .filter(order=order, status=Payment.Status.AUTHORIZED)
-            .first()
-        )
+        payment = order_payment_lock(order=order, statuses=[Payment.Status.AUTHORIZED])
         if payment is None:
             raise PaymentNotCapturable(f"Order {order.number} has no authorized payment.")
-        operation = (
-            PaymentOperation.objects.select_for_update()
-            .filter(payment=payment, kind=PaymentOperation.Kind.CAPTURE)
-            .exclude(status=PaymentOperation.Status.FAILED)
-            .first()
+        operation = order_operation_lock(
+            order=order,
+            kind=PaymentOperation.Kind.CAPTURE,
+            exclude_status=PaymentOperation.Status.FAILED,
         )
         if operation is None:
             operation = operation_create(payment, PaymentOperation.Kind.CAPTURE, payment.amount)

@@ -54,3 +54,11 @@ class WebhookSignatureInvalid(DomainError):
     code = "webhook_signature_invalid"
     status = 400
     title = "Webhook signature missing, invalid or too old"
+
+
+class ProviderCircuitOpen(Exception):
+    """The breaker is open: the call was not made."""
+
+
+class VoidPending(Exception):
+    """The provider did not confirm the void yet: retry later."""

@@ -8,6 +8,7 @@ import redis
 from django.conf import settings
 
 from core.breakers import circuit_breaker
+from payments.errors import ProviderCircuitOpen
 from payments.gateways.base import (
     PaymentDeclined,
     ProviderRequestRejected,
@@ -17,10 +18,6 @@ from payments.gateways.stripe import StripeGateway
 T = TypeVar("T")
 
 PAYMENT_BREAKER_NAME = "payment-provider"
-
-
-class ProviderCircuitOpen(Exception):
-    """The breaker is open: the call was not made."""
 
 
 def payment_breaker() -> pybreaker.CircuitBreaker:

@@ -8,10 +8,11 @@ from typing import Generic, TypeVar
 
 from django.db.models import F
 
+from payments.errors import ProviderCircuitOpen
 from payments.gateways import base as gateway
 from payments.gateways.stripe import StripeGateway
 from payments.models import PaymentOperation
-from payments.provider import ProviderCircuitOpen, provider_call
+from payments.provider import provider_call
 
 logger = logging.getLogger(__name__)
 

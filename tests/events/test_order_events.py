@@ -16,9 +16,9 @@ from core.breakers import circuit_breakers_reset
 from core.models import OutboxMessage
 from core.outbox import outbox_handle
 from core.signing import SIGNATURE_HEADER, verify
+from events.errors import EventDeliveriesIncomplete
 from events.models import EventDelivery, EventSubscription
 from events.selectors import topics_with_subscribers_forget
-from events.services import EventDeliveriesIncomplete
 from flows.place import OrderLineRequest, order_place
 from flows.transitions import order_transition_by_name
 from orders.models import Order, OrderStatusChange
