@@ -3,9 +3,11 @@
 Sequence: (1) lock the order and check it can be cancelled: not while a capture is in
 flight (the capture decides: once it succeeds the order has shipped); (2) ask every
 warehouse holding a fulfilment request for it to withdraw, outside any transaction;
-a warehouse that already shipped refuses (409 order_at_warehouse) and one that cannot
-be reached makes the cancel fail for now (503 warehouse_unavailable): the order stays
-as it was; (3) lock the order again, cancel it and release its stock in one
+a warehouse that already shipped refuses (409 order_at_warehouse; refused at once when
+a shipment was already reported shipped) and one that cannot be reached makes the
+cancel fail for now (503 warehouse_unavailable): the order stays as it was, and the
+warehouses that withdrew in the meantime are asked again (new requests, through the
+outbox and the routing worker); (3) lock the order again, cancel it and release its stock in one
 transaction; (4) void its authorization right away (flows.void), best effort: the
 outbox message written with the cancel (flows.handlers) retries until it is voided.
 """
@@ -18,6 +20,7 @@ from django_fsm import can_proceed
 
 from core.actors import Actor
 from core.errors import ConcurrentUpdate
+from core.outbox import outbox_publish
 from flows.lock_objects import order_lock
 from flows.void import order_payments_void
 from fulfilment.errors import OrderAtWarehouse, WarehouseUnreachable
@@ -26,7 +29,9 @@ from fulfilment.models import FulfilmentRequest
 from fulfilment.services import (
     fulfilment_request_error_record,
     fulfilment_request_withdrawn_locked,
+    fulfilment_requests_reopen_locked,
     fulfilment_requests_to_withdraw,
+    shipments_shipped_exist,
     warehouse_withdraw,
 )
 from inventory.services import reservations_release
@@ -52,6 +57,11 @@ def _cancel_check_locked(order: Order) -> None:
         kind=PaymentOperation.Kind.CAPTURE,
         status__in=OPEN_OPERATION_STATUSES,
     ).exists()
+    if shipments_shipped_exist(order_id=order.pk):
+        raise OrderAtWarehouse(
+            f"A warehouse has already shipped part of order {order.number}; it can no "
+            "longer be cancelled."
+        )
     if capture_in_flight:
         raise OperationInProgress(
             "The payment for this order is being captured: it is shipping and can no "
@@ -82,6 +92,23 @@ def _withdraw(request: FulfilmentRequest, order: Order, reason: str) -> None:
         fulfilment_request_withdrawn_locked(request.pk)
 
 
+def _reopen(order: Order, withdrawn: list[int]) -> None:
+    """A cancel that does not complete leaves the order as it was: warehouses that
+    already withdrew their part are asked again (new requests, sent by the routing
+    worker through the outbox)."""
+    if not withdrawn:
+        return
+    with transaction.atomic():
+        order_lock(order_id=order.pk)
+        reopened = fulfilment_requests_reopen_locked(withdrawn)
+        if reopened:
+            outbox_publish(
+                topic="fulfilment.requests_reopened",
+                payload={"order_id": str(order.pk), "request_ids": [r.pk for r in reopened]},
+                key=f"fulfilment-requests-reopened-{reopened[0].pk}",
+            )
+
+
 def order_cancel_locked(*, order: Order, actor: Actor, reason: str) -> None:
     """Cancel an order no warehouse holds, and release its stock."""
     order_transition_locked(order=order, transition="cancel", actor=actor, reason=reason)
@@ -103,8 +130,14 @@ def order_cancel(*, order_id: uuid.UUID | str, actor: Actor, reason: str = "") -
             if not to_withdraw:
                 order_cancel_locked(order=order, actor=actor, reason=reason)
                 break
-        for request in to_withdraw:
-            _withdraw(request, order, reason)
+        withdrawn: list[int] = []
+        try:
+            for request in to_withdraw:
+                _withdraw(request, order, reason)
+                withdrawn.append(request.pk)
+        except (OrderAtWarehouse, WarehouseUnreachable):
+            _reopen(order, withdrawn)
+            raise
     else:
         raise ConcurrentUpdate("The order was routed again while being cancelled; retry.")
     order_payments_void(order_id=order.pk, actor=actor)

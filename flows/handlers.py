@@ -16,6 +16,12 @@ def route_order(payload: dict[str, Any]) -> None:
     order_route(order_id=payload["order_id"])
 
 
+@outbox_handler("fulfilment.requests_reopened", name="fulfilment.send_reopened", queue="routing")
+def send_reopened_requests(payload: dict[str, Any]) -> None:
+    """A cancel did not complete: warehouses that withdrew are asked again."""
+    order_route(order_id=payload["order_id"])
+
+
 @outbox_handler("shipment.shipped", name="fulfilment.ship_order", queue="payments")
 def ship_order(payload: dict[str, Any]) -> None:
     """Once every shipment of the order left its warehouse: capture, then ship."""

@@ -27,6 +27,7 @@ from fulfilment.services import (
     fulfilment_request_error_record,
     fulfilment_request_reject_locked,
     fulfilment_requests_open_locked,
+    fulfilment_requests_pending,
     warehouse_send,
 )
 from inventory.errors import InsufficientStock
@@ -45,6 +46,9 @@ def _requests_prepare(order_id: uuid.UUID | str) -> tuple[Order, list[Fulfilment
     order is not to be routed (no longer confirmed)."""
     with transaction.atomic():
         order = order_lock(order_id=order_id)
+        if order.status == OrderStatus.ROUTED:
+            # Requests re-opened after a cancel that did not complete: send them again.
+            return order, fulfilment_requests_pending(order_id=order.pk)
         if order.status != OrderStatus.CONFIRMED:
             return None
         pending = fulfilment_requests_open_locked(

@@ -112,6 +112,10 @@ def fulfilment_requests_open_locked(
             FulfilmentRequest.objects.create(
                 order_id=order_id, warehouse_id=warehouse_id, lines=lines
             )
+    return fulfilment_requests_pending(order_id=order_id)
+
+
+def fulfilment_requests_pending(*, order_id: uuid.UUID | str) -> list[FulfilmentRequest]:
     return list(
         FulfilmentRequest.objects.filter(
             order_id=order_id, status=FulfilmentRequest.Status.PENDING
@@ -173,6 +177,27 @@ def fulfilment_request_withdrawn_locked(request_id: int) -> None:
     if shipment is not None and shipment.status == Shipment.Status.ACCEPTED:
         shipment.withdraw()
         shipment.save(update_fields=["status", "updated_at"])
+
+
+def fulfilment_requests_reopen_locked(request_ids: list[int]) -> list[FulfilmentRequest]:
+    """Ask again, under new ids, warehouses that withdrew requests of an order whose
+    cancel did not complete: the order goes on as it was. Return the new requests."""
+    withdrawn = FulfilmentRequest.objects.filter(
+        pk__in=request_ids, status=FulfilmentRequest.Status.WITHDRAWN
+    ).order_by("pk")
+    return [
+        FulfilmentRequest.objects.create(
+            order_id=request.order_id, warehouse_id=request.warehouse_id, lines=request.lines
+        )
+        for request in withdrawn
+    ]
+
+
+def shipments_shipped_exist(*, order_id: uuid.UUID | str) -> bool:
+    """Some shipment of the order was reported shipped (or delivered)."""
+    return Shipment.objects.filter(
+        order_id=order_id, status__in=[Shipment.Status.SHIPPED, Shipment.Status.DELIVERED]
+    ).exists()
 
 
 def shipment_ship_locked(shipment: Shipment, *, carrier: str, tracking_number: str) -> bool:

@@ -51,7 +51,8 @@ class Payment(ConcurrentTransitionMixin, TimeStampedModel):
     def __str__(self) -> str:
         return f"{self.provider_payment_id or self.pk} ({self.status})"
 
-    # Transitions guard and change the status only; payments.services does the rest.
+    # Transitions guard and change the status only; payments.services.operations and
+    # payments.services.intents do the rest.
 
     @transition(field=status, source=Status.PENDING, target=Status.REQUIRES_ACTION)
     def require_action(self) -> None:

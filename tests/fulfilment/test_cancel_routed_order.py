@@ -6,14 +6,25 @@ from typing import Any
 
 import pytest
 
+from core.actors import Actor
 from fakes.warehouse import FakeWarehouse
+from flows.place import OrderLineRequest, order_place
+from flows.routing import order_route
+from flows.transitions import order_transition_by_name
 from fulfilment.models import FulfilmentRequest, Shipment
 from inventory.models import Reservation, StockItem, StockMovement
 from orders.models import Order
 from payments.models import Payment
-from tests.conftest import assert_stock_consistent, new_idempotency_key, token_client
-from tests.fulfilment.conftest import assert_problem, shipped
+from tests.conftest import (
+    assert_stock_consistent,
+    new_idempotency_key,
+    stock_receive,
+    token_client,
+)
+from tests.factories import ProductFactory, UserFactory, WarehouseFactory
+from tests.fulfilment.conftest import ADDRESS, assert_problem, shipped
 from tests.support.fake_stripe import FakeStripeServer
+from tests.support.fake_warehouse import FAST, WAREHOUSE_SECRET
 
 pytest_plugins = ("tests.support.fake_warehouse", "tests.support.fake_stripe")
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("_fulfilment_settings")]
@@ -90,8 +101,6 @@ def test_cancel_when_the_warehouse_cannot_be_reached_changes_nothing(
 def test_cancelling_a_routed_paid_order_voids_its_authorization(
     stripe_provider: FakeStripeServer, confirmed_order: Any, fake_warehouse: FakeWarehouse
 ):
-    from flows.routing import order_route
-
     order = confirmed_order(pay="pm_card_visa")
     order_route(order_id=order.pk)
 
@@ -129,3 +138,65 @@ def test_shipment_reported_after_cancel_takes_the_units_off_hand(
     assert shipped(anonymous_client, routed_shipment).status_code == 200
     item.refresh_from_db()
     assert item.on_hand == on_hand_before - 2
+
+
+def test_cancel_is_refused_at_once_when_a_shipment_was_reported_shipped(
+    routed_shipment: Shipment, fake_warehouse: FakeWarehouse, anonymous_client: Any
+):
+    assert shipped(anonymous_client, routed_shipment).status_code == 200
+    order = routed_shipment.order
+
+    response = cancel(order)
+
+    assert_problem(response, 409, "order_at_warehouse")
+    assert fake_warehouse.withdrawals() == []
+    assert reservation_statuses(order) == {"held"}
+
+
+def test_a_cancel_refused_by_one_warehouse_asks_the_others_again(
+    fake_warehouse: FakeWarehouse, django_capture_on_commit_callbacks: Any
+):
+    # Given an order split over two warehouses, both of which accepted their part
+    fake_warehouse.configure(auto_callbacks=False)
+    with FakeWarehouse(secret=WAREHOUSE_SECRET, **FAST) as other:
+        other.configure(auto_callbacks=False, withdraw_mode="refuse")
+        first = WarehouseFactory(
+            fulfilment_url=fake_warehouse.requests_url, fulfilment_secret=WAREHOUSE_SECRET
+        )
+        second = WarehouseFactory(
+            fulfilment_url=other.requests_url, fulfilment_secret=WAREHOUSE_SECRET
+        )
+        gear, cog = ProductFactory(price=500), ProductFactory(price=700)
+        stock_receive(gear, first, 5)
+        stock_receive(cog, second, 5)
+        order = order_place(
+            customer=UserFactory(),
+            email="ada@example.com",
+            shipping_address=ADDRESS,
+            lines=[OrderLineRequest(gear.sku, 1), OrderLineRequest(cog.sku, 1)],
+            actor=Actor.system(),
+        )
+        order_transition_by_name(order_id=order.pk, transition="confirm", actor=Actor.system())
+        order_route(order_id=order.pk)
+        order.refresh_from_db()
+        assert order.status == "routed"
+
+        # When the customer cancels: the first withdraws, the second has shipped already
+        with django_capture_on_commit_callbacks(execute=True):
+            response = cancel(order)
+
+        # Then the cancel is refused, and the first warehouse is asked again under a new
+        # request, so the order goes on as it was
+        assert_problem(response, 409, "order_at_warehouse")
+        assert [w["result"] for w in fake_warehouse.withdrawals()] == ["withdrawn"]
+        requests = list(
+            FulfilmentRequest.objects.filter(order=order, warehouse=first).order_by("pk")
+        )
+        assert [r.status for r in requests] == ["withdrawn", "accepted"]
+        assert len(fake_warehouse.requests()) == 2
+        open_shipments = Shipment.objects.filter(order=order).exclude(status="withdrawn")
+        assert sorted(s.warehouse_id for s in open_shipments) == sorted([first.pk, second.pk])
+        order.refresh_from_db()
+        assert order.status == "routed"
+        assert reservation_statuses(order) == {"held"}
+        assert_stock_consistent()

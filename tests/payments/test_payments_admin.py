@@ -1,5 +1,5 @@
 """The payments admin: attempts and provider calls on the order page, the payment list,
-and the money actions (full refund, void) going through payments.services."""
+and the money actions (full refund, void) going through the use cases in flows."""
 
 from typing import Any
 
