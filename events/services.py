@@ -23,7 +23,7 @@ from core.breakers import circuit_breaker
 from core.signing import SIGNATURE_HEADER, sign
 from events.errors import EventDeliveriesIncomplete, EventDeliveryFailed
 from events.models import EventDelivery, EventSubscription
-from orders.models import OrderStatusChange
+from orders.models import OrderEvent, OrderStatusChange
 
 # Per subscriber: fail fast while a receiver is down instead of waiting on each event.
 BREAKER_FAIL_MAX = 5
@@ -124,3 +124,10 @@ def _post(url: str, body: bytes, headers: dict[str, str]) -> None:
     ) as response:
         if not 200 <= response.status_code < 300:
             raise EventDeliveryFailed(f"{response.status_code} from {url}")
+
+
+def order_events_purge(*, now: datetime | None = None) -> int:
+    """Delete order events older than ORDER_EVENT_RETENTION. Return how many."""
+    cutoff = (now or timezone.now()) - settings.ORDER_EVENT_RETENTION
+    deleted, _ = OrderEvent.objects.filter(occurred_at__lt=cutoff).delete()
+    return deleted

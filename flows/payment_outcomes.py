@@ -14,6 +14,7 @@ from django.db import transaction
 from core.actors import Actor
 from flows.lock_objects import order_lock
 from flows.ship import order_capture_recorded_locked
+from orders.audit import order_event_record
 from orders.models import Order
 from orders.services import order_transition_locked
 from orders.states import STATUSES_USING_PAYMENT, OrderStatus
@@ -88,12 +89,38 @@ _ORDER_EFFECTS: dict[IntentChange, Callable[[Order, IntentResult, Actor], bool]]
 }
 
 
+# Payment changes that are events in the order's log (recorded before what they mean
+# for the order: payment.authorized comes before order.confirmed).
+_EVENT_BY_PAYMENT_STATUS = {
+    Payment.Status.AUTHORIZED: "payment.authorized",
+    Payment.Status.CAPTURED: "payment.captured",
+}
+
+
+def payment_event_change(payment: Payment) -> dict[str, object]:
+    return {
+        "payment_id": payment.pk,
+        "status": payment.status,
+        "amount": payment.amount,
+        "amount_captured": payment.amount_captured,
+        "amount_refunded": payment.amount_refunded,
+        "currency": payment.currency,
+    }
+
+
 def payment_intent_apply_locked(
     *, order: Order, payment: Payment, intent: IntentResult, actor: Actor
 ) -> bool:
     """Apply a PaymentIntent's state to the payment and the order. Return True when the
     authorization must be voided (it exists but its order no longer wants it)."""
+    status_before = payment.status
     change = intent_apply_to_payment(payment, intent)
+    if payment.status != status_before and payment.status in _EVENT_BY_PAYMENT_STATUS:
+        order_event_record(
+            order=order,
+            type=_EVENT_BY_PAYMENT_STATUS[payment.status],
+            change=payment_event_change(payment),
+        )
     return _ORDER_EFFECTS[change](order, intent, actor)
 
 

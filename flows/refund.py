@@ -15,6 +15,7 @@ from django.db import transaction
 
 from core.actors import Actor
 from flows.lock_objects import operation_lock, order_lock, order_operation_lock, order_payment_lock
+from orders.audit import order_event_record
 from orders.errors import InvalidTransition
 from orders.models import Order
 from orders.services import order_transition_locked
@@ -42,7 +43,20 @@ def refund_recorded_locked(
 ) -> None:
     """Raise the payment's refunded amount to the provider's total; a fully refunded
     shipped order moves to refunded."""
+    refunded_before = payment.amount_refunded
     fully_refunded = payment_refund_record(payment, amount_refunded_total=amount_refunded_total)
+    if payment.amount_refunded > refunded_before:
+        order_event_record(
+            order=order,
+            type="payment.refunded",
+            change={
+                "payment_id": payment.pk,
+                "amount": payment.amount_refunded - refunded_before,
+                "amount_refunded": payment.amount_refunded,
+                "amount_captured": payment.amount_captured,
+                "currency": payment.currency,
+            },
+        )
     if fully_refunded and order.status in REFUNDABLE_STATUSES:
         order_transition_locked(
             order=order, transition="refund", actor=actor, reason="fully refunded"

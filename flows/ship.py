@@ -19,6 +19,7 @@ from flows.lock_objects import operation_lock, order_lock, order_operation_lock,
 from flows.route import order_route_locked
 from fulfilment.services import shipments_all_left
 from inventory.services import reservations_commit
+from orders.audit import order_event_record
 from orders.errors import InvalidTransition
 from orders.models import Order
 from orders.services import order_transition_locked
@@ -93,6 +94,15 @@ def _order_capture_and_ship(*, order_id: uuid.UUID | str, actor: Actor) -> Order
         if outcome.kind is OutcomeKind.SUCCEEDED and outcome.result is not None:
             payment_capture_record(
                 locked.payment, locked.operation, amount_received=outcome.result.amount_received
+            )
+            order_event_record(
+                order=locked.order,
+                type="payment.captured",
+                change={
+                    "payment_id": locked.payment.pk,
+                    "amount_captured": locked.payment.amount_captured,
+                    "currency": locked.payment.currency,
+                },
             )
             order_capture_recorded_locked(order=locked.order, actor=actor)
             return locked.order

@@ -22,6 +22,7 @@ from fulfilment.models import Shipment
 from fulfilment.services import shipment_deliver_locked, shipment_get, shipment_ship_locked
 from inventory.models import Warehouse
 from inventory.services import reservations_ship_released
+from orders.audit import order_event_record
 from orders.models import Order
 from orders.states import OrderStatus
 
@@ -44,12 +45,14 @@ def shipment_report_apply(
                 order, shipment, actor, carrier=carrier, tracking_number=tracking_number
             )
         elif shipment_ship_locked(shipment, carrier=carrier, tracking_number=tracking_number):
+            _shipment_event(order, shipment)
             outbox_publish(
                 topic="shipment.shipped",
                 payload={"order_id": str(order.pk), "shipment_id": shipment.pk},
                 key=f"shipment-shipped-{shipment.pk}",
             )
         if event == "delivered" and shipment_deliver_locked(shipment):
+            _shipment_event(order, shipment)
             order_deliver_if_complete_locked(order=order, actor=actor)
     return shipment
 
@@ -63,4 +66,20 @@ def _shipped_after_cancel(
         actor=actor,
         reason=f"shipped by the warehouse after order {order.number} was cancelled",
     )
-    shipment_ship_locked(shipment, carrier=carrier, tracking_number=tracking_number)
+    if shipment_ship_locked(shipment, carrier=carrier, tracking_number=tracking_number):
+        _shipment_event(order, shipment)
+
+
+def _shipment_event(order: Order, shipment: Shipment) -> None:
+    order_event_record(
+        order=order,
+        type=f"shipment.{shipment.status}",
+        change={
+            "shipment_id": shipment.pk,
+            "reference": shipment.reference,
+            "warehouse": shipment.warehouse.code,
+            "status": shipment.status,
+            "carrier": shipment.carrier,
+            "tracking_number": shipment.tracking_number,
+        },
+    )

@@ -1,10 +1,65 @@
-"""The audit trail: one row per order state change, and the outbox messages it publishes."""
+"""What an order change leaves behind, in the change's transaction: the audit row (who
+did what), the event in the order event log, and the outbox messages it publishes."""
 
+import json
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection
 from django.utils import timezone
 
 from core.actors import Actor
 from core.outbox import outbox_publish
 from orders.models import Order, OrderStatusChange
+
+# One statement: the next sequence of the order (its row is locked by the caller, so
+# no other transaction writes one meanwhile) and the writing transaction's id.
+_EVENT_INSERT_SQL = """
+INSERT INTO orders_orderevent (id, order_id, sequence, type, occurred_at, api_version, data, txid)
+SELECT %s, %s, COALESCE(MAX(sequence), 0) + 1, %s, %s, %s, %s::jsonb,
+       pg_current_xact_id()::text::bigint
+FROM orders_orderevent WHERE order_id = %s
+"""
+
+
+def order_summary(order: Order) -> dict[str, Any]:
+    """The order's own fields as the API names them (lines and payment are read from the
+    order itself), for event payloads."""
+    return {
+        "id": str(order.pk),
+        "number": order.number,
+        "status": order.status,
+        "currency": order.currency,
+        "subtotal": order.subtotal_amount,
+        "shipping": order.shipping_amount,
+        "tax": order.tax_amount,
+        "total": order.total_amount,
+        "email": order.email,
+        "reservation_expires_at": order.reservation_expires_at,
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+    }
+
+
+def order_event_record(*, order: Order, type: str, change: dict[str, Any]) -> None:
+    """Append an event to the order's log. Call inside the change's transaction with the
+    order row locked (or just created)."""
+    data = {"order": order_summary(order), "change": change}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _EVENT_INSERT_SQL,
+            [
+                uuid.uuid4(),
+                order.pk,
+                type,
+                timezone.now(),
+                settings.ORDER_EVENTS_API_VERSION,
+                json.dumps(data, cls=DjangoJSONEncoder),
+                order.pk,
+            ],
+        )
 
 
 def order_status_change_record(
@@ -25,6 +80,16 @@ def order_status_change_record(
         reason=reason[:500],
         request_id=actor.request_id,
         created_at=timezone.now(),
+    )
+    order_event_record(
+        order=order,
+        type="order.created" if not from_status else f"order.{order.status}",
+        change={
+            "from_status": from_status,
+            "to_status": order.status,
+            "transition": transition,
+            "reason": reason[:500],
+        },
     )
     # The work this change triggers (emails, routing, voids) commits with it.
     outbox_publish(

@@ -182,3 +182,40 @@ class OrderStatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.order_id}: {self.from_status or '-'} -> {self.to_status}"
+
+
+class OrderEvent(models.Model):
+    """The order event log: one row per change of an order, written by the use case in
+    the same transaction as the change. The source of truth for the event feed.
+
+    `sequence` counts an order's events 1, 2, 3 with no gap (the order row is locked
+    while one is written). `txid` is the writing transaction's id (PostgreSQL's
+    pg_current_xact_id()): the feed orders events by (txid, position) and reads only
+    transactions older than every one still running, so a transaction that commits
+    late is never skipped (see orders.selectors.order_events_feed).
+    """
+
+    # The order of insertion (within a transaction, the order of its events).
+    position = models.BigAutoField(primary_key=True)
+    id = models.UUIDField(unique=True, default=uuid.uuid4, editable=False)
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="events")
+    sequence = models.PositiveIntegerField()
+    type = models.CharField(max_length=64)
+    occurred_at = models.DateTimeField(default=timezone.now)
+    api_version = models.CharField(max_length=16)
+    data = models.JSONField()
+    txid = models.BigIntegerField(editable=False)
+
+    class Meta:
+        ordering = ["txid", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["order", "sequence"], name="order_event_sequence")
+        ]
+        indexes = [
+            models.Index(fields=["txid", "position"], name="order_event_feed"),
+            models.Index(fields=["type", "txid", "position"], name="order_event_feed_by_type"),
+            models.Index(fields=["occurred_at"], name="order_event_occurred_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.order_id} #{self.sequence} {self.type}"

@@ -1,11 +1,14 @@
+import re
 import uuid
+from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
+from django.db.models.expressions import RawSQL
 from django_fsm import can_proceed
 
 from core.actors import Actor
 from core.errors import NotFound
-from orders.models import Order, OrderStatusChange
+from orders.models import Order, OrderEvent, OrderStatusChange
 from orders.states import CUSTOMER_TRANSITIONS, TRANSITIONS
 
 
@@ -44,3 +47,61 @@ def order_get_status(*, order_id: uuid.UUID | str) -> str:
     if status is None:
         raise NotFound("No such order.")
     return status
+
+
+_CURSOR = re.compile(r"^(\d{1,19})-(\d{1,19})$")
+# The oldest transaction still running: every transaction with a lower id has ended, so
+# nothing can commit behind this horizon any more.
+_COMMITTED_HORIZON = RawSQL("pg_snapshot_xmin(pg_current_snapshot())::text::bigint", [])
+
+
+@dataclass(frozen=True)
+class FeedCursor:
+    """A position in the event feed: after the event written by transaction `txid` at
+    `position`."""
+
+    txid: int
+    position: int
+
+    def __str__(self) -> str:
+        return f"{self.txid}-{self.position}"
+
+    @classmethod
+    def parse(cls, text: str) -> "FeedCursor | None":
+        match = _CURSOR.match(text)
+        if match is None:
+            return None
+        txid, position = int(match[1]), int(match[2])
+        if txid >= 2**63 or position >= 2**63:
+            return None
+        return cls(txid, position)
+
+    @classmethod
+    def of(cls, event: OrderEvent) -> "FeedCursor":
+        return cls(event.txid, event.position)
+
+
+def order_events_feed(
+    *, after: FeedCursor | None, types: list[str] | None, limit: int
+) -> list[OrderEvent]:
+    """Events after the cursor in commit order, oldest first: only from transactions
+    older than every one still running, so an event whose transaction commits late is
+    read after, never skipped. At most `limit`."""
+    events = OrderEvent.objects.filter(txid__lt=_COMMITTED_HORIZON)
+    if after is not None:
+        events = events.filter(
+            Q(txid__gt=after.txid) | Q(txid=after.txid, position__gt=after.position)
+        )
+    if types:
+        events = events.filter(type__in=types)
+    return list(events.order_by("txid", "position")[:limit])
+
+
+def order_events_of(*, order: Order, after_sequence: int, limit: int) -> list[OrderEvent]:
+    """The order's own events by sequence (its log as written: a reader of one order
+    needs no commit horizon, the order row serializes its writers)."""
+    return list(
+        OrderEvent.objects.filter(order=order, sequence__gt=after_sequence).order_by("sequence")[
+            :limit
+        ]
+    )

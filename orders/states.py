@@ -51,3 +51,15 @@ STATUSES_USING_PAYMENT = frozenset(
         OrderStatus.REFUNDED,
     }
 )
+
+# Every type of event in the order event log (orders.models.OrderEvent).
+EVENT_TYPES = (
+    "order.created",
+    *(f"order.{status}" for status in OrderStatus.values if status != OrderStatus.PENDING_PAYMENT),
+    "order.pending_payment",
+    "payment.authorized",
+    "payment.captured",
+    "payment.refunded",
+    "shipment.shipped",
+    "shipment.delivered",
+)

@@ -166,6 +166,11 @@ LOGGING = {
 
 # Domain settings.
 ORDER_RESERVATION_TTL = timedelta(seconds=env_int("ORDER_RESERVATION_TTL_SECONDS", 900))
+# The order event log: the payload version events are written in, and how long they are
+# kept (the audit trail stays).
+ORDER_EVENTS_API_VERSION = "2026-11-29"
+ORDER_EVENT_RETENTION = timedelta(days=env_int("ORDER_EVENT_RETENTION_DAYS", 30))
+ORDER_EVENT_FEED_MAX_LIMIT = 500
 ORDER_MAX_LINES = env_int("ORDER_MAX_LINES", 100)
 ORDER_MAX_LINE_QUANTITY = env_int("ORDER_MAX_LINE_QUANTITY", 1000)
 IDEMPOTENCY_KEY_TTL = timedelta(hours=env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24))
@@ -234,6 +239,10 @@ CELERY_BEAT_SCHEDULE = {
     },
     "idempotency-keys-purge": {
         "task": "oms.core.purge_idempotency_keys",
+        "schedule": 3600,
+    },
+    "order-events-purge": {
+        "task": "oms.events.purge_order_events",
         "schedule": 3600,
     },
 }
