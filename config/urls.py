@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("inventory.api.urls")),
     path("", include("flows.api.urls")),
     path("", include("events.api.urls")),
+    path("", include("notifications.api.urls")),
 ]
 
 urlpatterns = [

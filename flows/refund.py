@@ -14,6 +14,7 @@ from collections.abc import Callable
 from django.db import transaction
 
 from core.actors import Actor
+from core.outbox import outbox_publish
 from flows.lock_objects import operation_lock, order_lock, order_operation_lock, order_payment_lock
 from orders.audit import order_event_record
 from orders.errors import InvalidTransition
@@ -46,16 +47,19 @@ def refund_recorded_locked(
     refunded_before = payment.amount_refunded
     fully_refunded = payment_refund_record(payment, amount_refunded_total=amount_refunded_total)
     if payment.amount_refunded > refunded_before:
-        order_event_record(
-            order=order,
-            type="payment.refunded",
-            change={
-                "payment_id": payment.pk,
-                "amount": payment.amount_refunded - refunded_before,
-                "amount_refunded": payment.amount_refunded,
-                "amount_captured": payment.amount_captured,
-                "currency": payment.currency,
-            },
+        change = {
+            "payment_id": payment.pk,
+            "amount": payment.amount_refunded - refunded_before,
+            "amount_refunded": payment.amount_refunded,
+            "amount_captured": payment.amount_captured,
+            "currency": payment.currency,
+        }
+        order_event_record(order=order, type="payment.refunded", change=change)
+        # The customer's refund notice, with this refund's amount.
+        outbox_publish(
+            topic="payment.refunded",
+            payload={"order_id": str(order.pk), **change},
+            key=f"payment-{payment.pk}-refunded-{payment.amount_refunded}",
         )
     if fully_refunded and order.status in REFUNDABLE_STATUSES:
         order_transition_locked(

@@ -11,6 +11,18 @@ class EmailNotSendable(DomainError):
     title = "The email cannot be sent as requested"
 
 
+class UnsubscribeLinkInvalid(DomainError):
+    code = "unsubscribe_link_invalid"
+    status = 400
+    title = "The unsubscribe link is not valid"
+
+
+class NotificationKindMandatory(DomainError):
+    code = "notification_mandatory"
+    status = 422
+    title = "This kind of email cannot be switched off"
+
+
 class EmailSendFailed(DomainError):
     """This attempt did not reach the SMTP server's acceptance; retry later.
 

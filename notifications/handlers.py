@@ -6,19 +6,40 @@ from core.outbox import outbox_handler
 from fulfilment.models import Shipment
 from notifications.models import EmailDelivery
 from notifications.services import order_email_send
+from payments.models import Payment
 
 _KIND_BY_TOPIC = {
     "order.confirmed": EmailDelivery.Kind.ORDER_CONFIRMED,
     "order.payment_failed": EmailDelivery.Kind.PAYMENT_FAILED,
     "order.cancelled": EmailDelivery.Kind.ORDER_CANCELLED,
     "order.refunded": EmailDelivery.Kind.ORDER_REFUNDED,
+    "order.delivered": EmailDelivery.Kind.ORDER_DELIVERED,
 }
 
 
 @outbox_handler(*_KIND_BY_TOPIC, name="notifications.order_status_email", queue="emails")
 def order_status_email(payload: dict[str, Any]) -> None:
     kind = _KIND_BY_TOPIC[f"order.{payload['to_status']}"]
+    if (
+        kind == EmailDelivery.Kind.ORDER_REFUNDED
+        and Payment.objects.filter(order_id=payload["order_id"], amount_refunded__gt=0).exists()
+    ):
+        return  # refunded through the provider: each refund had its own notice
     order_email_send(order_id=payload["order_id"], kind=kind)
+
+
+@outbox_handler("payment.refunded", name="notifications.refund_issued_email", queue="emails")
+def refund_issued_email(payload: dict[str, Any]) -> None:
+    """Every refund, partial or full, with that refund's amount."""
+    order_email_send(
+        order_id=payload["order_id"],
+        kind=EmailDelivery.Kind.REFUND_ISSUED,
+        context={
+            "refund_amount": payload["amount"],
+            "refunded_total": payload["amount_refunded"],
+        },
+        dedup_key=f"refunded-total-{payload['amount_refunded']}",
+    )
 
 
 @outbox_handler("order.shipped", name="notifications.order_shipped_email", queue="emails")

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -5,7 +6,8 @@ from core.models import TimeStampedModel
 
 
 class EmailDelivery(TimeStampedModel):
-    """One email to an order's customer: at most one per (order, kind), however often asked.
+    """One email to an order's customer: at most one per (order, kind, dedup_key), however
+    often asked.
 
     The row is created before the first attempt and outlives every retry. A worker claims
     it (``locked_at``) for the time it talks to SMTP, so two workers never send it at once;
@@ -17,7 +19,11 @@ class EmailDelivery(TimeStampedModel):
         PAYMENT_FAILED = "payment_failed", "Payment failed"
         ORDER_SHIPPED = "order_shipped", "Order shipped"
         ORDER_CANCELLED = "order_cancelled", "Order cancelled"
+        # An order refunded without a refund through the payment provider (paid offline).
         ORDER_REFUNDED = "order_refunded", "Order refunded"
+        ORDER_DELIVERED = "order_delivered", "Order delivered"
+        # One per refund through the provider, with that refund's amount.
+        REFUND_ISSUED = "refund_issued", "Refund issued"
 
     class Status(models.TextChoices):
         # Not sent yet: never tried, being tried, or the last attempt failed (retryable).
@@ -31,6 +37,8 @@ class EmailDelivery(TimeStampedModel):
         "orders.Order", on_delete=models.PROTECT, related_name="email_deliveries"
     )
     kind = models.CharField(max_length=32, choices=Kind.choices)
+    # Tells apart emails of one kind that an order gets more than once (each refund).
+    dedup_key = models.CharField(max_length=64, blank=True, default="")
     to_address = models.EmailField()
     subject = models.CharField(max_length=255, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
@@ -46,7 +54,9 @@ class EmailDelivery(TimeStampedModel):
         ordering = ["-created_at"]
         verbose_name_plural = "email deliveries"
         constraints = [
-            models.UniqueConstraint(fields=["order", "kind"], name="email_delivery_once_per_kind"),
+            models.UniqueConstraint(
+                fields=["order", "kind", "dedup_key"], name="email_delivery_once_per_kind"
+            ),
             models.CheckConstraint(
                 condition=Q(status__in=["pending", "sent", "failed"]),
                 name="email_delivery_status_valid",
@@ -60,3 +70,35 @@ class EmailDelivery(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.kind} for {self.order_id} ({self.status})"
+
+
+# Kinds a customer may switch off; the others (confirmation, payment problems, a
+# cancellation) always go out.
+OPTIONAL_KINDS = (
+    EmailDelivery.Kind.ORDER_SHIPPED,
+    EmailDelivery.Kind.ORDER_DELIVERED,
+    EmailDelivery.Kind.REFUND_ISSUED,
+)
+
+
+class NotificationPreference(TimeStampedModel):
+    """A customer's choice for one optional kind of email; no row means it is sent."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preferences"
+    )
+    kind = models.CharField(max_length=32, choices=[(k.value, k.label) for k in OPTIONAL_KINDS])
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["user_id", "kind"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "kind"], name="notification_preference_once"),
+            models.CheckConstraint(
+                condition=Q(kind__in=[k.value for k in OPTIONAL_KINDS]),
+                name="notification_preference_optional_kind",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.kind}: {'on' if self.enabled else 'off'}"

@@ -21,6 +21,7 @@ Kind = EmailDelivery.Kind
 # What a kind needs from the caller, beyond the order itself.
 REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
     Kind.ORDER_SHIPPED: ("carrier", "tracking_number"),
+    Kind.REFUND_ISSUED: ("refund_amount", "refunded_total"),
 }
 
 # What to tell a customer about a decline, by Stripe decline code. Codes that hint at
@@ -112,6 +113,7 @@ def _context_build(
         "total": money(order.total_amount),
         "address_lines": _address_lines(order.shipping_address),
         "customer_name": str(order.shipping_address.get("name") or ""),
+        "unsubscribe_url": str(context.get("unsubscribe_url") or ""),
     }
     if kind == Kind.PAYMENT_FAILED:
         decline_code = str(context.get("decline_code") or _last_decline_code(order))
@@ -125,6 +127,9 @@ def _context_build(
         data["tracking_url"] = (
             tracking_url if tracking_url.startswith(("https://", "http://")) else ""
         )
+    elif kind == Kind.REFUND_ISSUED:
+        data["refund_amount"] = money(int(context["refund_amount"]))
+        data["refunded_total"] = money(int(context["refunded_total"]))
     elif kind == Kind.ORDER_REFUNDED:
         refunded = context.get("refunded_amount")
         data["refunded_amount"] = money(

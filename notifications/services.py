@@ -18,7 +18,8 @@ from django.utils import timezone
 
 from core.errors import NotFound
 from notifications.errors import EmailNotSendable, EmailSendFailed, EmailSendInProgress
-from notifications.models import EmailDelivery
+from notifications.models import OPTIONAL_KINDS, EmailDelivery
+from notifications.preferences import notification_wanted, unsubscribe_url
 from notifications.rendering import (
     RenderedEmail,
     email_context_check,
@@ -40,8 +41,12 @@ def order_email_send(
     order_id: uuid.UUID | str,
     kind: str,
     context: Mapping[str, Any] | None = None,
-) -> EmailDelivery:
+    dedup_key: str = "",
+) -> EmailDelivery | None:
     """Send the order's email of this kind unless it was sent already; return its delivery.
+
+    Nothing is sent (None) when the kind is optional and the customer switched it off.
+    `dedup_key` tells apart emails of one kind an order gets more than once (each refund).
 
     `context` carries what the order does not know. order_shipped requires `carrier` and
     `tracking_number` and takes an optional `tracking_url`. payment_failed may take a
@@ -65,11 +70,21 @@ def order_email_send(
         raise NotFound(f"No order {order_id}.")
     if not order.email:
         raise EmailNotSendable(f"Order {order.number} has no email address.")
+    if not notification_wanted(user_id=order.customer_id, kind=email_kind):
+        logger.info("Email %s for order %s: switched off by the customer", kind, order.number)
+        return None
 
-    delivery = _delivery_get_or_create(order=order, kind=email_kind)
+    delivery = _delivery_get_or_create(order=order, kind=email_kind, dedup_key=dedup_key)
     if delivery.status == Status.SENT:
         return delivery
-    rendered = email_render(order=order, kind=email_kind, context=context)
+    unsubscribe = (
+        unsubscribe_url(user_id=order.customer_id, kind=email_kind)
+        if email_kind in OPTIONAL_KINDS
+        else ""
+    )
+    rendered = email_render(
+        order=order, kind=email_kind, context={**context, "unsubscribe_url": unsubscribe}
+    )
     claimed_at = _delivery_claim(delivery=delivery, order=order, subject=rendered.subject)
     delivery.refresh_from_db()
     if claimed_at is None:
@@ -81,7 +96,8 @@ def order_email_send(
         )
 
     try:
-        sent = _message_build(delivery=delivery, rendered=rendered).send(fail_silently=False)
+        message = _message_build(delivery=delivery, rendered=rendered, unsubscribe=unsubscribe)
+        sent = message.send(fail_silently=False)
         if sent != 1:
             raise smtplib.SMTPException("the backend sent no message")
     except (smtplib.SMTPException, OSError) as error:
@@ -142,11 +158,13 @@ def email_message_id(delivery: EmailDelivery) -> str:
     return f"<email-delivery-{delivery.pk}.{delivery.order_id.hex}@{domain}>"
 
 
-def _delivery_get_or_create(*, order: Order, kind: EmailDelivery.Kind) -> EmailDelivery:
+def _delivery_get_or_create(
+    *, order: Order, kind: EmailDelivery.Kind, dedup_key: str
+) -> EmailDelivery:
     # get_or_create inserts in a savepoint and, when a concurrent insert wins the unique
     # constraint (IntegrityError), reads the winner's row instead.
     delivery, _created = EmailDelivery.objects.get_or_create(
-        order=order, kind=kind, defaults={"to_address": order.email}
+        order=order, kind=kind, dedup_key=dedup_key[:64], defaults={"to_address": order.email}
     )
     return delivery
 
@@ -187,13 +205,20 @@ def _delivery_release(*, delivery: EmailDelivery, claimed_at: datetime, error: s
     )
 
 
-def _message_build(*, delivery: EmailDelivery, rendered: RenderedEmail) -> EmailMultiAlternatives:
+def _message_build(
+    *, delivery: EmailDelivery, rendered: RenderedEmail, unsubscribe: str
+) -> EmailMultiAlternatives:
+    headers = {"Message-ID": delivery.message_id}
+    if unsubscribe:
+        # RFC 8058: a mail client may unsubscribe with one POST to the link.
+        headers["List-Unsubscribe"] = f"<{unsubscribe}>"
+        headers["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message = EmailMultiAlternatives(
         subject=rendered.subject,
         body=rendered.text,
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[delivery.to_address],
-        headers={"Message-ID": delivery.message_id},
+        headers=headers,
     )
     message.attach_alternative(rendered.html, "text/html")
     return message

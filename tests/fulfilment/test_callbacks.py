@@ -333,10 +333,13 @@ def test_fake_warehouse_callbacks_walk_a_confirmed_order_to_delivered(
     assert shipment["state"] == "delivered"
     assert [c["status"] for c in fake_warehouse.callbacks()] == [200, 200]
     assert Shipment.objects.get(order=order).tracking_number == shipment["tracking_number"]
+    # The delivered email goes out right after the delivery commits.
+    wait_until(lambda: len(smtp_backend.messages) == 3, timeout=10, what="three emails")
     subjects = sorted(message.header("Subject") for message in smtp_backend.messages)
     assert subjects == [
         f"Your order {order.number} has shipped",
         f"Your order {order.number} is confirmed",
+        f"Your order {order.number} was delivered",
     ]
     assert shipment["tracking_number"] in next(
         m.text for m in smtp_backend.messages if "shipped" in m.header("Subject")

@@ -3,6 +3,7 @@ order's events are numbered 1, 2, 3 with no gap, and read back by its owner."""
 
 import pytest
 
+from core.models import OutboxMessage
 from orders.models import OrderEvent
 from tests.payments.conftest import DECLINING_CARD, GOOD_CARD, PRICE, order_action
 
@@ -41,6 +42,11 @@ def test_an_orders_life_is_one_numbered_event_per_change(
         PRICE - 300,
     ]
     assert events[-1]["data"]["order"]["status"] == "refunded"
+    # Each refund asks for its own notice to the customer.
+    notices = OutboxMessage.objects.filter(
+        topic="payment.refunded", handler="notifications.refund_issued_email"
+    ).order_by("pk")
+    assert [m.payload["amount"] for m in notices] == [300, PRICE - 300]
     assert {e["order_id"] for e in events} == {order_id}
     assert {e["api_version"] for e in events} == {"2026-11-29"}
     # The same log, read from a later sequence, and never by another customer.

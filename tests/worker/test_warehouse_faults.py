@@ -96,6 +96,7 @@ def test_warehouse_answering_500_then_recovering_fulfils_once_and_the_order_ship
     assert emails_received(smtp_server) == {
         (order["id"], CONFIRMED): 1,
         (order["id"], EmailDelivery.Kind.ORDER_SHIPPED): 1,
+        (order["id"], EmailDelivery.Kind.ORDER_DELIVERED): 1,
     }
     assert_stock_consistent()
 
