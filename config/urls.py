@@ -10,6 +10,7 @@ handler500 = "core.api.exceptions.server_error_view"
 api_v1 = [
     path("", include("inventory.api.urls")),
     path("", include("flows.api.urls")),
+    path("", include("access.api.urls")),
 ]
 
 urlpatterns = [
