@@ -16,6 +16,9 @@ def django_environment(args: argparse.Namespace) -> dict[str, str]:
         DJANGO_SECRET_KEY=env.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
         PYTHONPATH=str(args.source_root),
+        # The load comes from one address with a few keys: rate limits would measure
+        # themselves. Older refs ignore the variable.
+        RATE_LIMIT_ENABLED=env.get("RATE_LIMIT_ENABLED") or "0",
     )
     return env
 

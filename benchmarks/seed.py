@@ -3,6 +3,7 @@
 import argparse
 import random
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass
@@ -14,9 +15,9 @@ class Seeded:
 
 def seed(args: argparse.Namespace) -> Seeded:
     """Warehouses, products, stock (through stock_adjust, so the ledger agrees), users."""
+    from django.apps import apps
     from django.contrib.auth.hashers import make_password
     from django.contrib.auth.models import User
-    from rest_framework.authtoken.models import Token
 
     from core.actors import Actor
     from inventory.models import Product
@@ -57,9 +58,37 @@ def seed(args: argparse.Namespace) -> Seeded:
         User(username=f"bench-{i:04d}", email=f"bench-{i:04d}@example.com", password=unusable)
         for i in range(args.users)
     )
-    tokens = Token.objects.bulk_create(Token(key=Token.generate_key(), user=user) for user in users)
+    tokens = _api_keys_create(users) if apps.is_installed("access") else _drf_tokens_create(users)
     return Seeded(
-        tokens=[token.key for token in tokens],
+        tokens=tokens,
         skus=[product.sku for product in products],
         user_ids=[user.pk for user in users],
     )
+
+
+def _api_keys_create(users: list[Any]) -> list[str]:
+    """One API key per user (sent with the Token scheme, which accepts any key)."""
+    from access.models import ApiKey
+    from access.scopes import ALL_SCOPES
+    from access.services import key_display_prefix, key_generate, key_hash
+
+    keys = [key_generate() for _ in users]
+    ApiKey.objects.bulk_create(
+        ApiKey(
+            user=user,
+            name="benchmark",
+            prefix=key_display_prefix(key),
+            key_hash=key_hash(key),
+            scopes=list(ALL_SCOPES),
+        )
+        for user, key in zip(users, keys, strict=True)
+    )
+    return keys
+
+
+def _drf_tokens_create(users: list[Any]) -> list[str]:
+    """Plaintext DRF tokens, for refs from before API keys (--ref)."""
+    from rest_framework.authtoken.models import Token
+
+    tokens = Token.objects.bulk_create(Token(key=Token.generate_key(), user=user) for user in users)
+    return [token.key for token in tokens]

@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("flows.api.urls")),
     path("", include("events.api.urls")),
     path("", include("notifications.api.urls")),
+    path("", include("access.api.urls")),
 ]
 
 urlpatterns = [

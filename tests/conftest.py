@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 from django.db import connections
 from django.db.models import Sum
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from access.scopes import ALL_SCOPES
+from access.services import api_key_create
 from core.actors import Actor
 from inventory.models import Product, Reservation, StockItem, Warehouse
 from inventory.selectors import stock_ledger_totals
@@ -20,10 +21,17 @@ from tests.factories import ProductFactory, StaffFactory, UserFactory, Warehouse
 _keys = itertools.count()
 
 
-def token_client(user: Any) -> APIClient:
-    token, _ = Token.objects.get_or_create(user=user)
+def api_key_for(user: Any, *, scopes: Any = ALL_SCOPES, **fields: Any) -> str:
+    """A new API key of the user (every scope unless told); its plaintext."""
+    return api_key_create(
+        user=user, name="test", scopes=list(scopes), actor=Actor.system(), **fields
+    ).key
+
+
+def token_client(user: Any, **key_fields: Any) -> APIClient:
+    """A client that sends a new API key of the user (Authorization: Bearer)."""
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_for(user, **key_fields)}")
     return client
 
 

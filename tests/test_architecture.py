@@ -12,7 +12,17 @@ from core.errors import DomainError
 from orders.states import TRANSITIONS
 
 ROOT = Path(__file__).resolve().parent.parent
-APPS = ["core", "inventory", "orders", "payments", "fulfilment", "flows", "notifications", "events"]
+APPS = [
+    "core",
+    "access",
+    "inventory",
+    "orders",
+    "payments",
+    "fulfilment",
+    "flows",
+    "notifications",
+    "events",
+]
 # Modules of flows/ that are adapters or helpers, not use cases.
 NOT_USE_CASES = {"__init__", "apps", "admin", "handlers", "tasks", "lock_objects"}
 # Errors raised only inside workers (the email outbox handlers): never an API answer.

@@ -1,5 +1,6 @@
 """The OpenAPI schema is valid and describes what the API really answers."""
 
+import re
 from io import StringIO
 from typing import Any
 
@@ -24,9 +25,7 @@ def _api_paths(patterns: list[Any], prefix: str = "") -> set[str]:
         if isinstance(pattern, URLResolver):
             paths |= _api_paths(pattern.url_patterns, route)
         elif isinstance(pattern, URLPattern) and route.startswith("api/v1/"):
-            paths.add(
-                "/" + route.replace("<uuid:order_id>", "{order_id}").replace("<str:sku>", "{sku}")
-            )
+            paths.add("/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route))
     return paths
 
 

@@ -9,6 +9,11 @@ DATABASES = {
 DATABASES["default"]["CONN_MAX_AGE"] = 0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
+# Never the shared Redis: tests that need a shared cache start their own redis-server.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Rate limits are off unless a test turns them on (tests/access/test_rate_limits.py).
+RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", False)
+
 # Outbox work runs inline after commit unless a test starts a real worker and broker.
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", True)
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "memory://")

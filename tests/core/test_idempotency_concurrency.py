@@ -5,7 +5,6 @@ from typing import Any
 import pytest
 import requests
 from django.db.models import Sum
-from rest_framework.authtoken.models import Token
 
 from core.actors import Actor
 from core.models import IdempotencyKey
@@ -13,7 +12,7 @@ from flows.place import OrderLineRequest, order_place
 from inventory.models import Reservation, StockItem, StockMovement
 from orders.models import Order, OrderStatusChange
 from orders.states import OrderStatus
-from tests.conftest import assert_stock_consistent, order_payload, stock_receive
+from tests.conftest import api_key_for, assert_stock_consistent, order_payload, stock_receive
 from tests.factories import ProductFactory, UserFactory, WarehouseFactory
 
 PROBLEM_JSON = "application/problem+json"
@@ -21,8 +20,7 @@ REQUESTS = 20
 
 
 def auth_headers(user: Any, key: str) -> dict[str, str]:
-    token, _ = Token.objects.get_or_create(user=user)
-    return {"Authorization": f"Token {token.key}", "Idempotency-Key": key}
+    return {"Authorization": f"Bearer {api_key_for(user)}", "Idempotency-Key": key}
 
 
 def assert_in_progress(response: Any) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.db import connections, transaction
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from core.actors import Actor
 from events.services import order_events_purge
@@ -16,8 +17,8 @@ from flows.lock_objects import order_lock
 from flows.place import OrderLineRequest, order_place
 from orders.audit import order_event_record
 from orders.models import OrderEvent, OrderStatusChange
-from tests.conftest import stock_receive
-from tests.factories import ProductFactory, UserFactory, WarehouseFactory
+from tests.conftest import api_key_for, stock_receive
+from tests.factories import ProductFactory, StaffFactory, UserFactory, WarehouseFactory
 
 FEED = "/api/v1/events/"
 
@@ -200,3 +201,14 @@ def test_events_past_the_retention_are_purged_and_the_audit_trail_stays(settings
     assert order_events_purge() == 1
     assert not OrderEvent.objects.exists()
     assert OrderStatusChange.objects.filter(order=order).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_service_account_reads_the_feed_and_nothing_else():
+    service = StaffFactory(groups=["service"])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_for(service, scopes=['events:read'])}")
+
+    assert client.get(FEED).status_code == 200
+    assert client.get("/api/v1/orders/").status_code == 403
+    assert client.get("/api/v1/products/").status_code == 403

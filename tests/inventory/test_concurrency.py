@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import requests
 from django.db.models import Sum
-from rest_framework.authtoken.models import Token
 
 from core.actors import Actor
 from flows.cancel import order_cancel
@@ -22,7 +21,7 @@ from inventory.services import stock_adjust
 from orders.errors import InvalidTransition
 from orders.models import Order, OrderStatusChange
 from orders.states import OrderStatus
-from tests.conftest import assert_stock_consistent, order_payload, stock_receive
+from tests.conftest import api_key_for, assert_stock_consistent, order_payload, stock_receive
 from tests.factories import ProductFactory, UserFactory, WarehouseFactory
 
 PROBLEM_JSON = "application/problem+json"
@@ -31,8 +30,7 @@ ADDRESS = order_payload([])["shipping_address"]
 
 
 def token_headers(user: Any, key: str) -> dict[str, str]:
-    token, _ = Token.objects.get_or_create(user=user)
-    return {"Authorization": f"Token {token.key}", "Idempotency-Key": key}
+    return {"Authorization": f"Bearer {api_key_for(user)}", "Idempotency-Key": key}
 
 
 def checkout(url: str, headers: dict[str, str], lines: list[tuple[str, int]]) -> Any:

@@ -1,10 +1,16 @@
+import hashlib
+import hmac
+import string
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
-from rest_framework.authtoken.models import Token
 
+from access.models import ApiKey
+from access.scopes import ALL_SCOPES, Scope
+from access.services import KEY_PREFIX, api_key_create, key_hash
 from core.actors import Actor
 from inventory.models import Product, StockItem, Warehouse
 from inventory.services import stock_adjust
@@ -26,8 +32,42 @@ STOCK = {
 }
 
 
+_BASE62 = string.digits + string.ascii_letters
+
+
+def demo_key(username: str) -> str:
+    """The demo key of a user: derived from SECRET_KEY, so every run prints the same
+    key, which keeps working, and another installation's demo keys differ."""
+    digest = hmac.new(
+        settings.SECRET_KEY.encode(), f"oms-demo-key:{username}".encode(), hashlib.sha256
+    ).digest()
+    number = int.from_bytes(digest, "big")
+    chars = []
+    for _ in range(40):
+        number, index = divmod(number, 62)
+        chars.append(_BASE62[index])
+    return KEY_PREFIX + "".join(chars)
+
+
+def demo_key_ensure(user: Any, *, name: str, scopes: list[str], act_as_customer: bool) -> str:
+    key = demo_key(user.get_username())
+    if not ApiKey.objects.filter(key_hash=key_hash(key)).exists():
+        api_key_create(
+            user=user,
+            name=name,
+            scopes=scopes,
+            act_as_customer=act_as_customer,
+            actor=Actor.system(),
+            key=key,
+        )
+    return key
+
+
 class Command(BaseCommand):
-    help = "Load demo warehouses, products, stock, a customer and a staff user; print tokens."
+    help = (
+        "Load demo warehouses, products, stock, a customer, a storefront and a staff user; "
+        "print their API keys."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -52,6 +92,10 @@ class Command(BaseCommand):
             if created:
                 customer.set_password("alice")
                 customer.save()
+            storefront, created = user_model.objects.get_or_create(username="storefront")
+            if created:
+                storefront.set_unusable_password()
+                storefront.save()
             for code, name, region, priority in WAREHOUSES:
                 Warehouse.objects.get_or_create(
                     code=code, defaults={"name": name, "region": region, "priority": priority}
@@ -78,8 +122,23 @@ class Command(BaseCommand):
                     reason="demo stock",
                     actor=actor,
                 )
-        staff_token, _ = Token.objects.get_or_create(user=staff)
-        customer_token, _ = Token.objects.get_or_create(user=customer)
-        self.stdout.write("Demo data loaded.")
-        self.stdout.write(f"  customer 'alice' (password alice): Token {customer_token.key}")
-        self.stdout.write(f"  staff    'staff' (password staff): Token {staff_token.key}")
+        customer_scopes = [
+            Scope.CATALOG_READ.value,
+            Scope.ORDERS_READ.value,
+            Scope.ORDERS_WRITE.value,
+        ]
+        staff_key = demo_key_ensure(
+            staff, name="demo", scopes=list(ALL_SCOPES), act_as_customer=False
+        )
+        customer_key = demo_key_ensure(
+            customer, name="demo", scopes=customer_scopes, act_as_customer=False
+        )
+        storefront_key = demo_key_ensure(
+            storefront, name="demo storefront", scopes=customer_scopes, act_as_customer=True
+        )
+        self.stdout.write("Demo data loaded. API keys (Authorization: Bearer <key>):")
+        self.stdout.write(f"  customer   'alice' (password alice): {customer_key}")
+        self.stdout.write(f"  staff      'staff' (password staff): {staff_key}")
+        self.stdout.write(
+            f"  storefront (acts for customers, OMS-On-Behalf-Of: alice): {storefront_key}"
+        )

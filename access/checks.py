@@ -1,0 +1,26 @@
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Tags, Warning, register
+
+SHARED_CACHE_BACKENDS = (
+    "django.core.cache.backends.redis.RedisCache",
+    "django.core.cache.backends.memcached.PyMemcacheCache",
+)
+
+
+@register(Tags.caches)
+def rate_limit_cache_is_shared(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """Per-process counters multiply every limit by the number of processes."""
+    if not settings.RATE_LIMIT_ENABLED or settings.DEBUG:
+        return []
+    backend = settings.CACHES[settings.RATE_LIMIT_CACHE]["BACKEND"]
+    if backend in SHARED_CACHE_BACKENDS:
+        return []
+    return [
+        Warning(
+            f"Rate limits count in {backend}, which each process keeps for itself.",
+            hint="Set CACHE_REDIS_URL so every process shares the counters.",
+            id="access.W001",
+        )
+    ]
