@@ -90,3 +90,15 @@ class LengthRequired(DomainError):
     code = "length_required"
     status = 411
     title = "A request body needs a valid Content-Length (chunked bodies are not accepted)"
+
+
+class MalformedJson(DomainError):
+    code = "malformed_json"
+    status = 400
+    title = "Malformed request body"
+
+
+class JsonTooDeep(DomainError):
+    code = "json_too_deep"
+    status = 400
+    title = "The JSON body is nested too deeply"

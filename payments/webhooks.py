@@ -44,6 +44,7 @@ def stripe_event_verify(*, payload: bytes, signature: str | None) -> VerifiedEve
             signature,
             settings.STRIPE_WEBHOOK_SECRET,
             tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS,
+            max_depth=settings.JSON_MAX_DEPTH,
         )
         return VerifiedEvent(
             id=str(event["id"]),
