@@ -102,3 +102,9 @@ class JsonTooDeep(DomainError):
     code = "json_too_deep"
     status = 400
     title = "The JSON body is nested too deeply"
+
+
+class InvalidCursor(DomainError):
+    code = "invalid_cursor"
+    status = 400
+    title = "The pagination cursor is not valid"

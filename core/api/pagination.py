@@ -3,6 +3,9 @@ from rest_framework.exceptions import NotFound
 from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.request import Request
 
+from core.datetimes import datetime_for_database
+from core.errors import InvalidCursor
+
 
 class CreatedAtCursorPagination(CursorPagination):
     ordering = ("-created_at", "-id")
@@ -11,17 +14,24 @@ class CreatedAtCursorPagination(CursorPagination):
     max_page_size = 200
 
     def decode_cursor(self, request: Request) -> Cursor | None:
-        """Reject a cursor whose position is not an aware timestamp as invalid.
+        """Reject a cursor that does not decode, or whose position is not an aware
+        timestamp PostgreSQL can compare, as invalid; the position goes on in UTC.
 
         DRF passes the position to the queryset filter unchecked, so a forged one would
         fail there with a server error.
         """
-        cursor = super().decode_cursor(request)
-        if cursor is not None and cursor.position is not None:
-            try:
-                position = parse_datetime(str(cursor.position))
-            except ValueError:
-                position = None
-            if position is None or position.tzinfo is None:
-                raise NotFound(self.invalid_cursor_message)
-        return cursor
+        try:
+            cursor = super().decode_cursor(request)
+        except NotFound as error:
+            raise InvalidCursor() from error
+        if cursor is None or cursor.position is None:
+            return cursor
+        try:
+            position = parse_datetime(str(cursor.position))
+            if position is None:
+                raise ValueError("not a timestamp")
+            position = datetime_for_database(position)
+        except ValueError as error:
+            raise InvalidCursor() from error
+        # DRF's stubs type the position as an int; it is the ordering field's value.
+        return cursor._replace(position=position.isoformat())  # type: ignore[arg-type]
