@@ -5,6 +5,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.api import fields
 from orders.models import Order, OrderStatusChange
 from orders.states import TRANSITIONS
 from payments.models import Payment
@@ -151,7 +152,7 @@ class OrderCancelInputSerializer(serializers.Serializer):
 
 
 class OrderTransitionInputSerializer(serializers.Serializer):
-    transition = serializers.ChoiceField(choices=list(TRANSITIONS))
+    transition = fields.ChoiceField(choices=list(TRANSITIONS))
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
@@ -170,7 +171,7 @@ class WebhookAckSerializer(serializers.Serializer):
 
 
 class ShipmentCallbackInputSerializer(serializers.Serializer):
-    event = serializers.ChoiceField(choices=["shipped", "delivered"])
+    event = fields.ChoiceField(choices=["shipped", "delivered"])
     shipment_reference = serializers.CharField(max_length=128)
     request_id = serializers.CharField(max_length=64, required=False, allow_blank=True)
     carrier = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
