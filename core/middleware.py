@@ -4,8 +4,9 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.middleware import common
 
-from core.api.exceptions import problem_json_response
+from core.api.exceptions import PROBLEM_CONTENT_TYPE, not_found_view, problem_json_response
 from core.errors import DomainError, LengthRequired, RequestTooLarge
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -59,3 +60,35 @@ class RequestBodyLimitMiddleware:
             return problem_json_response(refusal.to_problem())
         return self.get_response(request)
 
+
+class ProblemNotFoundMiddleware:
+    """Answer every 404 as problem+json, under DEBUG too, where Django would render its
+    HTML page for a URL that matches nothing (handler404 does the same otherwise)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code == 404 and not _is_json(response):
+            return not_found_view(request)
+        return response
+
+
+def _is_json(response: HttpResponse) -> bool:
+    content_type = response.get("Content-Type", "")
+    return content_type.startswith(("application/json", PROBLEM_CONTENT_TYPE))
+
+
+class CommonMiddleware(common.CommonMiddleware):
+    """Django's, but a missing trailing slash is redirected for GET and HEAD only.
+
+    A redirected POST turns into a GET in most clients (the body is lost, and a checkout
+    would list orders instead), and under DEBUG Django raises instead; other methods get
+    a 404 that names the endpoint (core.api.exceptions.not_found_view).
+    """
+
+    def should_redirect_with_slash(self, request: HttpRequest) -> bool:
+        if request.method not in ("GET", "HEAD"):
+            return False
+        return bool(super().should_redirect_with_slash(request))

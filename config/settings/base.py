@@ -81,9 +81,10 @@ MIDDLEWARE = [
     "core.middleware.RequestIdMiddleware",
     # Before anything reads the body: one size limit for every endpoint.
     "core.middleware.RequestBodyLimitMiddleware",
+    "core.middleware.ProblemNotFoundMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    "core.middleware.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",

@@ -6,6 +6,7 @@ from typing import Any
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, JsonResponse
+from django.urls import is_valid_path
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
@@ -148,8 +149,16 @@ def problem_json_response(
 
 
 def not_found_view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+    """404 for any URL that matches nothing; names the endpoint a missing slash meant."""
+    detail = "No such resource."
+    path = request.path_info
+    if not path.endswith("/") and is_valid_path(f"{path}/", getattr(request, "urlconf", None)):
+        detail = (
+            f"No such resource. The endpoint is {request.path}/ (with a trailing slash); "
+            "send the request there."
+        )
     return problem_json_response(
-        problem(status=404, code="not_found", title="Not found", detail="No such resource.")
+        problem(status=404, code="not_found", title="Not found", detail=detail)
     )
 
 
