@@ -1,6 +1,6 @@
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.request import Request
@@ -73,7 +73,14 @@ class WarehouseListCreateApi(APIView):
 class StockListApi(APIView):
     permission_classes = [IsAdminUser]
 
-    @extend_schema(responses=StockItemOutputSerializer(many=True))
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "sku", str, description="Only the stock items of this product (exact SKU)."
+            )
+        ],
+        responses=StockItemOutputSerializer(many=True),
+    )
     def get(self, request: Request) -> Response:
         items = selectors.stock_item_list(sku=request.query_params.get("sku") or None)
         return Response(StockItemOutputSerializer(items, many=True).data)
