@@ -19,3 +19,34 @@ class ChoiceField(serializers.ChoiceField):
         except KeyError:
             self.fail("invalid_choice", choices=", ".join(self.choice_strings_to_values))
 
+
+def _require_text(field: serializers.Field, data: Any) -> None:
+    # DRF's text fields take numbers too (0 becomes "0"); the schema promises strings.
+    if not isinstance(data, str):
+        field.fail("invalid")
+
+
+class CharField(serializers.CharField):
+    """A string field that takes JSON strings only."""
+
+    def to_internal_value(self, data: Any) -> str:
+        _require_text(self, data)
+        return str(super().to_internal_value(data))
+
+
+class RegexField(serializers.RegexField):
+    def to_internal_value(self, data: Any) -> str:
+        _require_text(self, data)
+        return str(super().to_internal_value(data))
+
+
+class SlugField(serializers.SlugField):
+    def to_internal_value(self, data: Any) -> str:
+        _require_text(self, data)
+        return str(super().to_internal_value(data))
+
+
+class EmailField(serializers.EmailField):
+    def to_internal_value(self, data: Any) -> str:
+        _require_text(self, data)
+        return str(super().to_internal_value(data))

@@ -27,3 +27,14 @@ class IsoDateTimeFilter(django_filters.IsoDateTimeFilter):
 
     field_class = DatabaseIsoDateTimeField
 
+
+class FilterForm(forms.Form):
+    """The form of a FilterSet (Meta.form): a filter given with an empty value is an
+    error, not a filter left out (the schema promises a value of its type)."""
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        for name in self.fields:
+            if name in self.data and self.data.get(name) == "":
+                self.add_error(name, forms.ValidationError("Give a value.", code="blank"))
+        return cleaned

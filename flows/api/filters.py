@@ -1,6 +1,6 @@
 import django_filters
 
-from core.api.filters import IsoDateTimeFilter
+from core.api.filters import FilterForm, IsoDateTimeFilter
 from orders.models import Order
 from orders.states import OrderStatus
 
@@ -16,4 +16,5 @@ class OrderFilter(django_filters.FilterSet):
 
     class Meta:
         model = Order
+        form = FilterForm
         fields = ["status", "created_after", "created_before"]

@@ -38,6 +38,14 @@ def test_a_filter_datetime_postgresql_cannot_take_is_a_field_error(customer_clie
 
 
 @pytest.mark.django_db
+def test_an_empty_filter_is_a_field_error_not_a_filter_left_out(customer_client):
+    response = customer_client.get(ORDERS_URL, {"created_after": ""})
+
+    problem = assert_problem(response, 400, "validation_error")
+    assert [error["field"] for error in problem["errors"]] == ["created_after"]
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize(
     "value", ["2000-01-01T00:00:00+15:59", "2000-01-01T00:00:00-15:59", "2000-01-01T00:00:00Z"]
 )
