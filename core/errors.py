@@ -78,3 +78,33 @@ class RequestInProgress(DomainError):
     code = "request_in_progress"
     status = 409
     title = "A request with this Idempotency-Key is still being processed"
+
+
+class RequestTooLarge(DomainError):
+    code = "request_too_large"
+    status = 413
+    title = "The request body is larger than this API accepts"
+
+
+class LengthRequired(DomainError):
+    code = "length_required"
+    status = 411
+    title = "A request body needs a valid Content-Length (chunked bodies are not accepted)"
+
+
+class MalformedJson(DomainError):
+    code = "malformed_json"
+    status = 400
+    title = "Malformed request body"
+
+
+class JsonTooDeep(DomainError):
+    code = "json_too_deep"
+    status = 400
+    title = "The JSON body is nested too deeply"
+
+
+class InvalidCursor(DomainError):
+    code = "invalid_cursor"
+    status = 400
+    title = "The pagination cursor is not valid"

@@ -35,6 +35,7 @@ from core.errors import (
     RequestInProgress,
 )
 from core.models import IdempotencyKey
+from core.text import json_storable
 
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
 
@@ -131,7 +132,9 @@ def _complete(record: IdempotencyKey, *, status: int, body: Any) -> None:
     ).update(
         status=IdempotencyKey.Status.COMPLETED,
         response_status=status,
-        response_body=json.loads(json.dumps(body, cls=DjangoJSONEncoder)),
+        # Whatever the body quotes, PostgreSQL must be able to store it (no NUL, no
+        # lone surrogates), or the key could never complete.
+        response_body=json_storable(json.loads(json.dumps(body, cls=DjangoJSONEncoder))),
         completed_at=timezone.now(),
         locked_at=None,
     )

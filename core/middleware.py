@@ -2,7 +2,12 @@ import re
 import uuid
 from collections.abc import Callable
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.middleware import common
+
+from core.api.exceptions import PROBLEM_CONTENT_TYPE, not_found_view, problem_json_response
+from core.errors import DomainError, LengthRequired, RequestTooLarge
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -21,3 +26,69 @@ class RequestIdMiddleware:
         response = self.get_response(request)
         response[REQUEST_ID_HEADER] = request_id
         return response
+
+
+def request_body_refusal(meta: dict[str, object], max_bytes: int) -> DomainError | None:
+    """Why a request's body is refused before anything reads it, or None.
+
+    The size is known from Content-Length alone; a chunked body (no length up front)
+    could only be measured by reading it, so it is refused too.
+    """
+    transfer_encoding = str(meta.get("HTTP_TRANSFER_ENCODING") or "").strip().lower()
+    if transfer_encoding and transfer_encoding != "identity":
+        return LengthRequired()
+    content_length = str(meta.get("CONTENT_LENGTH") or "").strip()
+    if not content_length:
+        return None
+    if not content_length.isascii() or not content_length.isdigit():
+        return LengthRequired("The Content-Length header is not a number of bytes.")
+    if int(content_length) > max_bytes:
+        return RequestTooLarge(f"A request body may be at most {max_bytes} bytes.")
+    return None
+
+
+class RequestBodyLimitMiddleware:
+    """Refuse a body over REQUEST_BODY_MAX_BYTES (413) or of unknown length (411) before
+    any view, parser or signature check reads it."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        refusal = request_body_refusal(request.META, settings.REQUEST_BODY_MAX_BYTES)
+        if refusal is not None:
+            return problem_json_response(refusal.to_problem())
+        return self.get_response(request)
+
+
+class ProblemNotFoundMiddleware:
+    """Answer every 404 as problem+json, under DEBUG too, where Django would render its
+    HTML page for a URL that matches nothing (handler404 does the same otherwise)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code == 404 and not _is_json(response):
+            return not_found_view(request)
+        return response
+
+
+def _is_json(response: HttpResponse) -> bool:
+    content_type = response.get("Content-Type", "")
+    return content_type.startswith(("application/json", PROBLEM_CONTENT_TYPE))
+
+
+class CommonMiddleware(common.CommonMiddleware):
+    """Django's, but a missing trailing slash is redirected for GET and HEAD only.
+
+    A redirected POST turns into a GET in most clients (the body is lost, and a checkout
+    would list orders instead), and under DEBUG Django raises instead; other methods get
+    a 404 that names the endpoint (core.api.exceptions.not_found_view).
+    """
+
+    def should_redirect_with_slash(self, request: HttpRequest) -> bool:
+        if request.method not in ("GET", "HEAD"):
+            return False
+        return bool(super().should_redirect_with_slash(request))

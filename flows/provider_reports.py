@@ -16,6 +16,7 @@ from flows.lock_objects import payment_lock
 from flows.payment_outcomes import payment_intent_apply_locked
 from flows.refund import refund_recorded_locked
 from flows.void import payment_void
+from payments.errors import WebhookSignatureInvalid
 from payments.gateways.stripe import intent_from_object
 from payments.webhooks import (
     INTENT_EVENTS,
@@ -33,7 +34,11 @@ logger = logging.getLogger(__name__)
 def _event_apply(event: VerifiedEvent, actor: Actor) -> list[int]:
     """Apply the event inside the caller's transaction; return payments to void after."""
     if event.type in INTENT_EVENTS:
-        intent = intent_from_object(event.object)
+        try:
+            intent = intent_from_object(event.object)
+        except (KeyError, TypeError, ValueError) as error:
+            # Signed, but not a PaymentIntent oms can read: refused, nothing stored.
+            raise WebhookSignatureInvalid("Rejected webhook: malformed payment intent.") from error
         payment = payment_for_intent(intent.id, intent.metadata)
         if payment is None:
             logger.info("Webhook %s for unknown intent %s ignored", event.type, intent.id)
@@ -45,15 +50,22 @@ def _event_apply(event: VerifiedEvent, actor: Actor) -> list[int]:
             return [payment.pk]
         return []
     if event.type in REFUND_EVENTS:
+        metadata = event.object.get("metadata") or {}
+        try:
+            amount_refunded_total = int(event.object.get("amount_refunded") or 0)
+            if not isinstance(metadata, dict):
+                raise TypeError("metadata is not an object")
+        except (TypeError, ValueError) as error:
+            raise WebhookSignatureInvalid("Rejected webhook: malformed charge.") from error
         intent_id = str(event.object.get("payment_intent") or "")
-        payment = payment_for_intent(intent_id, event.object.get("metadata") or {})
+        payment = payment_for_intent(intent_id, metadata)
         if payment is None:
             return []
         locked = payment_lock(payment_id=payment.pk)
         refund_recorded_locked(
             order=locked.order,
             payment=locked.payment,
-            amount_refunded_total=int(event.object.get("amount_refunded") or 0),
+            amount_refunded_total=amount_refunded_total,
             actor=actor,
         )
     return []

@@ -138,11 +138,17 @@ class PaymentOperation(TimeStampedModel):
 
 
 class StripeEvent(models.Model):
-    """A webhook event, stored once by its id."""
+    """A webhook event, stored once by its id.
+
+    `payload` is the event with NUL and lone surrogates escaped (JSONB cannot hold
+    them), `body` the exact bytes Stripe signed. An id or type longer than its column
+    is kept as a prefix and a hash of the whole (payments.webhooks).
+    """
 
     event_id = models.CharField(max_length=255, unique=True)
     type = models.CharField(max_length=128)
     payload = models.JSONField()
+    body = models.BinaryField(default=b"", editable=False)
     received_at = models.DateTimeField(auto_now_add=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     error = models.CharField(max_length=500, blank=True)

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from core.text import json_storable, text_fit
 from payments.errors import WebhookSignatureInvalid
 from payments.gateways import base as gateway
 from payments.gateways.stripe import verify_webhook
@@ -28,28 +29,49 @@ INTENT_EVENTS = frozenset(
 REFUND_EVENTS = frozenset({"charge.refunded"})
 
 
+EVENT_ID_MAX_LENGTH = 255
+EVENT_TYPE_MAX_LENGTH = 128
+
+
 @dataclass(frozen=True)
 class VerifiedEvent:
+    """A genuine event as oms handles it: every string storable (NUL and lone surrogates
+    escaped, see core.text), id and type fitted to their columns; `body` the exact
+    bytes Stripe sent."""
+
     id: str
     type: str
     object: dict[str, Any]
     raw: dict[str, Any]
+    body: bytes = b""
 
 
 def stripe_event_verify(*, payload: bytes, signature: str | None) -> VerifiedEvent:
-    """Check the signature and shape; raise WebhookSignatureInvalid otherwise."""
+    """Check the signature and shape; raise WebhookSignatureInvalid otherwise.
+
+    Real events carry customer-typed text (names, descriptions, metadata), which may
+    hold anything JSON can: the event is made storable here, once, so that neither
+    storing nor applying it can fail on its text.
+    """
     try:
         event = verify_webhook(
             payload,
             signature,
             settings.STRIPE_WEBHOOK_SECRET,
             tolerance=settings.STRIPE_WEBHOOK_TOLERANCE_SECONDS,
+            max_depth=settings.JSON_MAX_DEPTH,
         )
+        storable = json_storable(event)
+        data_object = storable["data"]["object"]
+        if not isinstance(data_object, dict):
+            raise TypeError("data.object is not an object")
         return VerifiedEvent(
-            id=str(event["id"]),
-            type=str(event["type"]),
-            object=event["data"]["object"],
-            raw=event,
+            # Fitted from the text as sent, so a repeat of an unusual id still matches.
+            id=text_fit(str(event["id"]), EVENT_ID_MAX_LENGTH),
+            type=text_fit(str(event["type"]), EVENT_TYPE_MAX_LENGTH),
+            object=data_object,
+            raw=storable,
+            body=bytes(payload),
         )
     except gateway.WebhookSignatureInvalid as error:
         raise WebhookSignatureInvalid(f"Rejected webhook: {error.reason}.") from error
@@ -61,7 +83,9 @@ def stripe_event_store(event: VerifiedEvent) -> StripeEvent | None:
     """Store the event inside the caller's transaction; None when it was stored before."""
     try:
         with transaction.atomic():
-            return StripeEvent.objects.create(event_id=event.id, type=event.type, payload=event.raw)
+            return StripeEvent.objects.create(
+                event_id=event.id, type=event.type, payload=event.raw, body=event.body
+            )
     except IntegrityError:
         return None
 

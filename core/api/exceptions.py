@@ -4,12 +4,14 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, JsonResponse
+from django.urls import is_valid_path
 from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from core.errors import DomainError, problem
+from core.errors import DomainError, RequestTooLarge, problem
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,9 @@ def flatten_validation_errors(detail: Any, path: str = "") -> list[dict[str, str
 
 def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     set_rollback()
+    if isinstance(exc, RequestDataTooBig):
+        # Django's own limit (DATA_UPLOAD_MAX_MEMORY_SIZE), should it ever be the lower.
+        exc = RequestTooLarge()
     if isinstance(exc, DomainError):
         return problem_response(exc.to_problem(), headers=exc.headers() or None)
     if isinstance(exc, Http404):
@@ -134,18 +139,31 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     )
 
 
-def _problem_json_response(body: dict[str, Any]) -> JsonResponse:
-    return JsonResponse(body, status=body["status"], content_type=PROBLEM_CONTENT_TYPE)
+def problem_json_response(
+    body: dict[str, Any], *, headers: dict[str, str] | None = None
+) -> JsonResponse:
+    """A problem document as a plain Django response (outside DRF views)."""
+    return JsonResponse(
+        body, status=body["status"], headers=headers, content_type=PROBLEM_CONTENT_TYPE
+    )
 
 
 def not_found_view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-    return _problem_json_response(
-        problem(status=404, code="not_found", title="Not found", detail="No such resource.")
+    """404 for any URL that matches nothing; names the endpoint a missing slash meant."""
+    detail = "No such resource."
+    path = request.path_info
+    if not path.endswith("/") and is_valid_path(f"{path}/", getattr(request, "urlconf", None)):
+        detail = (
+            f"No such resource. The endpoint is {request.path}/ (with a trailing slash); "
+            "send the request there."
+        )
+    return problem_json_response(
+        problem(status=404, code="not_found", title="Not found", detail=detail)
     )
 
 
 def server_error_view(request: HttpRequest) -> JsonResponse:
-    return _problem_json_response(
+    return problem_json_response(
         problem(
             status=500,
             code="internal_error",

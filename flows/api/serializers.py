@@ -5,18 +5,19 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from core.api import fields
 from orders.models import Order, OrderStatusChange
 from orders.states import TRANSITIONS
 from payments.models import Payment
 
 
 class ShippingAddressSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
-    line1 = serializers.CharField(max_length=200)
-    line2 = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    city = serializers.CharField(max_length=100)
-    postal_code = serializers.CharField(max_length=20)
-    country = serializers.RegexField(
+    name = fields.CharField(max_length=200)
+    line1 = fields.CharField(max_length=200)
+    line2 = fields.CharField(max_length=200, required=False, allow_blank=True, default="")
+    city = fields.CharField(max_length=100)
+    postal_code = fields.CharField(max_length=20)
+    country = fields.RegexField(
         r"^[A-Za-z]{2}$",
         error_messages={"invalid": "Use a two-letter ISO 3166-1 code, e.g. DE."},
     )
@@ -35,7 +36,7 @@ class StrictIntegerField(serializers.IntegerField):
 
 
 class OrderLineInputSerializer(serializers.Serializer):
-    sku = serializers.CharField(max_length=64)
+    sku = fields.CharField(max_length=64)
     quantity = StrictIntegerField(min_value=1, max_value=settings.ORDER_MAX_LINE_QUANTITY)
 
 
@@ -51,10 +52,10 @@ class OrderCreateInputSerializer(serializers.Serializer):
         min_length=1,
         max_length=settings.ORDER_MAX_LINES,
     )
-    email = serializers.EmailField(max_length=254)
+    email = fields.EmailField(max_length=254)
     shipping_address = ShippingAddressSerializer()
     # Optional: without it the order waits in pending_payment for POST .../pay/.
-    payment_method = serializers.RegexField(required=False, **PAYMENT_METHOD_FIELD_KWARGS)
+    payment_method = fields.RegexField(required=False, **PAYMENT_METHOD_FIELD_KWARGS)
 
     def validate_lines(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
         counts = Counter(line["sku"] for line in lines)
@@ -68,20 +69,20 @@ class OrderCreateInputSerializer(serializers.Serializer):
 
 
 class OrderLineOutputSerializer(serializers.Serializer):
-    sku = serializers.CharField()
-    name = serializers.CharField()
+    sku = fields.CharField()
+    name = fields.CharField()
     quantity = serializers.IntegerField()
     unit_price = serializers.IntegerField()
     line_total = serializers.IntegerField()
 
 
 class PaymentOutputSerializer(serializers.Serializer):
-    status = serializers.CharField()
+    status = fields.CharField()
     amount = serializers.IntegerField()
     amount_captured = serializers.IntegerField()
     amount_refunded = serializers.IntegerField()
-    currency = serializers.CharField()
-    decline_code = serializers.CharField()
+    currency = fields.CharField()
+    decline_code = fields.CharField()
     client_secret = serializers.SerializerMethodField()
 
     def get_client_secret(self, payment: Payment) -> str | None:
@@ -131,7 +132,7 @@ class OrderOutputSerializer(serializers.ModelSerializer):
 
 
 class OrderStatusChangeOutputSerializer(serializers.ModelSerializer):
-    actor = serializers.CharField(source="actor_label")
+    actor = fields.CharField(source="actor_label")
 
     class Meta:
         model = OrderStatusChange
@@ -147,16 +148,16 @@ class OrderStatusChangeOutputSerializer(serializers.ModelSerializer):
 
 
 class OrderCancelInputSerializer(serializers.Serializer):
-    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    reason = fields.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
 class OrderTransitionInputSerializer(serializers.Serializer):
-    transition = serializers.ChoiceField(choices=list(TRANSITIONS))
-    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+    transition = fields.ChoiceField(choices=list(TRANSITIONS))
+    reason = fields.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
 class OrderPayInputSerializer(serializers.Serializer):
-    payment_method = serializers.RegexField(**PAYMENT_METHOD_FIELD_KWARGS)
+    payment_method = fields.RegexField(**PAYMENT_METHOD_FIELD_KWARGS)
 
 
 class OrderRefundInputSerializer(serializers.Serializer):
@@ -170,15 +171,13 @@ class WebhookAckSerializer(serializers.Serializer):
 
 
 class ShipmentCallbackInputSerializer(serializers.Serializer):
-    event = serializers.ChoiceField(choices=["shipped", "delivered"])
-    shipment_reference = serializers.CharField(max_length=128)
-    request_id = serializers.CharField(max_length=64, required=False, allow_blank=True)
-    carrier = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
-    tracking_number = serializers.CharField(
-        max_length=128, required=False, allow_blank=True, default=""
-    )
+    event = fields.ChoiceField(choices=["shipped", "delivered"])
+    shipment_reference = fields.CharField(max_length=128)
+    request_id = fields.CharField(max_length=64, required=False, allow_blank=True)
+    carrier = fields.CharField(max_length=64, required=False, allow_blank=True, default="")
+    tracking_number = fields.CharField(max_length=128, required=False, allow_blank=True, default="")
 
 
 class ShipmentCallbackOutputSerializer(serializers.Serializer):
-    shipment_reference = serializers.CharField(source="reference")
-    status = serializers.CharField()
+    shipment_reference = fields.CharField(source="reference")
+    status = fields.CharField()

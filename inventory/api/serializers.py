@@ -1,12 +1,13 @@
 from rest_framework import serializers
 
+from core.api import fields
 from inventory.models import StockItem, Warehouse
 
 MAX_PRICE = 10**12  # minor units; far above any real unit price
 MAX_ADJUSTMENT = 1_000_000
 
 
-class CurrencyField(serializers.RegexField):
+class CurrencyField(fields.RegexField):
     def __init__(self, **kwargs: object) -> None:
         super().__init__(
             r"^[A-Za-z]{3}$",
@@ -16,27 +17,27 @@ class CurrencyField(serializers.RegexField):
 
 
 class ProductInputSerializer(serializers.Serializer):
-    sku = serializers.RegexField(
+    sku = fields.RegexField(
         r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
         error_messages={"invalid": "Letters, digits, '.', '_' and '-' only; at most 64."},
     )
-    name = serializers.CharField(max_length=200)
+    name = fields.CharField(max_length=200)
     price = serializers.IntegerField(min_value=0, max_value=MAX_PRICE)
     currency = CurrencyField()
 
 
 class ProductOutputSerializer(serializers.Serializer):
-    sku = serializers.CharField()
-    name = serializers.CharField()
+    sku = fields.CharField()
+    name = fields.CharField()
     price = serializers.IntegerField()
-    currency = serializers.CharField()
+    currency = fields.CharField()
     available = serializers.IntegerField()
 
 
 class WarehouseInputSerializer(serializers.Serializer):
-    code = serializers.SlugField(max_length=32)
-    name = serializers.CharField(max_length=200)
-    region = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    code = fields.SlugField(max_length=32)
+    name = fields.CharField(max_length=200)
+    region = fields.CharField(max_length=64, required=False, allow_blank=True, default="")
     priority = serializers.IntegerField(
         required=False, default=0, min_value=-1_000_000, max_value=1_000_000
     )
@@ -51,8 +52,8 @@ class WarehouseOutputSerializer(serializers.ModelSerializer):
 
 
 class StockItemOutputSerializer(serializers.ModelSerializer):
-    sku = serializers.CharField(source="product.sku")
-    warehouse = serializers.CharField(source="warehouse.code")
+    sku = fields.CharField(source="product.sku")
+    warehouse = fields.CharField(source="warehouse.code")
     available = serializers.IntegerField()
 
     class Meta:
@@ -61,10 +62,10 @@ class StockItemOutputSerializer(serializers.ModelSerializer):
 
 
 class StockAdjustmentInputSerializer(serializers.Serializer):
-    sku = serializers.CharField(max_length=64)
-    warehouse = serializers.CharField(max_length=32)
+    sku = fields.CharField(max_length=64)
+    warehouse = fields.CharField(max_length=32)
     quantity = serializers.IntegerField(min_value=-MAX_ADJUSTMENT, max_value=MAX_ADJUSTMENT)
-    reason = serializers.CharField(max_length=255)
+    reason = fields.CharField(max_length=255)
 
     def validate_quantity(self, value: int) -> int:
         if value == 0:

@@ -1,7 +1,7 @@
 """The catalogue and stock API. Who may call what is access.policy's table, applied by
 the default permission class (settings.REST_FRAMEWORK)."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -59,7 +59,14 @@ class WarehouseListCreateApi(APIView):
 
 
 class StockListApi(APIView):
-    @extend_schema(responses=StockItemOutputSerializer(many=True))
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "sku", str, description="Only the stock items of this product (exact SKU)."
+            )
+        ],
+        responses=StockItemOutputSerializer(many=True),
+    )
     def get(self, request: Request) -> Response:
         items = selectors.stock_item_list(sku=request.query_params.get("sku") or None)
         return Response(StockItemOutputSerializer(items, many=True).data)

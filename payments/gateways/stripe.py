@@ -72,7 +72,6 @@ localstripe 1.15.10 quirks found while building this (Stripe behaves otherwise):
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -87,6 +86,8 @@ from stripe.params import (
     RefundCreateParams,
 )
 
+from core.errors import MalformedJson
+from core.json_input import json_loads_bounded
 from core.net import request_never_sent
 from payments.gateways.base import (
     GatewayError,
@@ -334,12 +335,15 @@ def verify_webhook(
     secret: str,
     *,
     tolerance: int = WEBHOOK_TOLERANCE_SECONDS,
+    max_depth: int = 32,
 ) -> dict[str, Any]:
     """Check a webhook's ``Stripe-Signature`` and return the event as plain data.
 
     Raise ``WebhookSignatureInvalid`` with reason ``unsigned`` (no header or no v1
     signature), ``malformed`` (unreadable header or body), ``forged`` (no signature
-    matches ``secret``) or ``stale`` (signed more than ``tolerance`` seconds ago).
+    matches ``secret``) or ``stale`` (signed more than ``tolerance`` seconds ago);
+    ``core.errors.JsonTooDeep`` for a genuine event nested deeper than ``max_depth``.
+    Strings are returned as sent: customer-typed text may hold NUL or lone surrogates.
     """
     if not secret:
         raise ValueError("a webhook signing secret is required")
@@ -355,8 +359,8 @@ def verify_webhook(
     if tolerance and timestamp < time.time() - tolerance:
         raise WebhookSignatureInvalid("stale", f"signed at {timestamp}, older than {tolerance}s")
     try:
-        event = json.loads(payload)
-    except ValueError as exc:
+        event = json_loads_bounded(payload, max_depth=max_depth, allow_lone_surrogates=True)
+    except MalformedJson as exc:
         raise WebhookSignatureInvalid("malformed", "the payload is not JSON") from exc
     if not isinstance(event, dict):
         raise WebhookSignatureInvalid("malformed", "the payload is not a JSON object")

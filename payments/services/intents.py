@@ -67,7 +67,7 @@ def _requires_action(payment: Payment, intent: IntentResult) -> IntentChange:
     )
     if payment.status == Payment.Status.PENDING:
         payment.require_action()
-        payment.client_secret = intent.client_secret or ""
+        payment.client_secret = (intent.client_secret or "")[:255]
         payment.save(update_fields=["status", "client_secret", "updated_at"])
     return IntentChange.REQUIRES_ACTION
 

@@ -59,7 +59,7 @@ def operation_settle(
         return
     operation.status = status
     if provider_object_id:
-        operation.provider_object_id = provider_object_id
+        operation.provider_object_id = provider_object_id[:255]
     operation.error_code = error_code[:64]
     operation.error_message = message[:500]
     operation.save(

@@ -513,20 +513,20 @@ def test_invalid_list_filter_is_a_validation_error(customer_client, query):
 
 
 @pytest.mark.django_db
-def test_garbage_cursor_is_not_found_not_a_server_error(customer_client):
+def test_garbage_cursor_is_an_invalid_cursor_not_a_server_error(customer_client):
     # when
     response = customer_client.get(ORDERS_URL, {"cursor": "not-a-cursor"})
 
     # then
-    assert response.status_code == 404
-    assert response.json()["code"] == "not_found"
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_cursor"
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     "position", ["garbage", "2024-01-01\x00", "9999-99-99 99:99:99", "2024-01-01 00:00:00"]
 )
-def test_forged_cursor_position_is_not_found_not_a_server_error(
+def test_forged_cursor_position_is_an_invalid_cursor_not_a_server_error(
     customer_client, orders_of, position
 ):
     # given
@@ -537,9 +537,9 @@ def test_forged_cursor_position_is_not_found_not_a_server_error(
     response = customer_client.get(ORDERS_URL, {"cursor": cursor})
 
     # then
-    assert response.status_code == 404
+    assert response.status_code == 400
     assert response["Content-Type"] == "application/problem+json"
-    assert response.json()["code"] == "not_found"
+    assert response.json()["code"] == "invalid_cursor"
 
 
 @pytest.mark.django_db

@@ -1,0 +1,52 @@
+"""Serializer fields whose errors never quote the value a client sent."""
+
+from typing import Any
+
+from rest_framework import serializers
+
+
+class ChoiceField(serializers.ChoiceField):
+    """A choice field whose error lists the allowed values instead of echoing the input
+    (which may be anything, including text that cannot be encoded)."""
+
+    default_error_messages = {"invalid_choice": "Must be one of: {choices}."}
+
+    def to_internal_value(self, data: Any) -> Any:
+        if data == "" and self.allow_blank:
+            return ""
+        try:
+            return self.choice_strings_to_values[str(data)]
+        except KeyError:
+            self.fail("invalid_choice", choices=", ".join(self.choice_strings_to_values))
+
+
+def _require_text(field: serializers.Field, data: Any) -> None:
+    # DRF's text fields take numbers too (0 becomes "0"); the schema promises strings.
+    if not isinstance(data, str):
+        field.fail("invalid")
+
+
+class CharField(serializers.CharField):
+    """A string field that takes JSON strings only."""
+
+    def to_internal_value(self, data: Any) -> str:
+        _require_text(self, data)
+        return str(super().to_internal_value(data))
+
+
+class RegexField(serializers.RegexField):
+    def to_internal_value(self, data: Any) -> str:
+        _require_text(self, data)
+        return str(super().to_internal_value(data))
+
+
+class SlugField(serializers.SlugField):
+    def to_internal_value(self, data: Any) -> str:
+        _require_text(self, data)
+        return str(super().to_internal_value(data))
+
+
+class EmailField(serializers.EmailField):
+    def to_internal_value(self, data: Any) -> str:
+        _require_text(self, data)
+        return str(super().to_internal_value(data))
