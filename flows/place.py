@@ -21,7 +21,9 @@ from core.actors import Actor
 from flows.pay import order_pay
 from inventory.errors import InsufficientStock, ReservationRaceLost, UnknownSku
 from inventory.models import Product
+from inventory.selectors import products_available
 from inventory.services import ReservationRequest, stock_plan, stock_reserve
+from orders.audit import order_event_record
 from orders.errors import CurrencyMismatch
 from orders.models import Order
 from orders.services import OrderLineData, order_create
@@ -100,10 +102,35 @@ def order_place(
                     expires_at=order.reservation_expires_at,
                     actor=actor,
                 )
+                _stock_low_record(order, [products[sku] for sku in quantities], quantities)
             return order
         except ReservationRaceLost:
             logger.info("Checkout lost a stock race; re-planning")
     raise InsufficientStock(sorted(quantities))
+
+
+def _stock_low_record(order: Order, products: list[Product], quantities: dict[str, int]) -> None:
+    """A stock.low event for each product this checkout took from at or above its
+    threshold to below it (once per crossing: the stock rows stay locked by this
+    transaction). Costs nothing for products without a threshold."""
+    watched = [product for product in products if product.low_stock_threshold > 0]
+    if not watched:
+        return
+    available = products_available(product_ids=[product.pk for product in watched])
+    for product in watched:
+        after = available[product.pk]
+        threshold = product.low_stock_threshold
+        if after < threshold <= after + quantities[product.sku]:
+            order_event_record(
+                order=order,
+                type="stock.low",
+                change={
+                    "sku": product.sku,
+                    "available": after,
+                    "threshold": threshold,
+                    "quantity": quantities[product.sku],
+                },
+            )
 
 
 def order_checkout(

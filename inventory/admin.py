@@ -33,7 +33,7 @@ class WarehouseAdmin(admin.ModelAdmin):
 class ProductAdminForm(forms.ModelForm):
     class Meta:
         model = Product
-        fields = ["sku", "name", "price", "currency", "is_active"]
+        fields = ["sku", "name", "price", "currency", "is_active", "low_stock_threshold"]
 
     def clean_currency(self) -> str:
         currency = str(self.cleaned_data["currency"]).upper()
@@ -45,7 +45,14 @@ class ProductAdminForm(forms.ModelForm):
 @admin.register(Product)
 class ProductAdmin(admin.ModelAdmin):
     form = ProductAdminForm
-    list_display = ["sku", "name", "price_display", "is_active", "created_at"]
+    list_display = [
+        "sku",
+        "name",
+        "price_display",
+        "is_active",
+        "low_stock_threshold",
+        "created_at",
+    ]
     list_filter = ["is_active", "currency"]
     search_fields = ["sku", "name"]
 

@@ -31,6 +31,8 @@ class Product(TimeStampedModel):
     price = models.BigIntegerField()
     currency = models.CharField(max_length=3)
     is_active = models.BooleanField(default=True)
+    # A checkout that takes available stock below this writes a stock.low event (0: never).
+    low_stock_threshold = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["sku"]

@@ -53,3 +53,17 @@ def stock_ledger_totals() -> dict[int, tuple[int, int]]:
         on_hand=Sum("on_hand_delta"), reserved=Sum("reserved_delta")
     )
     return {row["stock_item_id"]: (row["on_hand"], row["reserved"]) for row in rows}
+
+
+def products_available(*, product_ids: list[int]) -> dict[int, int]:
+    """Units available (on_hand - reserved over active warehouses) per product, as this
+    transaction sees them."""
+    rows = (
+        StockItem.objects.filter(product_id__in=product_ids, warehouse__is_active=True)
+        .values("product_id")
+        .annotate(units=Sum(F("on_hand") - F("reserved")))
+        .values_list("product_id", "units")
+    )
+    available = dict.fromkeys(product_ids, 0)
+    available.update({product_id: int(units or 0) for product_id, units in rows})
+    return available

@@ -62,4 +62,5 @@ EVENT_TYPES = (
     "payment.refunded",
     "shipment.shipped",
     "shipment.delivered",
+    "stock.low",
 )

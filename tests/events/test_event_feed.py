@@ -212,3 +212,39 @@ def test_a_service_account_reads_the_feed_and_nothing_else():
     assert client.get(FEED).status_code == 200
     assert client.get("/api/v1/orders/").status_code == 403
     assert client.get("/api/v1/products/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_a_checkout_that_takes_stock_below_its_threshold_writes_stock_low_once():
+    # Given a product with 10 units and an alert below 5
+    product = ProductFactory(price=100, low_stock_threshold=5)
+    stock_receive(product, WarehouseFactory(), 10)
+
+    def checkout(quantity: int) -> Any:
+        return order_place(
+            customer=UserFactory(),
+            email="ada@example.com",
+            shipping_address={
+                "name": "Ada",
+                "line1": "1 Way",
+                "city": "London",
+                "postal_code": "N1",
+                "country": "GB",
+            },
+            lines=[OrderLineRequest(product.sku, quantity)],
+            actor=Actor.system(),
+        )
+
+    # When checkouts take it to 6 (above), 4 (the crossing) and 2 (still below)
+    above, crossing, below = checkout(4), checkout(2), checkout(2)
+
+    # Then only the crossing wrote stock.low, on that order, after its order.created
+    low = OrderEvent.objects.filter(type="stock.low")
+    assert [(e.order_id, e.sequence) for e in low] == [(crossing.pk, 2)]
+    assert low.get().data["change"] == {
+        "sku": product.sku,
+        "available": 4,
+        "threshold": 5,
+        "quantity": 2,
+    }
+    assert not OrderEvent.objects.filter(order__in=[above, below], type="stock.low").exists()
