@@ -23,6 +23,10 @@ STAFF_GROUPS = ("support", "warehouse", "finance")
 class StaffFactory(UserFactory):
     """Staff in the given groups (default: support, warehouse, finance)."""
 
+    class Meta:
+        # Adding groups changes no field of the user: no save after the hook.
+        skip_postgeneration_save = True
+
     username = factory.Sequence(lambda n: f"staff{n}")
     is_staff = True
 
