@@ -3,7 +3,7 @@
 import uuid
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -22,6 +22,18 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     required=True,
     description="1-255 printable ASCII characters, unique per intended operation.",
 )
+
+
+def order_action_schema(request: type[serializers.Serializer] | None) -> Any:
+    """The OpenAPI description every order action shares: an Idempotency-Key, the
+    action's input, the order afterwards."""
+    return extend_schema_view(
+        post=extend_schema(
+            request=request,
+            parameters=[IDEMPOTENCY_KEY_PARAMETER],
+            responses={200: OrderOutputSerializer},
+        )
+    )
 
 
 def order_body(order_id: uuid.UUID | str, actor: Actor) -> dict[str, Any]:

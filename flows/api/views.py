@@ -7,7 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet, prefetch_related_objects
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.generics import GenericAPIView
 from rest_framework.mixins import ListModelMixin
@@ -19,7 +19,12 @@ from core.actors import Actor
 from core.api.idempotency import IDEMPOTENCY_KEY_HEADER, idempotent_response
 from core.api.pagination import CreatedAtCursorPagination
 from core.idempotency import IdempotencyContext, idempotency_key_validate
-from flows.api.actions import IDEMPOTENCY_KEY_PARAMETER, OrderActionApi, order_body
+from flows.api.actions import (
+    IDEMPOTENCY_KEY_PARAMETER,
+    OrderActionApi,
+    order_action_schema,
+    order_body,
+)
 from flows.api.filters import OrderFilter
 from flows.api.serializers import (
     OrderCancelInputSerializer,
@@ -109,13 +114,7 @@ class OrderHistoryApi(APIView):
         return Response(OrderStatusChangeOutputSerializer(history, many=True).data)
 
 
-@extend_schema_view(
-    post=extend_schema(
-        request=OrderCancelInputSerializer,
-        parameters=[IDEMPOTENCY_KEY_PARAMETER],
-        responses={200: OrderOutputSerializer},
-    )
-)
+@order_action_schema(OrderCancelInputSerializer)
 class OrderCancelApi(OrderActionApi):
     """Cancel the order: warehouses withdraw, its stock is released and its
     authorization voided."""
@@ -138,13 +137,7 @@ class OrderCancelApi(OrderActionApi):
         order_cancel(order_id=order_id, actor=actor, reason=data["reason"])
 
 
-@extend_schema_view(
-    post=extend_schema(
-        request=OrderTransitionInputSerializer,
-        parameters=[IDEMPOTENCY_KEY_PARAMETER],
-        responses={200: OrderOutputSerializer},
-    )
-)
+@order_action_schema(OrderTransitionInputSerializer)
 class OrderTransitionApi(OrderActionApi):
     """Staff: take any transition by name (manual operation; same use cases as the admin)."""
 
@@ -163,13 +156,7 @@ class OrderTransitionApi(OrderActionApi):
         )
 
 
-@extend_schema_view(
-    post=extend_schema(
-        request=OrderPayInputSerializer,
-        parameters=[IDEMPOTENCY_KEY_PARAMETER],
-        responses={200: OrderOutputSerializer},
-    )
-)
+@order_action_schema(OrderPayInputSerializer)
 class OrderPayApi(OrderActionApi):
     """Customer: pay (again) for an order in pending_payment or payment_failed."""
 
@@ -186,11 +173,7 @@ class OrderPayApi(OrderActionApi):
         order_pay(order_id=order_id, payment_method=data["payment_method"], actor=actor)
 
 
-@extend_schema_view(
-    post=extend_schema(
-        request=None, parameters=[IDEMPOTENCY_KEY_PARAMETER], responses={200: OrderOutputSerializer}
-    )
-)
+@order_action_schema(None)
 class OrderShipApi(OrderActionApi):
     """Staff: capture the authorized payment and ship the order."""
 
@@ -205,13 +188,7 @@ class OrderShipApi(OrderActionApi):
         order_ship(order_id=order_id, actor=actor)
 
 
-@extend_schema_view(
-    post=extend_schema(
-        request=OrderRefundInputSerializer,
-        parameters=[IDEMPOTENCY_KEY_PARAMETER],
-        responses={200: OrderOutputSerializer},
-    )
-)
+@order_action_schema(OrderRefundInputSerializer)
 class OrderRefundApi(OrderActionApi):
     """Staff: refund all or part of what was captured."""
 

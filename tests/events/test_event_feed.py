@@ -23,25 +23,26 @@ from tests.factories import ProductFactory, StaffFactory, UserFactory, Warehouse
 FEED = "/api/v1/events/"
 
 
+def checkout(product: Any, quantity: int = 1) -> Any:
+    return order_place(
+        customer=UserFactory(),
+        email="ada@example.com",
+        shipping_address={
+            "name": "Ada",
+            "line1": "1 Way",
+            "city": "London",
+            "postal_code": "N1",
+            "country": "GB",
+        },
+        lines=[OrderLineRequest(product.sku, quantity)],
+        actor=Actor.system(),
+    )
+
+
 def place_orders(count: int) -> list[Any]:
     product = ProductFactory(price=100)
     stock_receive(product, WarehouseFactory(), 1000)
-    return [
-        order_place(
-            customer=UserFactory(),
-            email="ada@example.com",
-            shipping_address={
-                "name": "Ada",
-                "line1": "1 Way",
-                "city": "London",
-                "postal_code": "N1",
-                "country": "GB",
-            },
-            lines=[OrderLineRequest(product.sku, 1)],
-            actor=Actor.system(),
-        )
-        for _ in range(count)
-    ]
+    return [checkout(product) for _ in range(count)]
 
 
 def read_all(
@@ -220,23 +221,8 @@ def test_a_checkout_that_takes_stock_below_its_threshold_writes_stock_low_once()
     product = ProductFactory(price=100, low_stock_threshold=5)
     stock_receive(product, WarehouseFactory(), 10)
 
-    def checkout(quantity: int) -> Any:
-        return order_place(
-            customer=UserFactory(),
-            email="ada@example.com",
-            shipping_address={
-                "name": "Ada",
-                "line1": "1 Way",
-                "city": "London",
-                "postal_code": "N1",
-                "country": "GB",
-            },
-            lines=[OrderLineRequest(product.sku, quantity)],
-            actor=Actor.system(),
-        )
-
     # When checkouts take it to 6 (above), 4 (the crossing) and 2 (still below)
-    above, crossing, below = checkout(4), checkout(2), checkout(2)
+    above, crossing, below = checkout(product, 4), checkout(product, 2), checkout(product, 2)
 
     # Then only the crossing wrote stock.low, on that order, after its order.created
     low = OrderEvent.objects.filter(type="stock.low")
