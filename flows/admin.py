@@ -293,7 +293,7 @@ class PaymentAdmin(PaymentAmountsMixin, ReadOnlyAdmin):
         actor = Actor.from_request(request)  # the staff user and this request's id
         for payment in queryset.select_related("order").order_by("pk"):
             label = f"{payment.order.number} ({payment.provider_payment_id or payment.pk})"
-            if payment.status != Payment.Status.CAPTURED:
+            if payment.status not in (Payment.Status.CAPTURED, Payment.Status.REFUNDED):
                 self.message_user(
                     request, f"{label}: nothing captured to refund.", messages.WARNING
                 )

@@ -13,6 +13,7 @@ class Payment(ConcurrentTransitionMixin, TimeStampedModel):
         REQUIRES_ACTION = "requires_action", "Requires action"  # 3-D Secure pending
         AUTHORIZED = "authorized", "Authorized"  # funds held, capturable
         CAPTURED = "captured", "Captured"  # money taken (refunds tracked by amount)
+        REFUNDED = "refunded", "Refunded"  # all that was captured was given back
         FAILED = "failed", "Failed"  # declined or never authorized
         VOIDED = "voided", "Voided"  # authorization released
 
@@ -43,7 +44,9 @@ class Payment(ConcurrentTransitionMixin, TimeStampedModel):
             # At most one live authorization per order.
             models.UniqueConstraint(
                 fields=["order"],
-                condition=Q(status__in=["pending", "requires_action", "authorized", "captured"]),
+                condition=Q(
+                    status__in=["pending", "requires_action", "authorized", "captured", "refunded"]
+                ),
                 name="payment_one_live_per_order",
             ),
         ]
@@ -73,6 +76,10 @@ class Payment(ConcurrentTransitionMixin, TimeStampedModel):
     @transition(field=status, source=Status.AUTHORIZED, target=Status.CAPTURED)
     def capture(self) -> None:
         """Money taken; later refunds add to amount_refunded."""
+
+    @transition(field=status, source=Status.CAPTURED, target=Status.REFUNDED)
+    def refund_fully(self) -> None:
+        """The refunds add up to all that was captured."""
 
     @transition(
         field=status,

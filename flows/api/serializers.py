@@ -7,7 +7,7 @@ from rest_framework import serializers
 
 from core.api import fields
 from orders.models import Order, OrderStatusChange
-from orders.states import TRANSITIONS
+from orders.states import TRANSITIONS, OrderStatus
 from payments.models import Payment
 
 
@@ -100,6 +100,7 @@ class OrderOutputSerializer(serializers.ModelSerializer):
     total = serializers.IntegerField(source="total_amount")
     shipping_address = ShippingAddressSerializer()
     payment = serializers.SerializerMethodField()
+    reservation_expires_at = serializers.SerializerMethodField()
 
     class Meta:
         model = Order
@@ -120,6 +121,14 @@ class OrderOutputSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_reservation_expires_at(self, order: Order) -> str | None:
+        """Until when the stock is held for the unpaid order; null once it no longer is
+        held for payment (paid, cancelled or expired)."""
+        if order.status not in (OrderStatus.PENDING_PAYMENT, OrderStatus.PAYMENT_FAILED):
+            return None
+        return serializers.DateTimeField().to_representation(order.reservation_expires_at)
 
     @extend_schema_field(PaymentOutputSerializer(allow_null=True))
     def get_payment(self, order: Order) -> dict[str, Any] | None:

@@ -19,6 +19,7 @@ LIVE_PAYMENT_STATUSES = [
     Payment.Status.REQUIRES_ACTION,
     Payment.Status.AUTHORIZED,
     Payment.Status.CAPTURED,
+    Payment.Status.REFUNDED,
 ]
 # Payments that hold money the order may no longer want.
 VOIDABLE_STATUSES = (Payment.Status.AUTHORIZED, Payment.Status.REQUIRES_ACTION)
@@ -140,7 +141,11 @@ def payment_refund_record(payment: Payment, *, amount_refunded_total: int) -> bo
     total = min(amount_refunded_total, payment.amount_captured)
     if total > payment.amount_refunded:
         payment.amount_refunded = total
-        payment.save(update_fields=["amount_refunded", "updated_at"])
+        fields = ["amount_refunded", "updated_at"]
+        if total == payment.amount_captured and payment.status == Payment.Status.CAPTURED:
+            payment.refund_fully()
+            fields.append("status")
+        payment.save(update_fields=fields)
     return payment.amount_captured > 0 and payment.amount_refunded >= payment.amount_captured
 
 

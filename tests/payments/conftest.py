@@ -294,12 +294,17 @@ def assert_provider_consistent(fake_stripe: FakeStripeServer, order_id: Any) -> 
         assert order.status in ORDER_STATUSES_TAKING_PAYMENT, (order.status, totals)
     if totals["captures"]:
         assert order.status in ORDER_STATUSES_CAPTURED, (order.status, totals)
-    payment = Payment.objects.filter(order=order, status=Payment.Status.CAPTURED).first()
+    payment = Payment.objects.filter(
+        order=order, status__in=[Payment.Status.CAPTURED, Payment.Status.REFUNDED]
+    ).first()
     if payment is not None:
         assert (payment.amount_captured, payment.amount_refunded) == (
             totals["captured"],
             totals["refunded"],
         )
+        # A payment is refunded exactly when all that was captured was given back.
+        fully_refunded = payment.amount_refunded == payment.amount_captured
+        assert (payment.status == Payment.Status.REFUNDED) == fully_refunded, payment
     else:
         assert totals["captures"] == 0, totals
     return totals

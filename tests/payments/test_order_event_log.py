@@ -42,6 +42,9 @@ def test_an_orders_life_is_one_numbered_event_per_change(
         PRICE - 300,
     ]
     assert events[-1]["data"]["order"]["status"] == "refunded"
+    order = customer_client.get(f"/api/v1/orders/{order_id}/").json()
+    assert order["payment"]["status"] == "refunded"
+    assert order["reservation_expires_at"] is None
     # Each refund asks for its own notice to the customer.
     notices = OutboxMessage.objects.filter(
         topic="payment.refunded", handler="notifications.refund_issued_email"
