@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config.health import HealthApi
+from config.health import HealthApi, HealthLiveApi
 
 handler404 = "core.api.exceptions.not_found_view"
 handler500 = "core.api.exceptions.server_error_view"
@@ -21,4 +21,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("health/", HealthApi.as_view(), name="health"),
+    path("health/ready", HealthApi.as_view(), name="health-ready"),
+    path("health/live", HealthLiveApi.as_view(), name="health-live"),
 ]

@@ -312,6 +312,9 @@ OUTBOX_RETRY_BACKOFF_MAX_SECONDS = env_int("OUTBOX_RETRY_BACKOFF_MAX_SECONDS", 3
 
 # Fulfilment: requests to warehouses and their signed callbacks.
 FULFILMENT_CALLBACK_BASE_URL = env_str("FULFILMENT_CALLBACK_BASE_URL", "http://127.0.0.1:8000")
+# /health/ready: not ready past this many undispatched outbox messages; broker timeout.
+HEALTH_OUTBOX_BACKLOG_MAX = env_int("HEALTH_OUTBOX_BACKLOG_MAX", 1000)
+HEALTH_BROKER_TIMEOUT_SECONDS = float(env_str("HEALTH_BROKER_TIMEOUT_SECONDS", "1"))
 # Where customers reach the API from their mail (one-click unsubscribe links).
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 FULFILMENT_CONNECT_TIMEOUT_SECONDS = float(env_str("FULFILMENT_CONNECT_TIMEOUT_SECONDS", "2"))
