@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.health import HealthApi
+from core.api.metrics import metrics_view
 
 handler404 = "core.api.exceptions.not_found_view"
 handler500 = "core.api.exceptions.server_error_view"
@@ -21,4 +22,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("health/", HealthApi.as_view(), name="health"),
+    # Outside /api/v1/ and its key table: a scraper holds METRICS_TOKEN instead.
+    path("metrics", metrics_view, name="metrics"),
 ]
