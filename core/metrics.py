@@ -164,7 +164,11 @@ def breaker_metrics() -> Iterator[Metric]:
         labels=["breaker", "state"],
     )
     for source in _breaker_sources:
-        source()
+        try:
+            source()
+        except Exception:
+            # The breakers already made are still reported (the database may be down).
+            logger.exception("Breaker source %s failed", getattr(source, "__name__", source))
     for name, current in sorted(circuit_breaker_states().items()):
         for state in (*BREAKER_STATES, "unknown"):
             family.add_metric([name, state], 1.0 if current == state else 0.0)
