@@ -64,7 +64,9 @@ def test_gunicorn_workers_share_one_count_from_a_fresh_directory(tmp_path: Path)
         deadline = time.monotonic() + 30
         while True:
             try:
-                requests.get(f"{base}/health/", timeout=2)
+                # The socket accepts before a worker has loaded the app: wait for the
+                # answer (counted like the others) rather than give up on it.
+                requests.get(f"{base}/health/", timeout=30)
                 break
             except requests.ConnectionError:
                 assert server.poll() is None, "gunicorn exited"
