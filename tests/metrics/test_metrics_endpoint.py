@@ -8,16 +8,28 @@ import pytest
 import requests
 from django.utils import timezone
 
+from core.actors import Actor
 from core.breakers import circuit_breaker, circuit_breakers_reset
 from core.celery_metrics import worker_metrics_serve
 from core.models import DeadLetter, OutboxMessage
 from core.outbox import dead_letter_record
 from core.tasks import worker_heartbeat_task
+from fakes.warehouse import FakeWarehouse
+from flows.place import OrderLineRequest, order_place
+from flows.routing import order_route
+from flows.transitions import order_transition_by_name
+from tests.conftest import order_payload, stock_receive
+from tests.factories import ProductFactory, UserFactory, WarehouseFactory
 from tests.metrics.conftest import METRICS_TOKEN, parse_samples, value
-from tests.payments.conftest import DECLINING_CARD, GOOD_CARD, PRICE
+from tests.payments.conftest import DECLINING_CARD, GOOD_CARD, PRICE, order_action
+from tests.support.fake_warehouse import FAST, WAREHOUSE_SECRET
 from tests.support.processes import free_port
 
-pytest_plugins = ("tests.support.fake_stripe", "tests.support.fault_proxy")
+pytest_plugins = (
+    "tests.support.fake_stripe",
+    "tests.support.fault_proxy",
+    "tests.support.fake_warehouse",
+)
 
 
 @pytest.mark.django_db
@@ -184,3 +196,65 @@ def test_worker_serves_nothing_without_a_port(settings):
     settings.WORKER_METRICS_PORT = 0
 
     assert worker_metrics_serve() is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_shipping_and_refunds_show_in_the_scrape(
+    provider, checkout, customer_client, staff_client, scrape
+):
+    order_id = checkout(customer_client, GOOD_CARD).json()["id"]
+    before = scrape()
+
+    assert order_action(staff_client, order_id, "ship").status_code == 200
+    partial = order_action(staff_client, order_id, "refund", {"amount": 500})
+    rest = order_action(staff_client, order_id, "refund", {"amount": PRICE - 500})
+    after = scrape()
+
+    assert (partial.status_code, rest.json()["status"]) == (200, "refunded")
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("oms_refunds_total", currency="EUR") == 2
+    assert delta("oms_refund_amount_minor_units_total", currency="EUR") == PRICE
+    assert delta("oms_payment_operations_total", kind="capture", outcome="succeeded") == 1
+    assert delta("oms_payment_operations_total", kind="refund", outcome="succeeded") == 2
+    transitions = "oms_order_transitions_total"
+    assert delta(transitions, from_status="routed", to_status="shipped") == 1
+    assert delta(transitions, from_status="shipped", to_status="refunded") == 1
+
+
+@pytest.mark.django_db
+def test_warehouse_calls_and_breakers_show_in_the_scrape(scrape, settings):
+    settings.FULFILMENT_CALLBACK_BASE_URL = "http://oms.test"
+    circuit_breakers_reset()
+    fake = FakeWarehouse(secret=WAREHOUSE_SECRET, **{**FAST, "auto_callbacks": False}).start()
+    try:
+        warehouse = WarehouseFactory(
+            fulfilment_url=fake.requests_url, fulfilment_secret=WAREHOUSE_SECRET
+        )
+        product = ProductFactory(price=1500)
+        stock_receive(product, warehouse, 5)
+        order = order_place(
+            customer=UserFactory(),
+            email="ada@example.com",
+            shipping_address=order_payload([])["shipping_address"],
+            lines=[OrderLineRequest(sku=product.sku, quantity=2)],
+            actor=Actor.system(),
+        )
+        order_transition_by_name(order_id=order.pk, transition="confirm", actor=Actor.system())
+        before = scrape()
+
+        order_route(order_id=order.pk)
+        after = scrape()
+    finally:
+        fake.stop()
+        circuit_breakers_reset()
+
+    calls = "oms_warehouse_calls_total"
+    accepted = {"operation": "send", "outcome": "accepted"}
+    assert value(after, calls, **accepted) - value(before, calls, **accepted) == 1
+    breaker = f"warehouse-{warehouse.code}"
+    # Reported before the first call too: every warehouse with a URL has its breaker.
+    assert value(before, "oms_circuit_breaker_state", breaker=breaker, state="closed") == 1
+    assert value(after, "oms_circuit_breaker_state", breaker=breaker, state="closed") == 1
