@@ -116,10 +116,9 @@ class MetricsScrape:
             yield from families
 
 
-def metrics_text(*, scrape_time: bool = True) -> bytes:
-    """The Prometheus text exposition of every metric (without the scrape-time gauges
-    when `scrape_time` is false: a worker's own exporter)."""
-    return generate_latest(MetricsScrape(scrape_time))
+def metrics_text() -> bytes:
+    """The Prometheus text exposition of every metric, scrape-time gauges included."""
+    return generate_latest(MetricsScrape())
 
 
 def metrics_process_dead(pid: int) -> None:
@@ -127,18 +126,6 @@ def metrics_process_dead(pid: int) -> None:
     path = multiprocess_dir()
     if path:
         multiprocess.mark_process_dead(pid, path)
-
-
-def multiprocess_dir_clear() -> None:
-    """Empty the multiprocess directory. Only a server's start calls this, before any
-    process of it writes: files left by an earlier run would be summed in."""
-    path = multiprocess_dir()
-    if not path:
-        return
-    os.makedirs(path, exist_ok=True)
-    for name in os.listdir(path):
-        if name.endswith(".db"):
-            os.remove(os.path.join(path, name))
 
 
 BREAKER_STATES = ("closed", "open", "half-open")
