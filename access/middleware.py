@@ -3,15 +3,14 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 
 from access.policy import rule_for
 from access.ratelimit import Usage, client_ip, key_subject, quotas_for, usage_count
+from core.api.exceptions import problem_json_response
 from core.errors import problem
 
 logger = logging.getLogger(__name__)
-
-PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 
 class RateLimitMiddleware:
@@ -64,7 +63,7 @@ class RateLimitMiddleware:
             title="Too many requests",
             detail=f"Rate limit {names} used up; retry in {retry_after} s.",
         )
-        response = JsonResponse(body, status=429, content_type=PROBLEM_CONTENT_TYPE)
+        response = problem_json_response(body)
         response["Retry-After"] = str(retry_after)
         return response
 

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.health import HealthApi, HealthLiveApi
+from core.api.metrics import metrics_view
 
 handler404 = "core.api.exceptions.not_found_view"
 handler500 = "core.api.exceptions.server_error_view"
@@ -23,4 +24,6 @@ urlpatterns = [
     path("health/", HealthApi.as_view(), name="health"),
     path("health/ready", HealthApi.as_view(), name="health-ready"),
     path("health/live", HealthLiveApi.as_view(), name="health-live"),
+    # Outside /api/v1/ and its key table: a scraper holds METRICS_TOKEN instead.
+    path("metrics", metrics_view, name="metrics"),
 ]

@@ -6,4 +6,4 @@ class CoreConfig(AppConfig):
     verbose_name = "Core"
 
     def ready(self) -> None:
-        from core import tasks  # noqa: F401  (registers the outbox task the relay sends by name)
+        from core import celery_metrics, tasks  # noqa: F401  (the outbox task; task metrics)

@@ -1,4 +1,5 @@
 import re
+import time
 import uuid
 from collections.abc import Callable
 
@@ -8,6 +9,7 @@ from django.middleware import common
 
 from core.api.exceptions import PROBLEM_CONTENT_TYPE, not_found_view, problem_json_response
 from core.errors import DomainError, LengthRequired, RequestTooLarge
+from core.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -45,6 +47,27 @@ def request_body_refusal(meta: dict[str, object], max_bytes: int) -> DomainError
     if int(content_length) > max_bytes:
         return RequestTooLarge(f"A request body may be at most {max_bytes} bytes.")
     return None
+
+
+class RequestMetricsMiddleware:
+    """Count every answer by URL name (never the raw path: ids would make a series per
+    order), method and status, and time it. A request that matched no URL is `unmatched`."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
+        response = self.get_response(request)
+        match = getattr(request, "resolver_match", None)
+        route = (match.view_name or "unnamed") if match is not None else "unmatched"
+        method = request.method if request.method in _KNOWN_METHODS else "other"
+        HTTP_REQUESTS.labels(route=route, method=method, status=str(response.status_code)).inc()
+        HTTP_REQUEST_DURATION.labels(route=route).observe(time.perf_counter() - started)
+        return response
+
+
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class RequestBodyLimitMiddleware:

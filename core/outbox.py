@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core.metrics import DEAD_LETTERS
 from core.models import DeadLetter, OutboxMessage
 
 logger = logging.getLogger(__name__)
@@ -218,6 +219,7 @@ def dead_letter_record(
     outbox_message_id: int | None = None,
 ) -> DeadLetter:
     with transaction.atomic():
+        transaction.on_commit(lambda: DEAD_LETTERS.labels(task=task_name).inc())
         if outbox_message_id is not None:
             OutboxMessage.objects.filter(pk=outbox_message_id).exclude(
                 status=OutboxMessage.Status.DONE

@@ -7,6 +7,7 @@ from celery import Task, shared_task
 from django.conf import settings
 
 from core.idempotency import idempotency_keys_purge
+from core.metrics import WORKER_HEARTBEAT
 from core.outbox import (
     HANDLE_TASK_NAME,
     dead_letter_record,
@@ -77,3 +78,10 @@ def outbox_sweep_task() -> int:
 @shared_task(name="oms.core.purge_idempotency_keys", acks_late=True, ignore_result=True)
 def purge_idempotency_keys_task() -> int:
     return idempotency_keys_purge()
+
+
+@shared_task(name="oms.core.worker_heartbeat", acks_late=True, ignore_result=True, expires=60)
+def worker_heartbeat_task() -> None:
+    """Note that a worker ran a task the scheduler sent: the "no worker heartbeats"
+    alert watches this timestamp."""
+    WORKER_HEARTBEAT.set_to_current_time()

@@ -1,6 +1,12 @@
 #!/bin/sh
 # A Celery worker for the given queues (default: all).
 set -eu
+# Metrics of an earlier run would be summed into this one's: start from an empty
+# multiprocess directory (pool processes write there; WORKER_METRICS_PORT serves it).
+if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
+    rm -rf "$PROMETHEUS_MULTIPROC_DIR"
+    mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
+fi
 exec celery -A config worker \
     --queues "${CELERY_QUEUES:-emails,routing,payments,events,default}" \
     --concurrency "${CELERY_CONCURRENCY:-2}" \

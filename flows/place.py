@@ -18,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.actors import Actor
+from flows.metrics import checkout_observed
 from flows.pay import order_pay
 from inventory.errors import InsufficientStock, ReservationRaceLost, UnknownSku
 from inventory.models import Product
@@ -53,6 +54,28 @@ def order_place(
 
     `on_created` runs inside the order's transaction (e.g. to checkpoint an idempotency key).
     """
+    with checkout_observed() as observation:
+        order = _order_place(
+            customer=customer,
+            email=email,
+            shipping_address=shipping_address,
+            lines=lines,
+            actor=actor,
+            on_created=on_created,
+        )
+        observation.placed(currency=order.currency, total_amount=order.total_amount)
+    return order
+
+
+def _order_place(
+    *,
+    customer: User,
+    email: str,
+    shipping_address: dict[str, Any],
+    lines: Sequence[OrderLineRequest],
+    actor: Actor,
+    on_created: Callable[[Order], None] | None = None,
+) -> Order:
     quantities = {line.sku: line.quantity for line in lines}
     products = {
         product.sku: product
@@ -150,16 +173,19 @@ def order_checkout(
     for that order instead of placing a second one. Payment errors propagate (the order
     stays, in payment_failed, with its stock held until it expires).
     """
-    order_id: uuid.UUID | str = (
-        resume_order_id
-        or order_place(
-            customer=customer,
-            email=email,
-            shipping_address=shipping_address,
-            lines=lines,
-            actor=actor,
-            on_created=on_created,
-        ).pk
-    )
-    order_pay(order_id=order_id, payment_method=payment_method, actor=actor)
+    with checkout_observed() as observation:
+        if resume_order_id:
+            order_id: uuid.UUID | str = resume_order_id
+        else:
+            order = _order_place(
+                customer=customer,
+                email=email,
+                shipping_address=shipping_address,
+                lines=lines,
+                actor=actor,
+                on_created=on_created,
+            )
+            order_id = order.pk
+            observation.placed(currency=order.currency, total_amount=order.total_amount)
+        order_pay(order_id=order_id, payment_method=payment_method, actor=actor)
     return order_id

@@ -16,6 +16,7 @@ from django.db import transaction
 from core.actors import Actor
 from core.outbox import outbox_publish
 from flows.lock_objects import operation_lock, order_lock, order_operation_lock, order_payment_lock
+from flows.metrics import refund_observed
 from orders.audit import order_event_record
 from orders.errors import InvalidTransition
 from orders.models import Order
@@ -61,6 +62,8 @@ def refund_recorded_locked(
             payload={"order_id": str(order.pk), **change},
             key=f"payment-{payment.pk}-refunded-{payment.amount_refunded}",
         )
+        refunded, currency = payment.amount_refunded - refunded_before, payment.currency
+        transaction.on_commit(lambda: refund_observed(currency=currency, amount=refunded))
     if fully_refunded and order.status in REFUNDABLE_STATUSES:
         order_transition_locked(
             order=order, transition="refund", actor=actor, reason="fully refunded"

@@ -9,27 +9,66 @@ locked (flows.lock_objects); warehouse calls run outside any transaction.
 import uuid
 from typing import Any
 
+import pybreaker
 from django.conf import settings
 from django.utils import timezone
 
 from core.breakers import circuit_breaker
 from core.errors import NotFound
+from core.metrics import breaker_source
 from fulfilment.gateways import base as warehouse_api
 from fulfilment.gateways.http import HttpWarehouseGateway
+from fulfilment.metrics import WAREHOUSE_CALLS
 from fulfilment.models import FulfilmentRequest, Shipment
 from inventory.models import Warehouse
 
 CALLBACK_PATH = "/api/v1/fulfilment/callbacks/"
 
 
-def _breaker_call(warehouse: Warehouse, call: Any, *args: Any) -> Any:
-    breaker = circuit_breaker(
+def warehouse_breaker(warehouse: Warehouse) -> pybreaker.CircuitBreaker:
+    return circuit_breaker(
         f"warehouse-{warehouse.code}",
         fail_max=settings.WAREHOUSE_BREAKER_FAIL_MAX,
         reset_timeout=settings.WAREHOUSE_BREAKER_RESET_SECONDS,
         exclude=[warehouse_api.WarehouseRequestRejected],
     )
-    return breaker.call(call, *args)
+
+
+@breaker_source
+def warehouse_breakers() -> None:
+    """Make the breaker of every warehouse oms calls, so /metrics reports its state."""
+    for warehouse in Warehouse.objects.exclude(fulfilment_url="").only("code"):
+        warehouse_breaker(warehouse)
+
+
+# A warehouse's answer or error -> the outcome label of oms_warehouse_calls.
+_CALL_OUTCOMES: list[tuple[type[Any], str]] = [
+    (warehouse_api.Accepted, "accepted"),
+    (warehouse_api.Rejected, "rejected"),
+    (warehouse_api.Withdrawn, "withdrawn"),
+    (warehouse_api.WithdrawRefused, "refused"),
+    (warehouse_api.WarehouseUnavailable, "unavailable"),
+    (warehouse_api.WarehouseOutcomeUnknown, "unknown"),
+    (warehouse_api.WarehouseRequestRejected, "request_rejected"),
+    (pybreaker.CircuitBreakerError, "circuit_open"),
+]
+
+
+def _call_outcome(answer: object) -> str:
+    for kind, outcome in _CALL_OUTCOMES:
+        if isinstance(answer, kind):
+            return outcome
+    return "error"
+
+
+def _breaker_call(warehouse: Warehouse, operation: str, call: Any, *args: Any) -> Any:
+    try:
+        answer = warehouse_breaker(warehouse).call(call, *args)
+    except Exception as error:
+        WAREHOUSE_CALLS.labels(operation=operation, outcome=_call_outcome(error)).inc()
+        raise
+    WAREHOUSE_CALLS.labels(operation=operation, outcome=_call_outcome(answer)).inc()
+    return answer
 
 
 def _gateway() -> HttpWarehouseGateway:
@@ -58,6 +97,7 @@ def warehouse_send(
     )
     result: warehouse_api.FulfilmentResult = _breaker_call(
         warehouse,
+        "send",
         _gateway().send,
         warehouse.fulfilment_url,
         warehouse.fulfilment_secret,
@@ -74,6 +114,7 @@ def warehouse_withdraw(
     warehouse = request.warehouse
     result: warehouse_api.WithdrawResult = _breaker_call(
         warehouse,
+        "withdraw",
         _gateway().withdraw,
         warehouse.fulfilment_url,
         warehouse.fulfilment_secret,

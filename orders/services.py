@@ -10,12 +10,14 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import User
+from django.db import transaction
 from django_fsm import ConcurrentTransition, can_proceed
 
 from core.actors import Actor
 from core.errors import ConcurrentUpdate
 from orders.audit import order_status_change_record
 from orders.errors import InvalidTransition
+from orders.metrics import ORDER_TRANSITIONS
 from orders.models import Order, OrderLine
 from orders.states import TRANSITIONS
 
@@ -99,4 +101,9 @@ def order_transition_locked(
         transition=transition,
         actor=actor,
         reason=reason,
+    )
+    to_status = order.status
+    # Counted once the transition is committed: a rolled-back one never happened.
+    transaction.on_commit(
+        lambda: ORDER_TRANSITIONS.labels(from_status=from_status, to_status=to_status).inc()
     )

@@ -5,4 +5,5 @@ class PaymentsConfig(AppConfig):
     name = "payments"
 
     def ready(self) -> None:
-        from payments import checks  # noqa: F401  (registers the system checks)
+        # The system checks; the breaker reported at scrape time.
+        from payments import checks, metrics  # noqa: F401

@@ -143,6 +143,15 @@ ensure_redis_binary() {
     fi
 }
 
+# The alert rules are checked and unit-tested with promtool (Debian's prometheus package).
+ensure_promtool() {
+    if ! command -v promtool >/dev/null 2>&1; then
+        log "Installing promtool (prometheus) with apt-get"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends prometheus >/dev/null
+    fi
+}
+
 redis_answers() {
     "$VENV/bin/python" - "$1" <<'PY' >/dev/null 2>&1
 import sys

@@ -80,6 +80,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every answer is counted, those of the middleware below too.
+    "core.middleware.RequestMetricsMiddleware",
     "core.middleware.RequestIdMiddleware",
     # Before anything reads the body: one size limit for every endpoint.
     "core.middleware.RequestBodyLimitMiddleware",
@@ -301,6 +303,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "oms.events.purge_order_events",
         "schedule": 3600,
     },
+    "worker-heartbeat": {
+        "task": "oms.core.worker_heartbeat",
+        "schedule": env_int("WORKER_HEARTBEAT_INTERVAL_SECONDS", 15),
+    },
 }
 # Queues: emails, routing, payments, events, default (beat jobs and the sweeper).
 TASK_QUEUES = ("emails", "routing", "payments", "events", "default")
@@ -327,6 +333,14 @@ WAREHOUSE_BREAKER_RESET_SECONDS = env_int("WAREHOUSE_BREAKER_RESET_SECONDS", 30)
 EVENTS_CONNECT_TIMEOUT_SECONDS = float(env_str("EVENTS_CONNECT_TIMEOUT_SECONDS", "2"))
 EVENTS_SUBSCRIPTION_CACHE_SECONDS = env_int("EVENTS_SUBSCRIPTION_CACHE_SECONDS", 10)
 EVENTS_READ_TIMEOUT_SECONDS = float(env_str("EVENTS_READ_TIMEOUT_SECONDS", "5"))
+
+# Metrics (core.metrics): GET /metrics answers only with `Authorization: Bearer
+# <METRICS_TOKEN>`, and not at all (404) while the token is empty. A worker serves its own
+# on WORKER_METRICS_PORT (off when 0). Multiprocess mode: PROMETHEUS_MULTIPROC_DIR, read
+# from the environment by prometheus_client itself.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0)
+WORKER_METRICS_ADDR = env_str("WORKER_METRICS_ADDR", "127.0.0.1")
 
 # Outgoing email (SMTP); see config/settings/email.py.
 from config.settings.email import *  # noqa: E402, F403

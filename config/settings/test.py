@@ -1,5 +1,10 @@
 """Tests: always real PostgreSQL."""
 
+import atexit
+import os
+import shutil
+import tempfile
+
 from .base import *  # noqa: F403
 from .base import database_from_url, env_bool, env_str
 
@@ -20,3 +25,11 @@ CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "memory://")
 if CELERY_BROKER_URL.startswith("memory"):
     # A real broker (a worker test) keeps base's options: CELERY_VISIBILITY_TIMEOUT_SECONDS.
     CELERY_BROKER_TRANSPORT_OPTIONS = {}
+
+# Metrics in multiprocess mode, as served: a fresh directory per test run, shared with
+# the workers and servers the tests start (they inherit the environment), removed at the
+# end by the process that made it. Set here, before prometheus_client is first imported.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _metrics_dir = tempfile.mkdtemp(prefix="oms-test-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+    atexit.register(shutil.rmtree, _metrics_dir, ignore_errors=True)

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
 from core.errors import DomainError, RequestTooLarge, problem
+from core.metrics import API_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,12 @@ _API_EXCEPTION_CODES: list[tuple[type[exceptions.APIException], str, str]] = [
 ]
 
 
+def _error_counted(body: dict[str, Any]) -> None:
+    API_ERRORS.labels(code=str(body.get("code", "")), status=str(body["status"])).inc()
+
+
 def problem_response(body: dict[str, Any], *, headers: dict[str, str] | None = None) -> Response:
+    _error_counted(body)
     return Response(body, status=body["status"], headers=headers, content_type=PROBLEM_CONTENT_TYPE)
 
 
@@ -143,6 +149,7 @@ def problem_json_response(
     body: dict[str, Any], *, headers: dict[str, str] | None = None
 ) -> JsonResponse:
     """A problem document as a plain Django response (outside DRF views)."""
+    _error_counted(body)
     return JsonResponse(
         body, status=body["status"], headers=headers, content_type=PROBLEM_CONTENT_TYPE
     )

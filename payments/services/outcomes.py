@@ -1,6 +1,7 @@
 """Call the provider for a recorded operation and classify what happened."""
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -11,6 +12,7 @@ from django.db.models import F
 from payments.errors import ProviderCircuitOpen
 from payments.gateways import base as gateway
 from payments.gateways.stripe import StripeGateway
+from payments.metrics import PAYMENT_OPERATIONS, PROVIDER_DURATION
 from payments.models import PaymentOperation
 from payments.provider import provider_call
 
@@ -38,6 +40,16 @@ class Outcome(Generic[T]):
 def operation_send(operation: PaymentOperation, call: Callable[[StripeGateway], T]) -> Outcome[T]:
     """Count the attempt, make the call outside any transaction, classify the outcome."""
     PaymentOperation.objects.filter(pk=operation.pk).update(attempts=F("attempts") + 1)
+    started = time.perf_counter()
+    outcome = _operation_call(operation, call)
+    kind = str(operation.kind)
+    PAYMENT_OPERATIONS.labels(kind=kind, outcome=outcome.kind.value).inc()
+    if outcome.kind is not OutcomeKind.NOT_SENT:
+        PROVIDER_DURATION.labels(kind=kind).observe(time.perf_counter() - started)
+    return outcome
+
+
+def _operation_call(operation: PaymentOperation, call: Callable[[StripeGateway], T]) -> Outcome[T]:
     try:
         return Outcome(OutcomeKind.SUCCEEDED, provider_call(call))
     except gateway.PaymentDeclined as error:
