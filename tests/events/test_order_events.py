@@ -16,7 +16,7 @@ from core.outbox import outbox_handle
 from core.signing import SIGNATURE_HEADER, SignatureInvalid, verify
 from events.api.serializers import OrderEventOutputSerializer
 from events.models import EventDelivery, EventDeliveryAttempt, EventSubscription
-from events.services import deliveries_due, retry_delay
+from events.services import deliveries_due, order_events_purge, retry_delay
 from orders.models import OrderEvent, OrderStatusChange
 from tests.events.conftest import (
     HANDLER,
@@ -259,3 +259,18 @@ def test_a_message_written_before_the_event_log_drove_deliveries_is_still_delive
 
     # Then the change's event (and the order's one before it) arrived, in sequence
     assert [r.event["type"] for r in receiver.on("/crm")] == ["order.created", "order.confirmed"]
+
+
+def test_purging_old_events_takes_their_deliveries_and_attempts_along(receiver):
+    subscribe(receiver.url("/crm"), name="crm")
+    order = confirmed_order()
+    for message in events_messages(order):
+        outbox_handle(message.pk)
+    OrderEvent.objects.filter(order=order, sequence=1).update(
+        occurred_at=timezone.now() - timedelta(days=31)
+    )
+
+    assert order_events_purge() == 1
+
+    assert list(EventDelivery.objects.values_list("sequence", flat=True)) == [2]
+    assert EventDeliveryAttempt.objects.count() == 1
