@@ -187,8 +187,8 @@ class AttemptOutcome:
 
 def order_deliveries_send(*, subscription_id: int, order_id: uuid.UUID | str) -> int:
     """Post the subscription's due deliveries of one order, oldest first, stopping at
-    the first that fails (it waits for its retry; the later ones wait behind it).
-    Return how many were delivered. Safe to run in several workers at once."""
+    the first that fails and will be retried (the later ones wait behind it); one given
+    up lets the next go. Return how many were delivered. Safe to run in several workers at once."""
     delivered = 0
     while True:
         subscription = EventSubscription.objects.filter(pk=subscription_id, is_active=True).first()
@@ -222,10 +222,9 @@ def order_deliveries_send(*, subscription_id: int, order_id: uuid.UUID | str) ->
                 return delivered  # another worker is posting it
             continue
         outcome = _attempt(subscription, head.event)
-        _attempt_record(subscription, head, token, outcome)
-        if not outcome.succeeded:
-            return delivered
-        delivered += 1
+        if not _attempt_record(subscription, head, token, outcome):
+            return delivered  # the order's later events wait for this one's retry
+        delivered += outcome.succeeded
 
 
 def _attempt(subscription: EventSubscription, event: OrderEvent) -> AttemptOutcome:
@@ -283,9 +282,10 @@ def _attempt_record(
     delivery: EventDelivery,
     token: uuid.UUID,
     outcome: AttemptOutcome,
-) -> None:
+) -> bool:
     """Store the attempt; deliver, reschedule or give up the delivery; track whether the
-    subscription keeps failing and disable it when it has for too long."""
+    subscription keeps failing and disable it when it has for too long. Return whether
+    the delivery is settled (delivered or given up)."""
     now = timezone.now()
     mine = EventDelivery.objects.filter(pk=delivery.pk, claim_token=token)
     with transaction.atomic():
@@ -309,7 +309,7 @@ def _attempt_record(
                 claim_token=None,
             )
             subscriptions.update(failing_since=None, failed_attempts=0)
-            return
+            return True
         delay = retry_delay(failed_attempts=delivery.attempts + 1)
         mine.update(
             status=EventDelivery.Status.FAILED if delay is None else EventDelivery.Status.PENDING,
@@ -340,6 +340,7 @@ def _attempt_record(
                 )[:2000],
             )
             transaction.on_commit(EventSubscription._forget_topics)
+    return delay is None
 
 
 def deliveries_due(*, now: datetime | None = None) -> list[tuple[int, uuid.UUID]]:

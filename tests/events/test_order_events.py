@@ -198,13 +198,15 @@ def test_a_delivery_whose_schedule_is_spent_is_given_up_and_the_order_goes_on(re
     # When the events are handled and retried
     for message in events_messages(order):
         outbox_handle(message.pk)
-    send_due()
+    assert len(receiver.on("/down")) == 2
     send_due()
 
     # Then the first event was given up after three attempts and the second delivered
+    # right after it
     first, second = EventDelivery.objects.filter(subscription=subscription).order_by("sequence")
     assert (first.status, first.attempts, first.next_attempt_at) == ("failed", 3, None)
     assert (second.status, second.attempts) == ("delivered", 1)
+    assert [r.event["sequence"] for r in receiver.on("/down")] == [1, 1, 1, 2]
 
 
 def test_rotation_signs_with_both_secrets_until_the_previous_one_expires(receiver):
