@@ -1,8 +1,8 @@
 """Two real Celery worker processes on a private Redis deliver events at the same time
 to a slow receiver: each order's events still arrive one at a time, in sequence, once.
 
-The races themselves are forced in test_order_events (an order's messages handled last
-first) and test_webhook_concurrency (two threads on one order's deliveries); here the
+The races themselves are forced in tests/events/test_order_events (an order's messages handled last
+first) and tests/events/test_webhook_concurrency (two threads on one order's deliveries); here the
 whole path runs as deployed: commit, outbox, broker, workers, HTTP."""
 
 import pytest
@@ -13,7 +13,11 @@ from orders.models import OrderEvent
 from tests.events.conftest import confirmed_order, payment_captured, subscribe
 from tests.support.worker import wait_for
 
-pytest_plugins = ("tests.support.redis_server", "tests.support.worker")
+pytest_plugins = (
+    "tests.support.redis_server",
+    "tests.support.worker",
+    "tests.support.webhook_receiver",
+)
 
 ORDERS = 3
 
