@@ -34,7 +34,9 @@ class EventSubscriptionAdmin(admin.ModelAdmin):
     readonly_fields = ["disabled_at", "disabled_reason", "failing_since", "failed_attempts"]
     actions = ["enable"]
 
-    @admin.action(description="Enable again (pending deliveries go out at once)")
+    @admin.action(
+        description="Enable again (pending deliveries go out at once)", permissions=["change"]
+    )
     def enable(self, request: HttpRequest, queryset: QuerySet[EventSubscription]) -> None:
         for subscription in queryset:
             event_subscription_enable(subscription_id=subscription.pk)
@@ -88,7 +90,11 @@ class EventDeliveryAdmin(ReadOnlyAdmin):
     inlines = [EventDeliveryAttemptInline]
     actions = ["redeliver"]
 
-    @admin.action(description="Re-deliver the selected events")
+    def has_redeliver_permission(self, request: HttpRequest) -> bool:
+        # Whoever may change subscriptions may send them events again.
+        return request.user.has_perm("events.change_eventsubscription")
+
+    @admin.action(description="Re-deliver the selected events", permissions=["redeliver"])
     def redeliver(self, request: HttpRequest, queryset: QuerySet[EventDelivery]) -> None:
         queued = 0
         for subscription_id, event_id in queryset.filter(event__isnull=False).values_list(

@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
 
@@ -215,3 +216,25 @@ def test_admin_redelivers_the_selected_events(admin_client, receiver):
 
     assert response.status_code == 200
     assert [r.event["sequence"] for r in receiver.on("/crm")] == [1, 2, 2]
+
+
+def test_staff_who_may_only_look_at_deliveries_cannot_redeliver(client, receiver):
+    # Given a staff user who may view deliveries but not change subscriptions
+    viewer = StaffFactory(groups=[])
+    viewer.user_permissions.add(Permission.objects.get(codename="view_eventdelivery"))
+    client.force_login(viewer)
+    subscribe(receiver.url("/crm"), name="crm")
+    order = confirmed_order()
+    for message in events_messages(order):
+        outbox_handle(message.pk)
+    delivery = EventDelivery.objects.get(sequence=2)
+
+    # When they try the action
+    client.post(
+        reverse("admin:events_eventdelivery_changelist"),
+        {"action": "redeliver", "index": "0", "_selected_action": [str(delivery.pk)]},
+    )
+    send_due()
+
+    # Then nothing was sent again
+    assert [r.event["sequence"] for r in receiver.on("/crm")] == [1, 2]
