@@ -188,7 +188,8 @@ class AttemptOutcome:
 def order_deliveries_send(*, subscription_id: int, order_id: uuid.UUID | str) -> int:
     """Post the subscription's due deliveries of one order, oldest first, stopping at
     the first that fails and will be retried (the later ones wait behind it); one given
-    up lets the next go. Return how many were delivered. Safe to run in several workers at once."""
+    up lets the next go. Return how many were delivered. Safe to run in several workers
+    at once."""
     delivered = 0
     while True:
         subscription = EventSubscription.objects.filter(pk=subscription_id, is_active=True).first()
