@@ -127,6 +127,22 @@ RULES: tuple[Rule, ...] = (
         "every order's events; a service account may read this and nothing else",
     ),
     _rule(
+        "POST",
+        "/event-subscriptions/{id}/redeliveries/",
+        "event-subscription-redeliver",
+        Scope.WEBHOOKS_WRITE,
+        {SUPPORT, ADMIN},
+        "one event (`event_id`) or every event since a time (`since`), again",
+    ),
+    _rule(
+        "POST",
+        "/event-subscriptions/{id}/enable/",
+        "event-subscription-enable",
+        Scope.WEBHOOKS_WRITE,
+        {SUPPORT, ADMIN},
+        "after it was disabled for failing",
+    ),
+    _rule(
         "GET",
         "/notification-preferences/",
         "notification-preferences",

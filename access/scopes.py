@@ -15,6 +15,7 @@ class Scope(models.TextChoices):
     REFUNDS_WRITE = "refunds:write", "refund orders"
     TRANSITIONS_WRITE = "transitions:write", "take any order transition by name"
     EVENTS_READ = "events:read", "read every order's events from the feed"
+    WEBHOOKS_WRITE = "webhooks:write", "re-deliver events to subscriptions, enable them again"
     API_KEYS_READ = "api_keys:read", "list API keys"
     API_KEYS_WRITE = "api_keys:write", "create, rotate and revoke API keys"
 

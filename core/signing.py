@@ -50,6 +50,15 @@ def sign(body: bytes, secret: str, timestamp: int) -> str:
     return f"t={timestamp},{SCHEME}={_mac(body, secret, timestamp)}"
 
 
+def sign_with_each(body: bytes, secrets: list[str], timestamp: int) -> str:
+    """Return one ``X-OMS-Signature`` value with a ``v1`` entry per secret (while a
+    secret is rotated, a receiver holding either one verifies it)."""
+    if not secrets:
+        raise ValueError("at least one signing secret is required")
+    entries = [sign(body, secret, timestamp).split(",", 1)[1] for secret in secrets]
+    return ",".join([f"t={timestamp}", *entries])
+
+
 def verify(
     body: bytes,
     header: str | None,

@@ -1,9 +1,18 @@
-"""Event delivery errors (raised inside workers; the outbox retries them)."""
+"""Event delivery errors."""
+
+from core.errors import DomainError
 
 
 class EventDeliveryFailed(Exception):
-    """A subscriber did not take an event (not a 2xx answer)."""
+    """A subscriber answered, but not 2xx (raised inside workers, recorded as an attempt)."""
+
+    def __init__(self, status: int, excerpt: str) -> None:
+        self.status = status
+        self.excerpt = excerpt
+        super().__init__(f"HTTP {status}")
 
 
-class EventDeliveriesIncomplete(Exception):
-    """Some subscriber did not take the event; the outbox task retries the rest."""
+class EventNotSubscribed(DomainError):
+    code = "event_not_subscribed"
+    status = 409
+    title = "The subscription does not take events of this type"

@@ -14,6 +14,9 @@ from core.actors import Actor
 from core.outbox import outbox_publish
 from orders.models import Order, OrderStatusChange
 
+# The outbox topic of each recorded event: "order_event." + its type.
+ORDER_EVENT_TOPIC_PREFIX = "order_event."
+
 # One statement: the next sequence of the order (its row is locked by the caller, so
 # no other transaction writes one meanwhile) and the writing transaction's id.
 _EVENT_INSERT_SQL = """
@@ -47,11 +50,12 @@ def order_event_record(*, order: Order, type: str, change: dict[str, Any]) -> No
     """Append an event to the order's log. Call inside the change's transaction with the
     order row locked (or just created)."""
     data = {"order": order_summary(order), "change": change}
+    event_id = uuid.uuid4()
     with connection.cursor() as cursor:
         cursor.execute(
             _EVENT_INSERT_SQL,
             [
-                uuid.uuid4(),
+                event_id,
                 order.pk,
                 type,
                 timezone.now(),
@@ -60,6 +64,12 @@ def order_event_record(*, order: Order, type: str, change: dict[str, Any]) -> No
                 order.pk,
             ],
         )
+    # Delivery to subscribers (events app) commits with the event.
+    outbox_publish(
+        topic=ORDER_EVENT_TOPIC_PREFIX + type,
+        payload={"event_id": str(event_id), "order_id": str(order.pk), "type": type},
+        key=f"order-event-{event_id}",
+    )
 
 
 def order_status_change_record(

@@ -299,6 +299,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "oms.core.purge_idempotency_keys",
         "schedule": 3600,
     },
+    "event-deliveries-due": {
+        "task": "oms.events.deliver_due",
+        "schedule": env_int("EVENTS_DELIVERY_SWEEP_INTERVAL_SECONDS", 10),
+    },
     "order-events-purge": {
         "task": "oms.events.purge_order_events",
         "schedule": 3600,
@@ -333,6 +337,17 @@ WAREHOUSE_BREAKER_RESET_SECONDS = env_int("WAREHOUSE_BREAKER_RESET_SECONDS", 30)
 EVENTS_CONNECT_TIMEOUT_SECONDS = float(env_str("EVENTS_CONNECT_TIMEOUT_SECONDS", "2"))
 EVENTS_SUBSCRIPTION_CACHE_SECONDS = env_int("EVENTS_SUBSCRIPTION_CACHE_SECONDS", 10)
 EVENTS_READ_TIMEOUT_SECONDS = float(env_str("EVENTS_READ_TIMEOUT_SECONDS", "5"))
+# Seconds to wait after the 1st, 2nd, ... failed attempt of a delivery (each stretched by
+# up to EVENTS_RETRY_JITTER); after the last one fails the delivery is given up.
+# 1 min, 5 min, 30 min, 2 h, 6 h, 8 h, 12 h: 8 attempts over 28.6 hours at least.
+EVENTS_RETRY_SCHEDULE_SECONDS = (60, 300, 1800, 7200, 21600, 28800, 43200)
+EVENTS_RETRY_JITTER = 0.2
+# A subscription whose every attempt failed for this long, and at least this many
+# times, is disabled (staff enable it again).
+EVENTS_DISABLE_AFTER = timedelta(hours=env_int("EVENTS_DISABLE_AFTER_HOURS", 24))
+EVENTS_DISABLE_AFTER_ATTEMPTS = env_int("EVENTS_DISABLE_AFTER_ATTEMPTS", 8)
+# A worker posting a delivery holds it this long at most (a dead worker's claim lapses).
+EVENTS_DELIVERY_LEASE = timedelta(seconds=env_int("EVENTS_DELIVERY_LEASE_SECONDS", 120))
 
 # Metrics (core.metrics): GET /metrics answers only with `Authorization: Bearer
 # <METRICS_TOKEN>`, and not at all (404) while the token is empty. A worker serves its own

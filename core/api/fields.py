@@ -4,6 +4,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from core.datetimes import datetime_for_database
+
 
 class ChoiceField(serializers.ChoiceField):
     """A choice field whose error lists the allowed values instead of echoing the input
@@ -50,3 +52,19 @@ class EmailField(serializers.EmailField):
     def to_internal_value(self, data: Any) -> str:
         _require_text(self, data)
         return str(super().to_internal_value(data))
+
+
+class UtcDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 datetime with a UTC offset, converted to UTC; no offset, an offset
+    PostgreSQL refuses, or a date that overflows is a validation error."""
+
+    def to_internal_value(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            self.fail("invalid", format="ISO 8601 with a UTC offset")
+        return super().to_internal_value(value)
+
+    def enforce_timezone(self, value: Any) -> Any:
+        try:
+            return datetime_for_database(value)
+        except ValueError as error:
+            raise serializers.ValidationError(str(error), code="invalid") from error

@@ -70,6 +70,8 @@ MATRIX: dict[tuple[str, str], tuple[str | None, tuple[int, ...]]] = {
     ("POST", "order-transition"): ("transitions:write", (401, 401, 401, 401, 403, 403, 403, 403, 400, 403, 403, 400, 403, 403)),
     ("GET", "order-events"): ("orders:read", (401, 401, 401, 401, 200, 200, 404, 403, 200, 200, 200, 200, 200, 404)),
     ("GET", "event-feed"): ("events:read", (401, 401, 401, 401, 403, 403, 403, 403, 200, 403, 403, 200, 403, 403)),
+    ("POST", "event-subscription-redeliver"): ("webhooks:write", (401, 401, 401, 401, 403, 403, 403, 403, 400, 403, 403, 400, 403, 403)),
+    ("POST", "event-subscription-enable"): ("webhooks:write", (401, 401, 401, 401, 403, 403, 403, 403, 404, 403, 403, 404, 403, 403)),
     ("GET", "notification-preferences"): ("orders:read", (401, 401, 401, 401, 200, 200, 200, 403, 403, 403, 403, 403, 200, 200)),
     ("PATCH", "notification-preferences"): ("orders:write", (401, 401, 401, 401, 400, 403, 400, 403, 403, 403, 403, 403, 400, 400)),
     ("GET", "api-key-list"): ("api_keys:read", (401, 401, 401, 401, 403, 403, 403, 403, 403, 403, 403, 200, 403, 403)),
@@ -197,6 +199,7 @@ def request_for(method: str, name: str, world: dict[str, Any]) -> tuple[str, Any
     path = "/" + route.replace("<uuid:order_id>", str(world["order"].pk))
     path = path.replace("<str:sku>", world["product"].sku)
     path = path.replace("<int:key_id>", str(MISSING_KEY_ID))
+    path = path.replace("<int:subscription_id>", str(MISSING_KEY_ID))
     bodies = {
         "order-cancel": {"reason": "x" * 501},
         "order-refund": {"amount": 0},

@@ -1,263 +1,278 @@
 """Order events to subscribed services, through a real receiving HTTP server on loopback:
-signed, filtered by topic, once per subscriber, retried after a failure."""
+every type of the log, signed, per order in sequence, once per subscriber, retried on a
+schedule with every attempt stored, disabled when failing and enabled again."""
 
 import json
 import socket
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.serializers.json import DjangoJSONEncoder
+from django.utils import timezone
 
-from core.actors import Actor
-from core.breakers import circuit_breakers_reset
 from core.models import OutboxMessage
 from core.outbox import outbox_handle
-from core.signing import SIGNATURE_HEADER, verify
-from events.errors import EventDeliveriesIncomplete
-from events.models import EventDelivery, EventSubscription
-from events.selectors import topics_with_subscribers_forget
-from flows.place import OrderLineRequest, order_place
-from flows.transitions import order_transition_by_name
-from orders.models import Order, OrderStatusChange
-from tests.conftest import stock_receive
-from tests.factories import ProductFactory, UserFactory, WarehouseFactory
+from core.signing import SIGNATURE_HEADER, SignatureInvalid, verify
+from events.api.serializers import OrderEventOutputSerializer
+from events.models import EventDelivery, EventDeliveryAttempt, EventSubscription
+from events.services import deliveries_due, order_events_purge, retry_delay
+from orders.models import OrderEvent, OrderStatusChange
+from tests.events.conftest import (
+    HANDLER,
+    confirmed_order,
+    events_messages,
+    make_due,
+    payment_captured,
+    send_due,
+    subscribe,
+)
 
 pytestmark = pytest.mark.django_db
 
-HANDLER = "events.deliver_order_event"
-ADDRESS = {
-    "name": "Ada Lovelace",
-    "line1": "1 Analytical Way",
-    "line2": "",
-    "city": "London",
-    "postal_code": "N1 9GU",
-    "country": "GB",
-}
+
+def feed_event(event: OrderEvent) -> dict[str, Any]:
+    shown = dict(OrderEventOutputSerializer(event).data)
+    shown.pop("cursor")
+    return json.loads(json.dumps(shown, cls=DjangoJSONEncoder))
 
 
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    """A loopback HTTP server that records every POST; `fail_next[path] = n` answers
-    500 to the next n requests on that path."""
-
-    server: ThreadingHTTPServer
-    received: list[Received] = field(default_factory=list)
-    fail_next: dict[str, int] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}{path}"
-
-    def on(self, path: str) -> list[Received]:
-        return [request for request in self.received if request.path == path]
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state: dict[str, Receiver] = {}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            target = state["receiver"]
-            with target.lock:
-                target.received.append(Received(self.path, dict(self.headers), body))
-                failing = target.fail_next.get(self.path, 0) > 0
-                if failing:
-                    target.fail_next[self.path] -= 1
-            self.send_response(500 if failing else 204)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state["receiver"] = Receiver(server)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield state["receiver"]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-@pytest.fixture(autouse=True)
-def _events_settings(settings: Any) -> Iterator[None]:
-    settings.EVENTS_CONNECT_TIMEOUT_SECONDS = 1.0
-    settings.EVENTS_READ_TIMEOUT_SECONDS = 2.0
-    circuit_breakers_reset()
-    # The per-process cache of subscribed topics outlives each test's rolled-back rows.
-    topics_with_subscribers_forget()
-    yield
-    circuit_breakers_reset()
-    topics_with_subscribers_forget()
-
-
-def subscribe(url: str, *, name: str, topics: list[str] | None = None, **fields: Any) -> Any:
-    return EventSubscription.objects.create(
-        name=name, url=url, secret=f"secret-{name}", topics=topics or ["*"], **fields
-    )
-
-
-def confirmed_order() -> Order:
-    """Place an order and confirm it in the test's transaction: its outbox is not run."""
-    warehouse = WarehouseFactory()
-    product = ProductFactory(price=1999, currency="EUR")
-    stock_receive(product, warehouse, 5)
-    order = order_place(
-        customer=UserFactory(),
-        email="ada@example.com",
-        shipping_address=ADDRESS,
-        lines=[OrderLineRequest(sku=product.sku, quantity=2)],
-        actor=Actor.system(),
-    )
-    return order_transition_by_name(order_id=order.pk, transition="confirm", actor=Actor.system())
-
-
-def events_message(topic: str = "order.confirmed") -> OutboxMessage:
-    return OutboxMessage.objects.get(topic=topic, handler=HANDLER)
-
-
-def test_confirmed_order_delivers_one_signed_event_per_matching_subscription(receiver):
-    # Given two subscriptions to every topic
-    first = subscribe(receiver.url("/analytics"), name="analytics")
-    second = subscribe(receiver.url("/crm"), name="crm", topics=["order.confirmed"])
+def test_every_event_type_is_delivered_signed_as_the_feed_shows_it_in_order(receiver):
+    # Given a subscription to every type, and an order created, confirmed and captured
+    subscription = subscribe(receiver.url("/all"), name="all")
     order = confirmed_order()
-    change = OrderStatusChange.objects.get(order=order, to_status="confirmed")
-    message = events_message()
-    assert message.queue == "events"
+    payment_captured(order)
+    created, confirmed, captured = events_messages(order)
+    assert created.queue == "events"
 
-    # When the outbox message is handled
-    assert outbox_handle(message.pk) is True
-
-    # Then each receiver got one event, signed with its own secret
-    event_key = f"order-status-change-{change.pk}"
-    for subscription, path in [(first, "/analytics"), (second, "/crm")]:
-        (request,) = receiver.on(path)
-        assert request.headers["Content-Type"] == "application/json"
-        assert request.headers["Idempotency-Key"] == event_key
-        verify(request.body, request.headers[SIGNATURE_HEADER], subscription.secret)
-        event = json.loads(request.body)
-        assert event == {
-            "id": event_key,
-            "type": "order.confirmed",
-            "created_at": change.created_at.isoformat(),
-            "data": message.payload,
-        }
-        assert event["data"]["order_id"] == str(order.pk)
-        delivery = EventDelivery.objects.get(subscription=subscription)
-        assert (delivery.status, delivery.attempts, delivery.event_key) == (
-            "delivered",
-            1,
-            event_key,
-        )
-        assert delivery.delivered_at is not None
-    message.refresh_from_db()
-    assert message.status == OutboxMessage.Status.DONE
-
-
-def test_subscriptions_get_only_their_topics_and_inactive_ones_nothing(receiver):
-    # Given subscriptions to other topics, to every topic, and an inactive one
-    subscribe(receiver.url("/shipping"), name="shipping", topics=["order.shipped"])
-    subscribe(receiver.url("/all"), name="all", topics=["*"])
-    subscribe(receiver.url("/paused"), name="paused", is_active=False)
-    confirmed_order()
-
-    # When the confirmation is handled
-    outbox_handle(events_message().pk)
-
-    # Then only the matching active subscription received it
-    assert [request.path for request in receiver.received] == ["/all"]
-    assert list(EventDelivery.objects.values_list("subscription__name", flat=True)) == ["all"]
-
-
-def test_handling_the_same_message_twice_delivers_once(receiver):
-    # Given a subscription and a handled confirmation
-    subscribe(receiver.url("/crm"), name="crm")
-    confirmed_order()
-    message = events_message()
-    outbox_handle(message.pk)
-
-    # When the message is handled again (a worker died before marking it done)
-    OutboxMessage.objects.filter(pk=message.pk).update(status=OutboxMessage.Status.DISPATCHED)
-    outbox_handle(message.pk)
-
-    # Then the subscriber received it once
-    assert len(receiver.received) == 1
-    delivery = EventDelivery.objects.get()
-    assert (delivery.status, delivery.attempts) == ("delivered", 1)
-
-
-def test_failing_receiver_makes_the_handler_raise_and_the_retry_delivers_once(receiver):
-    # Given two subscribers, one of which answers 500 once
-    flaky = subscribe(receiver.url("/flaky"), name="flaky")
-    steady = subscribe(receiver.url("/steady"), name="steady")
-    receiver.fail_next["/flaky"] = 1
-    confirmed_order()
-    message = events_message()
-
-    # When the message is handled: the flaky one fails, the steady one gets it
-    with pytest.raises(EventDeliveriesIncomplete, match="flaky"):
+    # When the messages are handled out of order (the last one first)
+    for message in (captured, confirmed, created):
         outbox_handle(message.pk)
-    failed = EventDelivery.objects.get(subscription=flaky)
-    assert (failed.status, failed.attempts) == ("failed", 1)
-    assert "500" in failed.last_error
-    assert EventDelivery.objects.get(subscription=steady).status == "delivered"
-    message.refresh_from_db()
-    assert message.status != OutboxMessage.Status.DONE
 
-    # And the outbox retries it
-    assert outbox_handle(message.pk) is True
+    # Then each event arrived once, in sequence, signed, as the feed shows it
+    events = list(OrderEvent.objects.filter(order=order).order_by("sequence"))
+    requests = receiver.on("/all")
+    assert [r.event["type"] for r in requests] == [
+        "order.created",
+        "order.confirmed",
+        "payment.captured",
+    ]
+    for request, event in zip(requests, events, strict=True):
+        verify(request.body, request.headers[SIGNATURE_HEADER], subscription.secret)
+        assert request.headers["Idempotency-Key"] == str(event.id)
+        assert request.headers["Content-Type"] == "application/json"
+        body = request.event
+        assert body.pop("created_at") == body["occurred_at"]
+        assert body == feed_event(event)
+    assert set(
+        EventDelivery.objects.filter(subscription=subscription).values_list("status", "attempts")
+    ) == {("delivered", 1)}
+    assert EventDeliveryAttempt.objects.filter(succeeded=True, response_status=204).count() == 3
 
-    # Then the flaky one has it, with the same key, and the steady one was not re-sent
-    first, second = receiver.on("/flaky")
-    assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"]
-    assert len(receiver.on("/steady")) == 1
-    failed.refresh_from_db()
-    assert (failed.status, failed.attempts, failed.last_error) == ("delivered", 2, "")
+
+def test_subscriptions_get_only_their_types_and_inactive_ones_nothing(receiver):
+    # Given subscriptions to one type each, to every type, and an inactive one
+    subscribe(receiver.url("/payments"), name="payments", topics=["payment.captured"])
+    subscribe(receiver.url("/shipping"), name="shipping", topics=["order.shipped"])
+    subscribe(receiver.url("/all"), name="all")
+    subscribe(receiver.url("/paused"), name="paused", is_active=False)
+    order = confirmed_order()
+    payment_captured(order)
+
+    # When every message is handled
+    for message in events_messages(order):
+        outbox_handle(message.pk)
+
+    # Then each active subscription received what it wants, the inactive one nothing
+    assert [r.event["type"] for r in receiver.on("/payments")] == ["payment.captured"]
+    assert len(receiver.on("/all")) == 3
+    assert receiver.on("/shipping") == receiver.on("/paused") == []
 
 
-def test_unreachable_receiver_raises_with_the_error_recorded():
-    # Given a subscription to a port nothing listens on
+def test_without_subscribers_an_event_writes_no_delivery_work(receiver):
+    # Given no subscription, then one to payment.captured only
+    nobody = confirmed_order()
+    subscribe(receiver.url("/payments"), name="payments", topics=["payment.captured"])
+
+    # When another order is placed, confirmed and captured
+    watched = confirmed_order()
+    payment_captured(watched)
+
+    # Then only the watched type, after the subscription, costs an outbox message
+    messages = OutboxMessage.objects.filter(handler=HANDLER)
+    assert list(messages.values_list("topic", "payload__order_id")) == [
+        ("order_event.payment.captured", str(watched.pk))
+    ]
+    assert not messages.filter(payload__order_id=str(nobody.pk)).exists()
+
+
+def test_handling_a_message_twice_delivers_once(receiver):
+    subscribe(receiver.url("/crm"), name="crm")
+    order = confirmed_order()
+    created, confirmed = events_messages(order)
+    outbox_handle(created.pk)
+    outbox_handle(confirmed.pk)
+
+    # When a message is handled again (a worker died before marking it done)
+    OutboxMessage.objects.filter(pk=confirmed.pk).update(status=OutboxMessage.Status.DISPATCHED)
+    outbox_handle(confirmed.pk)
+
+    # Then the subscriber received each event once
+    assert len(receiver.on("/crm")) == 2
+    assert EventDeliveryAttempt.objects.count() == 2
+
+
+def test_a_failing_event_holds_back_its_order_only_and_is_retried_on_the_schedule(receiver):
+    # Given a receiver that fails the next two requests, and two orders
+    subscription = subscribe(receiver.url("/flaky"), name="flaky")
+    first, second = confirmed_order(), confirmed_order()
+    receiver.fail_next["/flaky"] = 2
+
+    # When the first order's events are handled: its first event fails
+    before = timezone.now()
+    for message in events_messages(first):
+        outbox_handle(message.pk)
+    head = EventDelivery.objects.get(subscription=subscription, order=first, sequence=1)
+    assert (head.status, head.attempts, head.last_error) == ("pending", 1, "HTTP 500")
+    assert before + timedelta(seconds=60) <= head.next_attempt_at
+    assert head.next_attempt_at <= timezone.now() + timedelta(seconds=72)
+    # ...and its later event waits behind it, not even tried
+    assert EventDelivery.objects.get(order=first, sequence=2).attempts == 0
+    assert len(receiver.on("/flaky")) == 1
+
+    # And the second order's events fail once, then go through without waiting
+    for message in events_messages(second):
+        outbox_handle(message.pk)
+    assert deliveries_due() == []
+    make_due(subscription)
+    send_due()
+
+    # Then every event arrived, each order in sequence, the failed ones retried
+    by_order: dict[str, list[int]] = {}
+    for request in receiver.received:
+        by_order.setdefault(request.event["order_id"], []).append(request.event["sequence"])
+    assert by_order == {str(first.pk): [1, 1, 2], str(second.pk): [1, 1, 2]}
+    assert set(EventDelivery.objects.values_list("status", flat=True)) == {"delivered"}
+    # ...and every attempt is stored with its answer
+    attempts = list(EventDeliveryAttempt.objects.filter(delivery=head).order_by("started_at", "pk"))
+    assert [(a.response_status, a.succeeded) for a in attempts] == [(500, False), (204, True)]
+    assert attempts[0].response_excerpt == "boom: try later"
+    assert attempts[0].error == "HTTP 500"
+    assert all(a.duration_ms >= 0 for a in attempts)
+
+
+def test_retry_schedule_spans_more_than_a_day_with_jitter_that_only_lengthens():
+    delays = [retry_delay(failed_attempts=n) for n in range(1, 8)]
+    schedule = [60, 300, 1800, 7200, 21600, 28800, 43200]
+
+    assert all(delay is not None for delay in delays)
+    for delay, base in zip(delays, schedule, strict=True):
+        assert delay is not None
+        assert base <= delay.total_seconds() <= base * 1.2
+    assert sum(schedule) >= 24 * 3600
+    assert retry_delay(failed_attempts=8) is None
+
+
+def test_unreachable_receiver_is_an_attempt_with_its_error():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     subscribe(f"http://127.0.0.1:{port}/events", name="gone")
-    confirmed_order()
+    order = confirmed_order()
 
-    # When the message is handled
-    with pytest.raises(EventDeliveriesIncomplete, match="gone"):
-        outbox_handle(events_message().pk)
+    outbox_handle(events_messages(order)[0].pk)
 
-    # Then the attempt is recorded with its error
-    delivery = EventDelivery.objects.get()
-    assert (delivery.status, delivery.attempts) == ("failed", 1)
-    assert "ConnectionError" in delivery.last_error
+    attempt = EventDeliveryAttempt.objects.get()
+    assert (attempt.response_status, attempt.succeeded) == (None, False)
+    assert "ConnectionError" in attempt.error
+    assert EventDelivery.objects.get(sequence=1).status == "pending"
 
 
-def test_without_subscribers_a_status_change_writes_no_event_work(receiver):
-    # Given no subscription, then one to order.confirmed only
-    nobody = confirmed_order()
-    subscribe(receiver.url("/crm"), name="crm", topics=["order.confirmed"])
+def test_a_delivery_whose_schedule_is_spent_is_given_up_and_the_order_goes_on(receiver, settings):
+    # Given a short schedule and a receiver that fails three times
+    settings.EVENTS_RETRY_SCHEDULE_SECONDS = (0, 0)
+    subscription = subscribe(receiver.url("/down"), name="down")
+    order = confirmed_order()
+    receiver.fail_next["/down"] = 3
 
-    # When further orders are placed and confirmed
-    watched = confirmed_order()
+    # When the events are handled and retried
+    for message in events_messages(order):
+        outbox_handle(message.pk)
+    assert len(receiver.on("/down")) == 2
+    send_due()
 
-    # Then only the watched topic, after the subscription, costs an outbox message
-    events = OutboxMessage.objects.filter(handler=HANDLER)
-    assert not events.filter(payload__order_id=str(nobody.pk)).exists()
-    assert list(events.values_list("topic", flat=True)) == ["order.confirmed"]
-    assert events.get().payload["order_id"] == str(watched.pk)
+    # Then the first event was given up after three attempts and the second delivered
+    # right after it
+    first, second = EventDelivery.objects.filter(subscription=subscription).order_by("sequence")
+    assert (first.status, first.attempts, first.next_attempt_at) == ("failed", 3, None)
+    assert (second.status, second.attempts) == ("delivered", 1)
+    assert [r.event["sequence"] for r in receiver.on("/down")] == [1, 1, 1, 2]
+
+
+def test_rotation_signs_with_both_secrets_until_the_previous_one_expires(receiver):
+    # Given a subscription whose secret is being rotated
+    subscription = subscribe(
+        receiver.url("/rotating"),
+        name="rotating",
+        previous_secret="old-secret",
+        previous_secret_expires_at=timezone.now() + timedelta(hours=1),
+    )
+    order = confirmed_order()
+
+    # When an event is delivered
+    outbox_handle(events_messages(order)[0].pk)
+
+    # Then the new and the old secret each verify it
+    (request,) = receiver.on("/rotating")
+    header = request.headers[SIGNATURE_HEADER]
+    assert header.count("v1=") == 2
+    verify(request.body, header, subscription.secret)
+    verify(request.body, header, "old-secret")
+
+    # And once the previous secret expired, only the new one does
+    EventSubscription.objects.filter(pk=subscription.pk).update(
+        previous_secret_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    outbox_handle(events_messages(order)[1].pk)
+    second = receiver.on("/rotating")[1]
+    verify(second.body, second.headers[SIGNATURE_HEADER], subscription.secret)
+    with pytest.raises(SignatureInvalid):
+        verify(second.body, second.headers[SIGNATURE_HEADER], "old-secret")
+
+
+def test_a_message_written_before_the_event_log_drove_deliveries_is_still_delivered(
+    receiver,
+):
+    # Given a pending message of the former handler, naming an order status change
+    subscribe(receiver.url("/crm"), name="crm")
+    order = confirmed_order()
+    change = OrderStatusChange.objects.get(order=order, to_status="confirmed")
+    legacy = OutboxMessage.objects.create(
+        topic="order.confirmed",
+        handler="events.deliver_order_event",
+        queue="events",
+        payload={"order_id": str(order.pk), "status_change_id": change.pk},
+        dedup_key=f"events.deliver_order_event:order-status-change-{change.pk}",
+        available_at=timezone.now(),
+    )
+
+    # When it is handled
+    assert outbox_handle(legacy.pk) is True
+
+    # Then the change's event (and the order's one before it) arrived, in sequence
+    assert [r.event["type"] for r in receiver.on("/crm")] == ["order.created", "order.confirmed"]
+
+
+def test_purging_old_events_takes_their_deliveries_and_attempts_along(receiver):
+    subscribe(receiver.url("/crm"), name="crm")
+    order = confirmed_order()
+    for message in events_messages(order):
+        outbox_handle(message.pk)
+    OrderEvent.objects.filter(order=order, sequence=1).update(
+        occurred_at=timezone.now() - timedelta(days=31)
+    )
+
+    assert order_events_purge() == 1
+
+    assert list(EventDelivery.objects.values_list("sequence", flat=True)) == [2]
+    assert EventDeliveryAttempt.objects.count() == 1
