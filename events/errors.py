@@ -1,4 +1,7 @@
-"""Event delivery errors (raised inside workers; the outbox retries them)."""
+"""Event delivery errors (raised inside workers; the outbox retries them), and the
+refusals of the event log's API."""
+
+from core.errors import DomainError
 
 
 class EventDeliveryFailed(Exception):
@@ -7,3 +10,9 @@ class EventDeliveryFailed(Exception):
 
 class EventDeliveriesIncomplete(Exception):
     """Some subscriber did not take the event; the outbox task retries the rest."""
+
+
+class TooManyStreams(DomainError):
+    code = "too_many_streams"
+    status = 429
+    title = "Too many open event streams"
