@@ -156,9 +156,14 @@ class EventStream:
 
 
 def open_stream(
-    server: AsgiServer, path: str, *, key: str, last_event_id: str | None = None
+    server: AsgiServer,
+    path: str,
+    *,
+    key: str,
+    last_event_id: str | None = None,
+    timeout: float = 10.0,
 ) -> EventStream:
-    connection = server.connection()
+    connection = server.connection(timeout)
     headers = {"Authorization": f"Bearer {key}", "Accept": "text/event-stream"}
     if last_event_id is not None:
         headers["Last-Event-ID"] = last_event_id
