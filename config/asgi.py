@@ -1,5 +1,6 @@
-"""The API under an ASGI server (uvicorn): scripts/run and docker/start-web.sh serve
-this. Long polls and live event streams are async views that wait on the event loop."""
+"""The API under an ASGI server: uvicorn in scripts/run, gunicorn with uvicorn workers in
+docker/start-web.sh. Long polls and live event streams are async views that wait on the
+event loop."""
 
 import os
 
