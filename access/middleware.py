@@ -1,11 +1,11 @@
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.utils.deprecation import MiddlewareMixin
 
-from access.policy import rule_for
+from access.policy import RateLimitClass, rule_for
 from access.ratelimit import Usage, client_ip, key_subject, quotas_for, usage_count
 from core.api.exceptions import problem_json_response
 from core.errors import problem
@@ -13,7 +13,7 @@ from core.errors import problem
 logger = logging.getLogger(__name__)
 
 
-class RateLimitMiddleware:
+class RateLimitMiddleware(MiddlewareMixin):
     """Count each API request against its endpoint's quotas (access.ratelimit); answer
     429 when one is used up, and tell the client where it stands on every answer.
 
@@ -21,11 +21,7 @@ class RateLimitMiddleware:
     the cache must not take the API down with it.
     """
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         usages: list[Usage] | None = getattr(request, "rate_limit_usages", None)
         if usages:
             for name, value in _headers(usages).items():
@@ -39,7 +35,8 @@ class RateLimitMiddleware:
             return None
         match = request.resolver_match
         rule = rule_for(url_name=match.url_name if match else None, method=request.method or "")
-        if rule is None or rule.rate_limit is None:
+        if rule is None or rule.rate_limit in (None, RateLimitClass.STREAMS):
+            # Streams are bounded by how many are open at once (events.stream_slots).
             return None
         key = key_subject(request.headers.get("Authorization", ""))
         subjects = {"ip": client_ip(request), "key": key or ""}

@@ -29,6 +29,8 @@ class RateLimitClass:
     READS = "reads"
     WRITES = "writes"
     CHECKOUT = "checkout"
+    # Live streams: no request count; at most ORDER_EVENT_STREAMS_PER_USER open at once.
+    STREAMS = "streams"
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,15 @@ RULES: tuple[Rule, ...] = (
     ),
     _rule(
         "GET",
+        "/orders/{id}/stream/",
+        "order-event-stream",
+        Scope.ORDERS_READ,
+        EVERYONE,
+        "customer: own; server-sent events",
+        rate_limit=RateLimitClass.STREAMS,
+    ),
+    _rule(
+        "GET",
         "/events/",
         "event-feed",
         Scope.EVENTS_READ,
@@ -141,6 +152,15 @@ RULES: tuple[Rule, ...] = (
         Scope.WEBHOOKS_WRITE,
         {SUPPORT, ADMIN},
         "after it was disabled for failing",
+    ),
+    _rule(
+        "GET",
+        "/events/stream/",
+        "event-feed-stream",
+        Scope.EVENTS_READ,
+        {SUPPORT, ADMIN, SERVICE},
+        "every order's events as server-sent events",
+        rate_limit=RateLimitClass.STREAMS,
     ),
     _rule(
         "GET",

@@ -1,11 +1,11 @@
 import re
 import time
 import uuid
-from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.middleware import common
+from django.utils.deprecation import MiddlewareMixin
 
 from core.api.exceptions import PROBLEM_CONTENT_TYPE, not_found_view, problem_json_response
 from core.errors import DomainError, LengthRequired, RequestTooLarge
@@ -15,18 +15,21 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
-class RequestIdMiddleware:
+# The middleware here are MiddlewareMixin's: they serve WSGI and ASGI alike, so an
+# async view (a long poll, a stream) runs on the event loop rather than in a thread
+# blocked on it.
+
+
+class RequestIdMiddleware(MiddlewareMixin):
     """Tag each request with an id (the client's X-Request-ID when sane) and echo it."""
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def process_request(self, request: HttpRequest) -> None:
         supplied = request.headers.get(REQUEST_ID_HEADER, "")
         request_id = supplied if _VALID_REQUEST_ID.match(supplied) else uuid.uuid4().hex
         request.request_id = request_id  # type: ignore[attr-defined]
-        response = self.get_response(request)
-        response[REQUEST_ID_HEADER] = request_id
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        response[REQUEST_ID_HEADER] = request.request_id  # type: ignore[attr-defined]
         return response
 
 
@@ -49,50 +52,44 @@ def request_body_refusal(meta: dict[str, object], max_bytes: int) -> DomainError
     return None
 
 
-class RequestMetricsMiddleware:
+class RequestMetricsMiddleware(MiddlewareMixin):
     """Count every answer by URL name (never the raw path: ids would make a series per
-    order), method and status, and time it. A request that matched no URL is `unmatched`."""
+    order), method and status, and time it. A request that matched no URL is `unmatched`.
+    A stream is timed until its response starts, not until it ends."""
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+    def process_request(self, request: HttpRequest) -> None:
+        request.metrics_started = time.perf_counter()  # type: ignore[attr-defined]
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        started = time.perf_counter()
-        response = self.get_response(request)
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        started = getattr(request, "metrics_started", None)
         match = getattr(request, "resolver_match", None)
         route = (match.view_name or "unnamed") if match is not None else "unmatched"
         method = request.method if request.method in _KNOWN_METHODS else "other"
         HTTP_REQUESTS.labels(route=route, method=method, status=str(response.status_code)).inc()
-        HTTP_REQUEST_DURATION.labels(route=route).observe(time.perf_counter() - started)
+        if started is not None:
+            HTTP_REQUEST_DURATION.labels(route=route).observe(time.perf_counter() - started)
         return response
 
 
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-class RequestBodyLimitMiddleware:
+class RequestBodyLimitMiddleware(MiddlewareMixin):
     """Refuse a body over REQUEST_BODY_MAX_BYTES (413) or of unknown length (411) before
     any view, parser or signature check reads it."""
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:
         refusal = request_body_refusal(request.META, settings.REQUEST_BODY_MAX_BYTES)
         if refusal is not None:
             return problem_json_response(refusal.to_problem())
-        return self.get_response(request)
+        return None
 
 
-class ProblemNotFoundMiddleware:
+class ProblemNotFoundMiddleware(MiddlewareMixin):
     """Answer every 404 as problem+json, under DEBUG too, where Django would render its
     HTML page for a URL that matches nothing (handler404 does the same otherwise)."""
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         if response.status_code == 404 and not _is_json(response):
             return not_found_view(request)
         return response

@@ -1,4 +1,4 @@
-"""Event delivery errors."""
+"""Event delivery errors and the refusals of the event log's API."""
 
 from core.errors import DomainError
 
@@ -16,3 +16,9 @@ class EventNotSubscribed(DomainError):
     code = "event_not_subscribed"
     status = 409
     title = "The subscription does not take events of this type"
+
+
+class TooManyStreams(DomainError):
+    code = "too_many_streams"
+    status = 429
+    title = "Too many open event streams"

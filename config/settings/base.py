@@ -47,6 +47,16 @@ def database_from_url(url: str) -> dict[str, Any]:
         # Stock, outbox and idempotency rely on PostgreSQL: UPDATE ... FROM unnest,
         # SKIP LOCKED, partial unique indexes.
         raise ImproperlyConfigured(f"DATABASE_URL must be a postgres:// URL, not {url!r}.")
+    if env_bool("DATABASE_POOL", False):
+        # Under the ASGI server every request runs its database work in a thread of its
+        # own: a pool per process lends connections instead of one per thread (Django
+        # closes a pooled connection back into the pool, so no persistent ones).
+        config["CONN_MAX_AGE"] = 0
+        config.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": 1,
+            "max_size": env_int("DATABASE_POOL_MAX_SIZE", 10),
+            "timeout": 10,
+        }
     return config
 
 
@@ -229,6 +239,16 @@ ORDER_RESERVATION_TTL = timedelta(seconds=env_int("ORDER_RESERVATION_TTL_SECONDS
 ORDER_EVENTS_API_VERSION = "2026-11-29"
 ORDER_EVENT_RETENTION = timedelta(days=env_int("ORDER_EVENT_RETENTION_DAYS", 30))
 ORDER_EVENT_FEED_MAX_LIMIT = 500
+# Long polls (`wait=`) and live streams of the log (events.api). A waiting request is
+# woken by PostgreSQL NOTIFY and reads the log again at least every poll interval.
+# At most the API's bound of 30 s; lower it behind a proxy that cuts idle requests sooner.
+ORDER_EVENT_WAIT_MAX_SECONDS = env_int("ORDER_EVENT_WAIT_MAX_SECONDS", 30)
+ORDER_EVENT_POLL_SECONDS = env_int("ORDER_EVENT_POLL_SECONDS", 5)
+ORDER_EVENT_STREAM_HEARTBEAT_SECONDS = env_int("ORDER_EVENT_STREAM_HEARTBEAT_SECONDS", 15)
+# Open streams per user, counted in Redis (EVENT_STREAM_REDIS_URL, the cache's Redis by
+# default) across every process; without Redis each process counts its own.
+ORDER_EVENT_STREAMS_PER_USER = env_int("ORDER_EVENT_STREAMS_PER_USER", 5)
+EVENT_STREAM_REDIS_URL = env_str("EVENT_STREAM_REDIS_URL", CACHE_REDIS_URL)
 ORDER_MAX_LINES = env_int("ORDER_MAX_LINES", 100)
 ORDER_MAX_LINE_QUANTITY = env_int("ORDER_MAX_LINE_QUANTITY", 1000)
 IDEMPOTENCY_KEY_TTL = timedelta(hours=env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24))

@@ -18,6 +18,8 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 # Rate limits are off unless a test turns them on (tests/access/test_rate_limits.py).
 RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", False)
+# Stream counts likewise: in process memory unless a test gives its own redis-server.
+EVENT_STREAM_REDIS_URL = env_str("EVENT_STREAM_REDIS_URL", "")
 
 # Outbox work runs inline after commit unless a test starts a real worker and broker.
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", True)

@@ -9,6 +9,10 @@ from orders.models import OrderEvent
 from orders.selectors import FeedCursor
 from orders.states import EVENT_TYPES
 
+# The most a long poll may ask to wait (the API's bound; the server may wait less:
+# ORDER_EVENT_WAIT_MAX_SECONDS).
+ORDER_EVENT_WAIT_LIMIT_SECONDS = 30
+
 
 @extend_schema_field(OpenApiTypes.STR)
 class CursorField(serializers.Field):
@@ -54,6 +58,17 @@ class ApiVersionField(serializers.CharField):
         return version
 
 
+def wait_field() -> serializers.IntegerField:
+    return serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=ORDER_EVENT_WAIT_LIMIT_SECONDS,
+        default=0,
+        help_text="long poll: with nothing to return, hold the answer up to this many "
+        "seconds until an event commits",
+    )
+
+
 class EventFeedQuerySerializer(serializers.Serializer):
     after = CursorField(required=False, help_text="next_cursor of the page before")
     types = EventTypesField(
@@ -62,6 +77,7 @@ class EventFeedQuerySerializer(serializers.Serializer):
     limit = serializers.IntegerField(
         required=False, min_value=1, max_value=settings.ORDER_EVENT_FEED_MAX_LIMIT, default=100
     )
+    wait = wait_field()
     api_version = ApiVersionField(required=False, max_length=32)
 
 
@@ -70,7 +86,36 @@ class OrderEventsQuerySerializer(serializers.Serializer):
     limit = serializers.IntegerField(
         required=False, min_value=1, max_value=settings.ORDER_EVENT_FEED_MAX_LIMIT, default=100
     )
+    wait = wait_field()
     api_version = ApiVersionField(required=False, max_length=32)
+
+
+class EventFeedStreamQuerySerializer(serializers.Serializer):
+    after = CursorField(
+        required=False, help_text="start after this cursor (a Last-Event-ID header wins)"
+    )
+    types = EventTypesField(
+        required=False, help_text="comma-separated event types, e.g. order.shipped"
+    )
+    api_version = ApiVersionField(required=False, max_length=32)
+
+
+class OrderEventStreamQuerySerializer(serializers.Serializer):
+    after_sequence = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=2**63 - 1,
+        default=0,
+        help_text="start after this sequence (a Last-Event-ID header wins)",
+    )
+    api_version = ApiVersionField(required=False, max_length=32)
+
+
+class LastEventIdSerializer(serializers.Serializer):
+    """The Last-Event-ID header an EventSource sends when it reconnects."""
+
+    cursor = CursorField(required=False)
+    sequence = serializers.IntegerField(required=False, min_value=0, max_value=2**63 - 1)
 
 
 class OrderEventOutputSerializer(serializers.ModelSerializer):

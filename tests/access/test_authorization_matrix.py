@@ -4,7 +4,8 @@ fails the first test.
 
 Allowed requests carry a body the endpoint rejects (400), or ask for something that does
 not exist (404), or a transition the order cannot take (409), so no request changes
-anything and one order serves the whole row; 401, 403 and 404 are refusals.
+anything and one order serves the whole row (the streams, which never end, get a
+Last-Event-ID they reject); 401, 403 and 404 are refusals.
 """
 
 import re
@@ -69,9 +70,11 @@ MATRIX: dict[tuple[str, str], tuple[str | None, tuple[int, ...]]] = {
     ("POST", "order-refund"): ("refunds:write", (401, 401, 401, 401, 403, 403, 403, 403, 403, 403, 400, 400, 403, 403)),
     ("POST", "order-transition"): ("transitions:write", (401, 401, 401, 401, 403, 403, 403, 403, 400, 403, 403, 400, 403, 403)),
     ("GET", "order-events"): ("orders:read", (401, 401, 401, 401, 200, 200, 404, 403, 200, 200, 200, 200, 200, 404)),
+    ("GET", "order-event-stream"): ("orders:read", (401, 401, 401, 401, 400, 400, 404, 403, 400, 400, 400, 400, 400, 404)),
     ("GET", "event-feed"): ("events:read", (401, 401, 401, 401, 403, 403, 403, 403, 200, 403, 403, 200, 403, 403)),
     ("POST", "event-subscription-redeliver"): ("webhooks:write", (401, 401, 401, 401, 403, 403, 403, 403, 400, 403, 403, 400, 403, 403)),
     ("POST", "event-subscription-enable"): ("webhooks:write", (401, 401, 401, 401, 403, 403, 403, 403, 404, 403, 403, 404, 403, 403)),
+    ("GET", "event-feed-stream"): ("events:read", (401, 401, 401, 401, 403, 403, 403, 403, 400, 403, 403, 400, 403, 403)),
     ("GET", "notification-preferences"): ("orders:read", (401, 401, 401, 401, 200, 200, 200, 403, 403, 403, 403, 403, 200, 200)),
     ("PATCH", "notification-preferences"): ("orders:write", (401, 401, 401, 401, 400, 403, 400, 403, 403, 403, 403, 403, 400, 400)),
     ("GET", "api-key-list"): ("api_keys:read", (401, 401, 401, 401, 403, 403, 403, 403, 403, 403, 403, 200, 403, 403)),
@@ -210,6 +213,8 @@ def request_for(method: str, name: str, world: dict[str, Any]) -> tuple[str, Any
 
 
 def send(client: APIClient, method: str, path: str, body: Any) -> Any:
+    if method == "GET" and path.endswith("/stream/"):
+        return client.get(path, HTTP_LAST_EVENT_ID="not-an-event-id")
     if method == "GET":
         return client.get(path)
     if method == "DELETE":
