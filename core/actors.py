@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import User
 
+from core import log_context
+
 
 @dataclass(frozen=True)
 class Actor:
@@ -18,7 +20,9 @@ class Actor:
 
     @classmethod
     def system(cls, *, request_id: str = "") -> "Actor":
-        return cls(user=None, request_id=request_id)
+        """The system, acting for the request that caused the work when one did (a worker
+        handling an outbox message carries the request's id)."""
+        return cls(user=None, request_id=request_id or log_context.current("request_id"))
 
     @classmethod
     def from_request(cls, request: object) -> "Actor":

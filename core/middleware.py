@@ -7,6 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.middleware import common
 from django.utils.deprecation import MiddlewareMixin
 
+from core import log_context
 from core.api.exceptions import PROBLEM_CONTENT_TYPE, not_found_view, problem_json_response
 from core.errors import DomainError, LengthRequired, RequestTooLarge
 from core.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS
@@ -27,9 +28,11 @@ class RequestIdMiddleware(MiddlewareMixin):
         supplied = request.headers.get(REQUEST_ID_HEADER, "")
         request_id = supplied if _VALID_REQUEST_ID.match(supplied) else uuid.uuid4().hex
         request.request_id = request_id  # type: ignore[attr-defined]
+        log_context.bind(request_id=request_id, user="", order_id="")
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         response[REQUEST_ID_HEADER] = request.request_id  # type: ignore[attr-defined]
+        log_context.bind(request_id="", user="", order_id="")
         return response
 
 

@@ -66,6 +66,9 @@ class OutboxMessage(models.Model):
     queue = models.CharField(max_length=32)
     payload = models.JSONField()
     dedup_key = models.CharField(max_length=255, unique=True)
+    # The request that caused the work (X-Request-ID), carried into the worker's logs and
+    # audit rows.
+    request_id = models.CharField(max_length=64, blank=True, default="")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     # Pending: when it may be dispatched. Dispatched: when its lease runs out.

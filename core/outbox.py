@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from core import log_context
 from core.metrics import DEAD_LETTERS
 from core.models import DeadLetter, OutboxMessage
 
@@ -81,6 +82,7 @@ def outbox_publish(*, topic: str, payload: dict[str, Any], key: str) -> list[int
                 queue=handler.queue,
                 payload=payload,
                 dedup_key=dedup_key,
+                request_id=log_context.current("request_id"),
                 available_at=now,
             )
             for handler, dedup_key in zip(handlers, dedup_keys, strict=True)
@@ -177,7 +179,11 @@ def outbox_handle(message_id: int) -> bool:
     handler = _handlers_by_name.get(message.handler)
     if handler is None:
         raise LookupError(f"No outbox handler named {message.handler!r}")
-    handler.func(message.payload)
+    order_id = message.payload.get("order_id", "") if isinstance(message.payload, dict) else ""
+    with log_context.bound(
+        outbox_message_id=message.pk, request_id=message.request_id, order_id=order_id
+    ):
+        handler.func(message.payload)
     OutboxMessage.objects.filter(pk=message.pk).exclude(status=OutboxMessage.Status.DEAD).update(
         status=OutboxMessage.Status.DONE, done_at=timezone.now(), last_error=""
     )

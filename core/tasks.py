@@ -6,6 +6,7 @@ from typing import Any
 from celery import Task, shared_task
 from django.conf import settings
 
+from core import log_context
 from core.idempotency import idempotency_keys_purge
 from core.metrics import WORKER_HEARTBEAT
 from core.outbox import (
@@ -45,7 +46,8 @@ def outbox_handle_task(self: Task, message_id: int) -> None:
     """Run one outbox message's handler; retry with backoff and jitter, then dead-letter."""
     attempt = outbox_attempt_started(message_id)
     try:
-        outbox_handle(message_id)
+        with log_context.bound(task_id=self.request.id or ""):
+            outbox_handle(message_id)
     except Exception as error:
         if attempt >= settings.OUTBOX_MAX_ATTEMPTS:
             logger.error("Outbox message %s failed %s times: %r", message_id, attempt, error)

@@ -12,6 +12,7 @@ from access.policy import rule_allows, rule_for
 from access.roles import Role, roles_of
 from access.scopes import ALL_SCOPES
 from access.selectors import customer_for_header
+from core import log_context
 
 _ALL_SCOPES = frozenset(ALL_SCOPES)
 _CUSTOMER = frozenset({Role.CUSTOMER.value})
@@ -33,6 +34,7 @@ class PolicyPermission(BasePermission):
         if method == "options" or not hasattr(view, method):
             return True  # metadata, or DRF's 405 for a method the view does not take
         credential = request.auth if isinstance(request.auth, ApiKeyCredential) else None
+        log_context.bind(user=user.get_username())
         roles = self._roles(request, user, credential)
         scopes = credential.scopes if credential is not None else _ALL_SCOPES
         match = request.resolver_match

@@ -179,13 +179,29 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# One JSON object per line (LOG_FORMAT=json, the default) or plain text, each carrying
+# the request id, user, order id, task id and outbox message id (core.log_context).
+LOG_FORMAT = env_str("LOG_FORMAT", "json")
+_LOG_CONTEXT = "%(request_id)s %(user)s %(order_id)s %(task_id)s %(outbox_message_id)s"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"context": {"()": "core.log_context.ContextFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": f"%(asctime)s %(levelname)s %(name)s %(message)s {_LOG_CONTEXT}",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+        "plain": {"format": f"%(asctime)s %(levelname)s %(name)s %(message)s [{_LOG_CONTEXT}]"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
 

@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core import log_context
 from core.actors import Actor
 from core.api.idempotency import IDEMPOTENCY_KEY_HEADER, idempotent_response
 from core.idempotency import IdempotencyContext, idempotency_key_validate
@@ -55,6 +56,7 @@ class OrderActionApi(APIView):
 
     def post(self, request: Request, order_id: uuid.UUID) -> Response:
         idempotency_key_validate(request.headers.get(IDEMPOTENCY_KEY_HEADER))
+        log_context.bind(order_id=order_id)
         actor = Actor.from_request(request)
         selectors.order_get_for(actor=actor, order_id=order_id)
         data: dict[str, Any] = {}

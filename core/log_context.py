@@ -1,0 +1,49 @@
+"""What every log line says about where it comes from: the request id, the user, the
+order, the Celery task and the outbox message being handled.
+
+Values live in context variables, so they follow a request or a task (threads and
+asyncio tasks each see their own) and `ContextFilter` copies them onto every record.
+The request id also travels: into the outbox rows a request writes, from there into the
+worker that handles them, and into the audit rows that worker writes.
+"""
+
+import contextlib
+import contextvars
+import logging
+from collections.abc import Iterator
+
+FIELDS = ("request_id", "user", "order_id", "task_id", "outbox_message_id")
+_vars: dict[str, contextvars.ContextVar[str]] = {
+    name: contextvars.ContextVar(f"oms_log_{name}", default="") for name in FIELDS
+}
+
+
+def bind(**values: object) -> None:
+    """Set context fields for the rest of the current request, task or thread."""
+    for name, value in values.items():
+        _vars[name].set("" if value is None else str(value))
+
+
+@contextlib.contextmanager
+def bound(**values: object) -> Iterator[None]:
+    """Set context fields for the `with` block only."""
+    tokens = [(_vars[name], _vars[name].set(str(value or ""))) for name, value in values.items()]
+    try:
+        yield
+    finally:
+        for var, token in reversed(tokens):
+            var.reset(token)
+
+
+def current(name: str) -> str:
+    return _vars[name].get()
+
+
+class ContextFilter(logging.Filter):
+    """Copy the context fields onto each record (empty when unknown)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for name, var in _vars.items():
+            if not hasattr(record, name):
+                setattr(record, name, var.get())
+        return True
