@@ -1,22 +1,34 @@
 """The API under uvicorn in a child process, on a free loopback port, against the test
 database; and a small server-sent events client over http.client.
 
+A module may also load this as a plugin for a server per test, stopped at its end::
+
+    pytest_plugins = ("tests.support.asgi_server",)
+
+    @pytest.mark.django_db(transaction=True)
+    def test_something(start_asgi_server):
+        server = start_asgi_server(env={"ORDER_EVENT_STREAM_HEARTBEAT_SECONDS": "1"})
+        status, body = server.post("/api/v1/orders/", payload, key=key)
+
 PYTEST_DONT_REWRITE: no asserts here; failures raise AssertionError explicitly.
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
+import pytest
 from django.conf import settings
 
 from tests.support.processes import LOOPBACK, free_port, stop_process
@@ -84,16 +96,54 @@ class AsgiServer:
             self._log.close()
             self._log = None
 
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
     def connection(self, timeout: float = 10.0) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(LOOPBACK, self.port, timeout=timeout)
 
     def get(self, path: str, *, key: str, timeout: float = 10.0) -> tuple[int, Any]:
         """GET a JSON answer: (status, parsed body)."""
-        import json
+        return self.request("GET", path, key=key, timeout=timeout)
 
+    def post(
+        self,
+        path: str,
+        body: Any,
+        *,
+        key: str,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> tuple[int, Any]:
+        """POST ``body`` as JSON: (status, parsed answer)."""
+        return self.request(
+            "POST",
+            path,
+            key=key,
+            body=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", **(headers or {})},
+            timeout=timeout,
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        key: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> tuple[int, Any]:
         connection = self.connection(timeout)
         try:
-            connection.request("GET", path, headers={"Authorization": f"Bearer {key}"})
+            connection.request(
+                method,
+                path,
+                body=body,
+                headers={"Authorization": f"Bearer {key}", **(headers or {})},
+            )
             response = connection.getresponse()
             return response.status, json.loads(response.read() or b"null")
         finally:
@@ -119,10 +169,13 @@ class EventStream:
     def status(self) -> int:
         return self.response.status
 
-    def next_event(self) -> ServerSentEvent:
-        """The next event (comments and `retry:` are recorded and skipped)."""
+    def next_event(self, deadline: float | None = None) -> ServerSentEvent:
+        """The next event (comments and `retry:` are recorded and skipped); fail once
+        ``deadline`` (time.monotonic()) has passed, though heartbeats keep coming."""
         fields: dict[str, str] = {}
         while True:
+            if deadline is not None and time.monotonic() > deadline:
+                raise AssertionError(f"no event before the deadline; got {fields or 'nothing'}")
             line = self.response.readline()
             if not line:
                 raise AssertionError("the stream ended")
@@ -151,6 +204,14 @@ class EventStream:
             if text and not text.startswith("retry:"):
                 raise AssertionError(f"an event before the comment: {text!r}")
 
+    def events_until(self, event_type: str, *, timeout: float) -> list[ServerSentEvent]:
+        """Read events up to and including the first of ``event_type``."""
+        deadline = time.monotonic() + timeout
+        events = [self.next_event(deadline)]
+        while events[-1].event != event_type:
+            events.append(self.next_event(deadline))
+        return events
+
     def close(self) -> None:
         self.connection.close()
 
@@ -169,3 +230,26 @@ def open_stream(
         headers["Last-Event-ID"] = last_event_id
     connection.request("GET", path, headers=headers)
     return EventStream(connection, connection.getresponse())
+
+
+@pytest.fixture
+def start_asgi_server(
+    transactional_db: None, tmp_path: Path
+) -> Iterator[Callable[..., AsgiServer]]:
+    """Start the API under uvicorn for this test: ``start_asgi_server(env=...)``; each
+    one is stopped at the end of the test (its log is ``uvicorn-<n>/uvicorn.log`` in the
+    test's tmp dir)."""
+    servers: list[AsgiServer] = []
+
+    def start(*, env: dict[str, str] | None = None) -> AsgiServer:
+        workdir = tmp_path / f"uvicorn-{len(servers) + 1}"
+        workdir.mkdir()
+        server = AsgiServer(workdir=workdir, env=env or {})
+        servers.append(server)
+        return server.start()
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()

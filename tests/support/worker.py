@@ -191,6 +191,22 @@ def app_on_broker(broker_url: str, settings: Any) -> Iterator[None]:
         _app_reconnect(app)
 
 
+def app_process_env(broker: RedisServer) -> dict[str, str]:
+    """The settings of another process of the app on ``broker`` (a worker, or the API
+    under uvicorn that publishes to it): ``WORKER_ENV``, the test database, and the
+    payment provider and fulfilment callback URL this process's settings name now (call
+    it once the test has pointed them at its fakes)."""
+    return {
+        **WORKER_ENV,
+        "DATABASE_URL": worker_database_url(),
+        "CELERY_BROKER_URL": broker.url,
+        "STRIPE_API_BASE": settings.STRIPE_API_BASE,
+        "STRIPE_API_KEY": settings.STRIPE_API_KEY,
+        "STRIPE_WEBHOOK_SECRET": settings.STRIPE_WEBHOOK_SECRET,
+        "FULFILMENT_CALLBACK_BASE_URL": settings.FULFILMENT_CALLBACK_BASE_URL,
+    }
+
+
 @pytest.fixture
 def celery_broker(redis_server: RedisServer, settings: Any) -> Iterator[RedisServer]:
     """This test's Redis as the broker of this process's Celery app."""
@@ -213,17 +229,7 @@ def start_worker(
         *, env: dict[str, str] | None = None, beat: bool = False, ready: bool = True
     ) -> WorkerProcess:
         # Read at start: the test may have pointed settings at its fakes by now.
-        base_env = {
-            **os.environ,
-            **WORKER_ENV,
-            "DATABASE_URL": worker_database_url(),
-            "CELERY_BROKER_URL": celery_broker.url,
-            "STRIPE_API_BASE": settings.STRIPE_API_BASE,
-            "STRIPE_API_KEY": settings.STRIPE_API_KEY,
-            "STRIPE_WEBHOOK_SECRET": settings.STRIPE_WEBHOOK_SECRET,
-            "FULFILMENT_CALLBACK_BASE_URL": settings.FULFILMENT_CALLBACK_BASE_URL,
-            **(env or {}),
-        }
+        base_env = {**os.environ, **app_process_env(celery_broker), **(env or {})}
         name = f"worker{len(workers) + 1}"
         log_path = tmp_path / f"{name}.log"
         command = [sys.executable, "-m", "celery", "-A", "config", "worker"]
