@@ -2,7 +2,6 @@
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -17,7 +16,7 @@ from benchmarks.inprocess import inprocess_analysis
 from benchmarks.machine import machine_description
 from benchmarks.options import parse_args
 from benchmarks.phases import PhaseReport
-from benchmarks.procfs import machine_busy_seconds
+from benchmarks.procfs import background_load
 from benchmarks.report import print_inprocess
 from benchmarks.seed import seed
 from benchmarks.source import REPO_ROOT, git, source_export
@@ -64,9 +63,7 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
         reports: list[PhaseReport] = []
         acknowledged = 0
         if not args.no_http:
-            busy_before = machine_busy_seconds()
-            time.sleep(2)
-            background = 100 * (machine_busy_seconds() - busy_before) / (2 * (os.cpu_count() or 1))
+            background = background_load()
             print(f"\nBackground load before the HTTP phases: {background:.0f}% of all cores")
             machine["background_load"] = f"{background:.0f}%"
             reports, acknowledged = http_phases(args, env, seeded, scratch)

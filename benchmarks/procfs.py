@@ -1,6 +1,7 @@
 """CPU and memory readings from /proc (Linux)."""
 
 import os
+import time
 from pathlib import Path
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -54,3 +55,10 @@ def machine_busy_seconds() -> float:
     idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
     # guest time is already included in user/nice.
     return (sum(values[:8]) - idle) / CLOCK_TICKS
+
+
+def background_load(seconds: float = 2.0) -> float:
+    """Machine-wide busy CPU over the next `seconds`, in % of all cores."""
+    before = machine_busy_seconds()
+    time.sleep(seconds)
+    return 100 * (machine_busy_seconds() - before) / (seconds * (os.cpu_count() or 1))

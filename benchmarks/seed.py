@@ -58,7 +58,7 @@ def seed(args: argparse.Namespace) -> Seeded:
         User(username=f"bench-{i:04d}", email=f"bench-{i:04d}@example.com", password=unusable)
         for i in range(args.users)
     )
-    tokens = _api_keys_create(users) if apps.is_installed("access") else _drf_tokens_create(users)
+    tokens = api_keys_create(users) if apps.is_installed("access") else _drf_tokens_create(users)
     return Seeded(
         tokens=tokens,
         skus=[product.sku for product in products],
@@ -66,7 +66,7 @@ def seed(args: argparse.Namespace) -> Seeded:
     )
 
 
-def _api_keys_create(users: list[Any]) -> list[str]:
+def api_keys_create(users: list[Any]) -> list[str]:
     """One API key per user (sent with the Token scheme, which accepts any key)."""
     from access.models import ApiKey
     from access.scopes import ALL_SCOPES

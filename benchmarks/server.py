@@ -27,7 +27,7 @@ class Gunicorn:
             sys.executable,
             "-m",
             "gunicorn",
-            "config.wsgi:application",
+            getattr(args, "app", "config.wsgi:application"),
             "--bind",
             f"127.0.0.1:{self.port}",
             "--workers",
