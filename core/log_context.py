@@ -39,6 +39,15 @@ def current(name: str) -> str:
     return _vars[name].get()
 
 
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+def request_id_header() -> dict[str, str]:
+    """The header that carries the current request id to an outside system, if any."""
+    request_id = _vars["request_id"].get()
+    return {REQUEST_ID_HEADER: request_id} if request_id else {}
+
+
 class ContextFilter(logging.Filter):
     """Copy the context fields onto each record (empty when unknown)."""
 

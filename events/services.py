@@ -34,6 +34,7 @@ from django.utils import timezone
 
 from core.breakers import circuit_breaker
 from core.errors import NotFound
+from core.log_context import request_id_header
 from core.signing import SIGNATURE_HEADER, sign_with_each
 from events.errors import EventDeliveryFailed, EventNotSubscribed
 from events.models import ALL_TOPICS, EventDelivery, EventDeliveryAttempt, EventSubscription
@@ -235,6 +236,7 @@ def _attempt(subscription: EventSubscription, event: OrderEvent) -> AttemptOutco
         "Content-Type": "application/json",
         "User-Agent": "oms-events/2",
         "Idempotency-Key": str(event.id),
+        **request_id_header(),
         SIGNATURE_HEADER: sign_with_each(
             body, subscription.signing_secrets(started_at), int(time.time())
         ),

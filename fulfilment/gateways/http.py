@@ -40,6 +40,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
+from core.log_context import request_id_header
 from core.net import request_never_sent
 from core.signing import SIGNATURE_HEADER, sign
 from fulfilment.gateways.base import (
@@ -143,6 +144,7 @@ class HttpWarehouseGateway:
             "User-Agent": self._user_agent,
             IDEMPOTENCY_KEY_HEADER: idempotency_key,
             SIGNATURE_HEADER: sign(body, secret, int(self._clock())),
+            **request_id_header(),
         }
         status: int | None = None
         try:

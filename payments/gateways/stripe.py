@@ -78,6 +78,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import stripe
+from stripe._request_options import RequestOptions
 from stripe.params import (
     PaymentIntentCaptureParams,
     PaymentIntentCreateParams,
@@ -88,6 +89,7 @@ from stripe.params import (
 
 from core.errors import MalformedJson
 from core.json_input import json_loads_bounded
+from core.log_context import request_id_header
 from core.net import request_never_sent
 from payments.gateways.base import (
     GatewayError,
@@ -174,7 +176,7 @@ class StripeGateway:
             params["automatic_payment_methods"] = {"enabled": True, "allow_redirects": "never"}
         with self._translated():
             intent = self._client.v1.payment_intents.create(
-                params=params, options={"idempotency_key": idempotency_key}
+                params=params, options=_options(idempotency_key)
             )
         return _intent_result(intent.to_dict())
 
@@ -220,7 +222,7 @@ class StripeGateway:
             params["amount_to_capture"] = amount
         with self._translated(intent_id=intent_id):
             intent = self._client.v1.payment_intents.capture(
-                intent_id, params=params, options={"idempotency_key": idempotency_key}
+                intent_id, params=params, options=_options(idempotency_key)
             )
         return _intent_result(intent.to_dict())
 
@@ -229,7 +231,7 @@ class StripeGateway:
         _check_key(idempotency_key)
         with self._translated(intent_id=intent_id):
             intent = self._client.v1.payment_intents.cancel(
-                intent_id, options={"idempotency_key": idempotency_key}
+                intent_id, options=_options(idempotency_key)
             )
         return _intent_result(intent.to_dict())
 
@@ -244,7 +246,7 @@ class StripeGateway:
             params["amount"] = amount
         with self._translated(intent_id=intent_id):
             refund = self._client.v1.refunds.create(
-                params=params, options={"idempotency_key": idempotency_key}
+                params=params, options=_options(idempotency_key)
             )
         data = refund.to_dict()
         return RefundResult(
@@ -446,3 +448,12 @@ def _newest_first(intents: list[dict[str, Any]]) -> list[IntentResult]:
 def intent_from_object(data: Mapping[str, Any]) -> IntentResult:
     """Read a PaymentIntent delivered as plain data (e.g. a webhook's data.object)."""
     return _intent_result(data)
+
+
+def _options(idempotency_key: str) -> RequestOptions:
+    """Per-call options: the idempotency key, and the request id that caused the call."""
+    options: RequestOptions = {"idempotency_key": idempotency_key}
+    headers = request_id_header()
+    if headers:
+        options["headers"] = headers
+    return options

@@ -11,6 +11,7 @@ import pytest
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
+from core import log_context
 from core.models import OutboxMessage
 from core.outbox import outbox_handle
 from core.signing import SIGNATURE_HEADER, SignatureInvalid, verify
@@ -276,3 +277,20 @@ def test_purging_old_events_takes_their_deliveries_and_attempts_along(receiver):
 
     assert list(EventDelivery.objects.values_list("sequence", flat=True)) == [2]
     assert EventDeliveryAttempt.objects.count() == 1
+
+
+def test_a_delivery_carries_the_id_of_the_request_that_caused_the_event(receiver):
+    # Given an order changed by a request tagged req-77
+    subscribe(receiver.url("/traced"), name="traced")
+    with log_context.bound(request_id="req-77"):
+        order = confirmed_order()
+    messages = events_messages(order)
+    assert {message.request_id for message in messages} == {"req-77"}
+
+    # When the worker delivers its events
+    for message in messages:
+        outbox_handle(message.pk)
+
+    # Then each POST names that request
+    requests = receiver.on("/traced")
+    assert [r.headers["X-Request-ID"] for r in requests] == ["req-77"] * len(messages)
