@@ -21,7 +21,7 @@ from orders.states import STATUSES_USING_PAYMENT, OrderStatus
 from payments.gateways.base import IntentResult
 from payments.models import Payment
 from payments.services.intents import IntentChange, intent_apply_to_payment
-from payments.services.operations import payment_fail
+from payments.services.operations import payment_event_data, payment_fail
 
 
 def order_confirm_locked(*, order: Order, actor: Actor, reason: str) -> None:
@@ -97,17 +97,6 @@ _EVENT_BY_PAYMENT_STATUS = {
 }
 
 
-def payment_event_change(payment: Payment) -> dict[str, object]:
-    return {
-        "payment_id": payment.pk,
-        "status": payment.status,
-        "amount": payment.amount,
-        "amount_captured": payment.amount_captured,
-        "amount_refunded": payment.amount_refunded,
-        "currency": payment.currency,
-    }
-
-
 def payment_intent_apply_locked(
     *, order: Order, payment: Payment, intent: IntentResult, actor: Actor
 ) -> bool:
@@ -119,7 +108,7 @@ def payment_intent_apply_locked(
         order_event_record(
             order=order,
             type=_EVENT_BY_PAYMENT_STATUS[payment.status],
-            change=payment_event_change(payment),
+            change=payment_event_data(payment),
         )
     return _ORDER_EFFECTS[change](order, intent, actor)
 

@@ -29,6 +29,7 @@ from payments.services.operations import (
     operation_create,
     operation_failure_record,
     operation_settle,
+    payment_event_data,
     payment_refund_record,
     refunds_in_flight_total,
     refunds_succeeded_total,
@@ -48,12 +49,10 @@ def refund_recorded_locked(
     refunded_before = payment.amount_refunded
     fully_refunded = payment_refund_record(payment, amount_refunded_total=amount_refunded_total)
     if payment.amount_refunded > refunded_before:
+        # `amount`: this refund (the payment's own amount is in the order's events).
         change = {
-            "payment_id": payment.pk,
+            **payment_event_data(payment),
             "amount": payment.amount_refunded - refunded_before,
-            "amount_refunded": payment.amount_refunded,
-            "amount_captured": payment.amount_captured,
-            "currency": payment.currency,
         }
         order_event_record(order=order, type="payment.refunded", change=change)
         # The customer's refund notice, with this refund's amount.

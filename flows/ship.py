@@ -31,6 +31,7 @@ from payments.services.operations import (
     operation_failure_record,
     operation_resend,
     payment_capture_record,
+    payment_event_data,
 )
 from payments.services.outcomes import OutcomeKind, operation_send
 
@@ -98,11 +99,7 @@ def _order_capture_and_ship(*, order_id: uuid.UUID | str, actor: Actor) -> Order
             order_event_record(
                 order=locked.order,
                 type="payment.captured",
-                change={
-                    "payment_id": locked.payment.pk,
-                    "amount_captured": locked.payment.amount_captured,
-                    "currency": locked.payment.currency,
-                },
+                change=payment_event_data(locked.payment),
             )
             order_capture_recorded_locked(order=locked.order, actor=actor)
             return locked.order

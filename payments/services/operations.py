@@ -149,6 +149,18 @@ def payment_refund_record(payment: Payment, *, amount_refunded_total: int) -> bo
     return payment.amount_captured > 0 and payment.amount_refunded >= payment.amount_captured
 
 
+def payment_event_data(payment: Payment) -> dict[str, object]:
+    """The payment's state as the order event log carries it (payment.* events)."""
+    return {
+        "payment_id": payment.pk,
+        "status": payment.status,
+        "amount": payment.amount,
+        "amount_captured": payment.amount_captured,
+        "amount_refunded": payment.amount_refunded,
+        "currency": payment.currency,
+    }
+
+
 def refunds_succeeded_total(payment: Payment) -> int:
     total: int | None = PaymentOperation.objects.filter(
         payment=payment,
