@@ -34,11 +34,9 @@ def order_route_manual(*, order_id: uuid.UUID | str, actor: Actor, reason: str =
 
 
 def held_lines_by_warehouse(order: Order) -> dict[int, list[dict[str, Any]]]:
-    held = (
-        Reservation.objects.filter(order_line__order=order, status=Reservation.Status.HELD)
-        .select_related("order_line")
-        .order_by("stock_item__warehouse_id", "order_line_id")
-    )
+    held = Reservation.objects.filter(
+        order_line__order=order, status=Reservation.Status.HELD
+    ).order_by("stock_item__warehouse_id", "order_line_id")
     lines: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for reservation in held.values(
         "stock_item__warehouse_id", "order_line__sku", "order_line__name", "quantity"
