@@ -37,6 +37,7 @@ from core.errors import NotFound
 from core.log_context import request_id_header
 from core.signing import SIGNATURE_HEADER, sign_with_each
 from events.errors import EventDeliveryFailed, EventNotSubscribed
+from events.metrics import WEBHOOK_DELIVERY_LAG
 from events.models import ALL_TOPICS, EventDelivery, EventDeliveryAttempt, EventSubscription
 from orders.models import OrderEvent, OrderStatusChange
 
@@ -303,7 +304,7 @@ def _attempt_record(
         )
         subscriptions = EventSubscription.objects.filter(pk=subscription.pk)
         if outcome.succeeded:
-            mine.update(
+            delivered = mine.update(
                 status=EventDelivery.Status.DELIVERED,
                 attempts=F("attempts") + 1,
                 delivered_at=now,
@@ -312,6 +313,11 @@ def _attempt_record(
                 claim_token=None,
             )
             subscriptions.update(failing_since=None, failed_attempts=0)
+            if delivered and delivery.event is not None:
+                lag = max(0.0, (now - delivery.event.occurred_at).total_seconds())
+                transaction.on_commit(
+                    lambda: WEBHOOK_DELIVERY_LAG.labels(subscription=subscription.name).observe(lag)
+                )
             return True
         delay = retry_delay(failed_attempts=delivery.attempts + 1)
         mine.update(
