@@ -83,6 +83,7 @@ def test_every_alert_is_tested_firing_and_quiet():
         "DeadLettersGrowing",
         "CircuitBreakerOpen",
         "NoWorkerHeartbeats",
+        "WebhookDeliveryLagHigh",
     }
     assert firing == names
     assert quiet == names
