@@ -106,3 +106,31 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_name} {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class MetricSample(models.Model):
+    """One sample of a Prometheus series, taken each minute (`core.metric_samples`) so
+    the admin's operations page can chart the last hour without a Prometheus server.
+    All samples of one snapshot share `taken_at`."""
+
+    taken_at = models.DateTimeField(db_index=True)
+    # The sample name as scraped: oms_orders_placed_total, ..._bucket, a gauge's name.
+    name = models.CharField(max_length=200)
+    labels = models.JSONField(default=dict)
+    value = models.FloatField()
+
+    class Meta:
+        ordering = ["taken_at", "name", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.name}{self.labels} = {self.value} at {self.taken_at:%H:%M:%S}"
+
+
+class OperationsPage(MetricSample):
+    """The operations page of the admin: no rows of its own, a place in the admin's
+    index (charts of the metric samples of the last hour)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "operations page"
+        verbose_name_plural = "operations page (last hour)"

@@ -244,18 +244,48 @@ def dead_letter_record(
         )
 
 
-def dead_letter_redrive(*, dead_letter_id: int) -> bool:
-    """Send a dead task again: an outbox message goes back to pending and is dispatched;
-    any other task is re-sent with its arguments."""
-    dead = DeadLetter.objects.filter(pk=dead_letter_id, redriven_at__isnull=True).first()
-    if dead is None:
-        return False
-    if dead.outbox_message_id is not None:
-        OutboxMessage.objects.filter(pk=dead.outbox_message_id).update(
-            status=OutboxMessage.Status.PENDING, available_at=timezone.now(), attempts=0
+def _outbox_message_revive(message_id: int, now: datetime) -> bool:
+    """Put a dead message back to pending with a fresh attempt count; its dead letters
+    count as re-driven. False when it is not dead (re-driven already, or done)."""
+    revived = OutboxMessage.objects.filter(pk=message_id, status=OutboxMessage.Status.DEAD).update(
+        status=OutboxMessage.Status.PENDING, available_at=now, attempts=0, last_error=""
+    )
+    if revived:
+        DeadLetter.objects.filter(outbox_message_id=message_id, redriven_at__isnull=True).update(
+            redriven_at=now
         )
-        outbox_dispatch([dead.outbox_message_id])
-    else:
-        current_app.send_task(dead.task_name, args=dead.args, kwargs=dead.kwargs)
-    DeadLetter.objects.filter(pk=dead.pk).update(redriven_at=timezone.now())
+    return bool(revived)
+
+
+def outbox_message_redrive(*, message_id: int) -> bool:
+    """Send a dead outbox message again, through the relay and the handler task as when
+    it was first written. Once however often it is asked while it is pending: False
+    when it was not dead."""
+    with transaction.atomic():
+        revived = _outbox_message_revive(message_id, timezone.now())
+    if revived:
+        outbox_dispatch([message_id])
+    return revived
+
+
+def dead_letter_redrive(*, dead_letter_id: int) -> bool:
+    """Send a dead task again, once: an outbox message goes back to pending and is
+    dispatched (as `outbox_message_redrive`); any other task is re-sent with its
+    arguments. False when the dead letter was re-driven before."""
+    now = timezone.now()
+    with transaction.atomic():
+        dead = (
+            DeadLetter.objects.select_for_update()
+            .filter(pk=dead_letter_id, redriven_at__isnull=True)
+            .first()
+        )
+        if dead is None:
+            return False
+        DeadLetter.objects.filter(pk=dead.pk).update(redriven_at=now)
+        if dead.outbox_message_id is None:
+            # Inside the transaction: a send that fails leaves the letter to re-drive.
+            current_app.send_task(dead.task_name, args=dead.args, kwargs=dead.kwargs)
+            return True
+        _outbox_message_revive(dead.outbox_message_id, now)
+    outbox_dispatch([dead.outbox_message_id])
     return True

@@ -8,6 +8,7 @@ from django.conf import settings
 
 from core import log_context
 from core.idempotency import idempotency_keys_purge
+from core.metric_samples import metric_samples_take
 from core.metrics import WORKER_HEARTBEAT
 from core.outbox import (
     HANDLE_TASK_NAME,
@@ -87,3 +88,9 @@ def worker_heartbeat_task() -> None:
     """Note that a worker ran a task the scheduler sent: the "no worker heartbeats"
     alert watches this timestamp."""
     WORKER_HEARTBEAT.set_to_current_time()
+
+
+@shared_task(name="oms.core.take_metric_samples", acks_late=True, ignore_result=True, expires=60)
+def metric_samples_take_task() -> int:
+    """Keep a sample of the operations page's series (and forget the oldest)."""
+    return metric_samples_take()

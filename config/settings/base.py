@@ -347,6 +347,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "oms.core.worker_heartbeat",
         "schedule": env_int("WORKER_HEARTBEAT_INTERVAL_SECONDS", 15),
     },
+    "metric-samples-take": {
+        "task": "oms.core.take_metric_samples",
+        "schedule": env_int("METRIC_SAMPLE_INTERVAL_SECONDS", 60),
+    },
 }
 # Queues: emails, routing, payments, events, default (beat jobs and the sweeper).
 TASK_QUEUES = ("emails", "routing", "payments", "events", "default")
@@ -390,6 +394,13 @@ EVENTS_DELIVERY_LEASE = timedelta(seconds=env_int("EVENTS_DELIVERY_LEASE_SECONDS
 # on WORKER_METRICS_PORT (off when 0). Multiprocess mode: PROMETHEUS_MULTIPROC_DIR, read
 # from the environment by prometheus_client itself.
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+# The admin's operations page charts samples taken each METRIC_SAMPLE_INTERVAL_SECONDS
+# (beat) and kept METRIC_SAMPLE_RETENTION_HOURS. A worker sees only its own instruments:
+# METRIC_SAMPLE_SCRAPE_URLS, comma-separated, names the web's /metrics (read with
+# METRICS_TOKEN) to sample as well.
+METRIC_SAMPLE_INTERVAL = timedelta(seconds=env_int("METRIC_SAMPLE_INTERVAL_SECONDS", 60))
+METRIC_SAMPLE_RETENTION = timedelta(hours=env_int("METRIC_SAMPLE_RETENTION_HOURS", 24))
+METRIC_SAMPLE_SCRAPE_URLS = env_list("METRIC_SAMPLE_SCRAPE_URLS", [])
 WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", 0)
 WORKER_METRICS_ADDR = env_str("WORKER_METRICS_ADDR", "127.0.0.1")
 

@@ -111,7 +111,12 @@ def admin_client_with_redrive(db: None) -> Client:
 def redrive(client: Client, *dead_letters: DeadLetter) -> Any:
     return client.post(
         ADMIN_CHANGELIST,
-        {"action": "redrive", "_selected_action": [dead.pk for dead in dead_letters]},
+        # "post": the answer of the confirmation page the action shows first.
+        {
+            "action": "redrive",
+            "_selected_action": [dead.pk for dead in dead_letters],
+            "post": "yes",
+        },
         follow=True,
     )
 

@@ -209,7 +209,12 @@ def test_admin_redelivers_the_selected_events(admin_client, receiver):
 
     response = admin_client.post(
         reverse("admin:events_eventdelivery_changelist"),
-        {"action": "redeliver", "index": "0", "_selected_action": [str(delivery.pk)]},
+        {
+            "action": "redeliver",
+            "index": "0",
+            "_selected_action": [str(delivery.pk)],
+            "post": "yes",  # confirmed
+        },
         follow=True,
     )
     send_due()
@@ -232,7 +237,12 @@ def test_staff_who_may_only_look_at_deliveries_cannot_redeliver(client, receiver
     # When they try the action
     client.post(
         reverse("admin:events_eventdelivery_changelist"),
-        {"action": "redeliver", "index": "0", "_selected_action": [str(delivery.pk)]},
+        {
+            "action": "redeliver",
+            "index": "0",
+            "_selected_action": [str(delivery.pk)],
+            "post": "yes",  # confirmed
+        },
     )
     send_due()
 
