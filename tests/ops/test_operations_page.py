@@ -19,12 +19,14 @@ from core.metric_samples import (
     per_minute_rates,
     snapshots_since,
 )
+from core.metrics import API_ERRORS, metrics_text
 from core.models import MetricSample, OutboxMessage
 from core.outbox import dead_letter_record, outbox_handle
 from core.tasks import metric_samples_take_task
 from events.selectors import topics_with_subscribers_forget
 from tests.events.conftest import subscribe
 from tests.factories import StaffFactory, UserFactory
+from tests.metrics.conftest import parse_samples
 from tests.support.webhook_receiver import receiver  # noqa: F401
 
 pytestmark = pytest.mark.django_db
@@ -209,3 +211,37 @@ def test_rates_are_per_minute_whatever_the_interval():
     )
 
     assert rates == {"created": [(start + timedelta(seconds=120), 10.0)]}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_samples_the_web_scrape_and_adds_its_own_instruments(
+    live_server, settings, caplog
+):
+    # Given the web's /metrics at a URL (here a server in this process, so its
+    # instruments are this process's too), two dead letters, and a URL that answers
+    # nothing
+    settings.METRICS_TOKEN = "ops-token"
+    settings.METRIC_SAMPLE_SCRAPE_URLS = [
+        f"{live_server.url}/metrics",
+        "http://127.0.0.1:9/metrics",
+    ]
+    for number in range(2):
+        dead_letter_record(
+            task_name="oms.test.task", task_id=f"t-{number}", args=[], kwargs={}, error="x"
+        )
+    API_ERRORS.labels(code="ops_sampled", status="400").inc(3)
+    local = parse_samples(metrics_text().decode())
+
+    metric_samples_take()
+
+    # Then the scrape-time gauges come from the web's scrape alone, and the instruments
+    # of both sources add up; the silent URL is logged and left out
+    stored = {
+        (name, tuple(sorted(labels.items()))): value
+        for name, labels, value in MetricSample.objects.values_list("name", "labels", "value")
+    }
+    assert stored[("oms_dead_letters_unresolved", ())] == 2
+    errors = ("oms_api_errors_total", (("code", "ops_sampled"), ("status", "400")))
+    assert local[(errors[0], frozenset(errors[1]))] >= 3
+    assert stored[errors] == 2 * local[(errors[0], frozenset(errors[1]))]
+    assert "http://127.0.0.1:9/metrics" in caplog.text
