@@ -12,6 +12,8 @@ the bucket that holds it (`histogram_quantile`).
 A worker's process directory holds only the worker's instruments (the web has its own,
 README "Multiprocess mode"): METRIC_SAMPLE_SCRAPE_URLS names the /metrics of the web
 processes, read with METRICS_TOKEN, and the worker adds its own instruments to them.
+Each counter and histogram sample carries its `source` (`local` or the URL), so a
+source that restarted or did not answer one minute is told apart from the others.
 """
 
 import logging
@@ -52,11 +54,20 @@ Labels = tuple[tuple[str, str], ...]
 SeriesKey = tuple[str, Labels]
 
 
-def _samples(families: Iterable[Metric]) -> Iterator[tuple[SeriesKey, float]]:
-    for family in families:
-        for sample in family.samples:
-            if sample.name in SAMPLED_NAMES:
-                yield (sample.name, tuple(sorted(sample.labels.items()))), float(sample.value)
+# Scrape-time gauges: every source that serves them reads the same database, so they
+# are taken from the first source that answers, never added up.
+SHARED_GAUGES = frozenset(
+    {
+        "oms_outbox_backlog",
+        "oms_outbox_oldest_message_age_seconds",
+        "oms_dead_letters_unresolved",
+        "oms_circuit_breaker_state",
+    }
+)
+# One sample per source that answered, so a counter of a source that was missing from
+# the snapshot before is not taken for a new counter (its whole value as an increase).
+SOURCE_UP = "oms_metric_sample_source_up"
+LOCAL_SOURCE = "local"
 
 
 def _remote_families(url: str) -> list[Metric]:
@@ -66,25 +77,41 @@ def _remote_families(url: str) -> list[Metric]:
     return list(text_string_to_metric_families(response.text))
 
 
-def metric_samples_collect() -> dict[SeriesKey, float]:
-    """Read the sampled series now: this process's scrape, or, with
-    METRIC_SAMPLE_SCRAPE_URLS, each of those scrapes plus this process's own instruments
-    (the scrape-time gauges come with the remote scrape). Series of several sources add
-    up, as a scrape adds up processes."""
+def _sources() -> Iterator[tuple[str, list[Metric]]]:
     urls = settings.METRIC_SAMPLE_SCRAPE_URLS
-    values: dict[SeriesKey, float] = defaultdict(float)
-    for key, value in _samples(MetricsScrape(scrape_time=not urls).collect()):
-        values[key] += value
+    yield LOCAL_SOURCE, list(MetricsScrape(scrape_time=not urls).collect())
     for url in urls:
         try:
             families = _remote_families(url)
         except (requests.RequestException, ValueError) as error:
-            # The snapshot goes on with what it has: a gap in one chart, not in all.
+            # The snapshot goes on without it: a gap in its series, not in all.
             logger.warning("Metrics of %s not sampled: %s", url, error)
             continue
-        for key, value in _samples(families):
-            values[key] += value
-    return dict(values)
+        yield url, families
+
+
+def metric_samples_collect() -> dict[SeriesKey, float]:
+    """Read the sampled series now: this process's scrape, or, with
+    METRIC_SAMPLE_SCRAPE_URLS, each of those scrapes plus this process's own instruments
+    (the scrape-time gauges come with the remote scrape). Counters and histograms carry
+    a `source` label (`local` or the URL); the page adds the sources up."""
+    values: dict[SeriesKey, float] = {}
+    gauges_from: dict[str, str] = {}
+    for source, families in _sources():
+        values[(SOURCE_UP, (("source", source),))] = 1.0
+        for family in families:
+            for sample in family.samples:
+                if sample.name not in SAMPLED_NAMES:
+                    continue
+                labels = dict(sample.labels)
+                if sample.name in SHARED_GAUGES:
+                    if gauges_from.setdefault(sample.name, source) != source:
+                        continue
+                else:
+                    labels["source"] = source
+                key = (sample.name, tuple(sorted(labels.items())))
+                values[key] = values.get(key, 0.0) + float(sample.value)
+    return values
 
 
 def metric_samples_take(*, now: datetime | None = None) -> int:
@@ -144,8 +171,15 @@ def counter_increase(before: float | None, after: float) -> float:
 
 def _increases(previous: Snapshot, current: Snapshot, name: str) -> Iterator[tuple[dict, float]]:
     for labels, value in current.series(name):
-        key = (name, tuple(sorted(labels.items())))
-        yield labels, counter_increase(previous.values.get(key), value)
+        before = previous.values.get((name, tuple(sorted(labels.items()))))
+        source = labels.get("source")
+        if (
+            before is None
+            and source is not None
+            and (SOURCE_UP, (("source", source),)) not in previous.values
+        ):
+            continue  # its source did not answer before: the increase is unknown
+        yield labels, counter_increase(before, value)
 
 
 def per_minute_rates(snapshots: list[Snapshot], name: str, by: GroupBy) -> dict[str, list[Point]]:

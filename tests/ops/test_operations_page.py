@@ -241,7 +241,42 @@ def test_a_worker_samples_the_web_scrape_and_adds_its_own_instruments(
         for name, labels, value in MetricSample.objects.values_list("name", "labels", "value")
     }
     assert stored[("oms_dead_letters_unresolved", ())] == 2
-    errors = ("oms_api_errors_total", (("code", "ops_sampled"), ("status", "400")))
-    assert local[(errors[0], frozenset(errors[1]))] >= 3
-    assert stored[errors] == 2 * local[(errors[0], frozenset(errors[1]))]
+    counted = local[
+        ("oms_api_errors_total", frozenset({("code", "ops_sampled"), ("status", "400")}))
+    ]
+    assert counted >= 3
+    for source in ("local", f"{live_server.url}/metrics"):
+        labels = (("code", "ops_sampled"), ("source", source), ("status", "400"))
+        assert stored[("oms_api_errors_total", labels)] == counted
+        assert stored[("oms_metric_sample_source_up", (("source", source),))] == 1
+    assert not any(
+        dict(labels).get("source") == "http://127.0.0.1:9/metrics" for _, labels in stored
+    )
     assert "http://127.0.0.1:9/metrics" in caplog.text
+
+
+def test_a_source_that_did_not_answer_before_adds_no_increase_when_it_is_back():
+    # Given a source that answered at 12:00 and 12:02 but not at 12:01, and a series
+    # that first appeared at 12:02 on a source that answered all along
+    start = timezone.now() - timedelta(minutes=5)
+    rows = [
+        ("oms_metric_sample_source_up", {"source": "web"}, 0, 1),
+        ("oms_metric_sample_source_up", {"source": "local"}, 0, 1),
+        ("oms_api_errors_total", {"code": "a", "source": "web"}, 0, 100),
+        ("oms_metric_sample_source_up", {"source": "local"}, 1, 1),
+        ("oms_metric_sample_source_up", {"source": "web"}, 2, 1),
+        ("oms_metric_sample_source_up", {"source": "local"}, 2, 1),
+        ("oms_api_errors_total", {"code": "a", "source": "web"}, 2, 104),
+        ("oms_api_errors_total", {"code": "b", "source": "local"}, 2, 2),
+    ]
+    for name, labels, minute, value in rows:
+        MetricSample.objects.create(
+            taken_at=start + timedelta(minutes=minute), name=name, labels=labels, value=value
+        )
+
+    rates = per_minute_rates(
+        snapshots_since(start), "oms_api_errors_total", lambda labels: labels["code"]
+    )
+
+    # Then the web's counter adds nothing at 12:02 (not 104), the new one counts 2
+    assert rates == {"b": [(start + timedelta(minutes=2), 2.0)]}
