@@ -2,13 +2,12 @@
 use (read-only admins, an age filter, readable JSON, confirmation pages for actions)."""
 
 import json
-from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -18,6 +17,9 @@ from django.utils.safestring import SafeString
 from core.models import DeadLetter, IdempotencyKey, OperationsPage, OutboxMessage
 from core.operations import operations_page_data
 from core.outbox import dead_letter_redrive, outbox_message_redrive
+
+# A confirmation page names this many of the selected rows (and counts the rest).
+CONFIRMATION_LISTED = 50
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -84,7 +86,7 @@ def json_block(value: Any) -> SafeString:
     return format_html('<pre style="white-space: pre-wrap; margin: 0">{}</pre>', text)
 
 
-def action_confirmed(
+def action_confirmation(
     model_admin: admin.ModelAdmin,
     request: HttpRequest,
     queryset: QuerySet[Any],
@@ -92,20 +94,20 @@ def action_confirmed(
     action: str,
     title: str,
     consequence: str,
-    describe: Callable[[Any], str] = str,
 ) -> TemplateResponse | None:
-    """None once staff confirmed the action (the confirmation page posts `post`);
-    otherwise the page that lists the selected rows and asks."""
+    """The page that lists the selected rows and asks before the action runs; None once
+    staff confirmed (the page posts the selection back with `post=yes`)."""
     if request.POST.get("post") == "yes":
         return None
-    objects: Iterable[Model] = queryset
+    selected = list(queryset)
     context = {
         **model_admin.admin_site.each_context(request),
         "title": title,
         "subtitle": None,
         "consequence": consequence,
-        "objects": [describe(obj) for obj in objects],
-        "selected": [str(obj.pk) for obj in queryset],
+        "objects": [str(obj) for obj in selected[:CONFIRMATION_LISTED]],
+        "not_listed": max(0, len(selected) - CONFIRMATION_LISTED),
+        "selected": [str(obj.pk) for obj in selected],
         "action": action,
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
         "opts": model_admin.model._meta,
@@ -231,7 +233,7 @@ class OutboxMessageAdmin(ReadOnlyAdmin):
         self, request: HttpRequest, queryset: QuerySet[OutboxMessage]
     ) -> TemplateResponse | None:
         dead = queryset.filter(status=OutboxMessage.Status.DEAD)
-        confirm = action_confirmed(
+        confirm = action_confirmation(
             self,
             request,
             queryset,
@@ -317,7 +319,7 @@ class DeadLetterAdmin(ReadOnlyAdmin):
         self, request: HttpRequest, queryset: QuerySet[DeadLetter]
     ) -> TemplateResponse | None:
         waiting = queryset.filter(redriven_at__isnull=True)
-        confirm = action_confirmed(
+        confirm = action_confirmation(
             self,
             request,
             queryset,

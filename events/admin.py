@@ -14,7 +14,7 @@ from django.utils.safestring import SafeString
 from core.admin import (
     ReadOnlyAdmin,
     ReadOnlyInline,
-    action_confirmed,
+    action_confirmation,
     created_age_filter,
     json_block,
 )
@@ -124,7 +124,7 @@ class EventDeliveryAdmin(ReadOnlyAdmin):
         # A pending delivery is already on its way: queueing it again would only reset
         # its retry schedule, so a repeated action sends nothing twice.
         settled = queryset.filter(event__isnull=False).exclude(status=EventDelivery.Status.PENDING)
-        confirm = action_confirmed(
+        confirm = action_confirmation(
             self,
             request,
             queryset,
