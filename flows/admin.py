@@ -6,6 +6,7 @@ an amount through flows.refund, as POST /orders/{id}/refund/ does), once per for
 form carries an idempotency key that core.idempotency claims like an Idempotency-Key."""
 
 import uuid
+from datetime import UTC
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -537,7 +538,10 @@ class OrderAdmin(admin.ModelAdmin):
         body = format_html_join(
             "",
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((when.isoformat(timespec="seconds"), what, who, why) for when, what, who, why in rows),
+            (
+                (when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"), what, who, why)
+                for when, what, who, why in rows
+            ),
         )
         return format_html(
             '<table class="order-history"><thead><tr><th>when (UTC)</th><th>what</th>'
