@@ -5,11 +5,11 @@ refunds), and read both in the history; a support user is refused a stock adjust
 Screenshots: var/test-artifacts/admin/."""
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Page, expect, sync_playwright
 
 from inventory.models import StockItem
 from orders.models import Order
@@ -23,18 +23,17 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "var" / "test-artifacts" / "admin"
 
 
-@pytest.fixture
-def browser(monkeypatch: pytest.MonkeyPatch) -> Iterator[Browser]:
-    # Playwright's sync API keeps an asyncio loop in this thread; the test's own ORM
-    # calls (set-up and checks, never while a page loads) are still synchronous.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+@contextmanager
+def chromium_page() -> Iterator[Page]:
+    """A page in headless Debian chromium. Playwright's sync API runs an event loop in
+    this thread while it is open: the test touches the database before and after."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=["--no-sandbox"]
         )
         try:
-            yield browser
+            yield browser.new_page()
         finally:
             browser.close()
 
@@ -58,7 +57,6 @@ def confirm(page: Page, transition: str, reason: str, amount: str | None = None)
 
 def test_staff_find_ship_and_refund_an_order_and_support_may_not_adjust_stock(
     live_server: Any,
-    browser: Browser,
     paid_order: Callable[..., Order],
     staff_in: Callable[..., Any],
 ) -> None:
@@ -68,38 +66,37 @@ def test_staff_find_ship_and_refund_an_order_and_support_may_not_adjust_stock(
     clerk = staff_in("warehouse", "finance")
     agent = staff_in("support")
     item = StockItem.objects.get(product__sku=order.lines.get().sku)
-    page = browser.new_page()
+    with chromium_page() as page:
+        # When the clerk logs in and finds the order by its number
+        log_in(page, live_server.url, clerk.username)
+        page.goto(f"{live_server.url}/admin/orders/order/")
+        page.fill("#searchbar", order.number)
+        page.press("#searchbar", "Enter")
+        expect(page.locator("#result_list tbody tr")).to_have_count(1)
+        page.click(f"#result_list a:text('{order.number}')")
+        page.screenshot(path=ARTIFACTS / "1-order.png", full_page=True)
 
-    # When the clerk logs in and finds the order by its number
-    log_in(page, live_server.url, clerk.username)
-    page.goto(f"{live_server.url}/admin/orders/order/")
-    page.fill("#searchbar", order.number)
-    page.press("#searchbar", "Enter")
-    expect(page.locator("#result_list tbody tr")).to_have_count(1)
-    page.click(f"#result_list a:text('{order.number}')")
-    page.screenshot(path=ARTIFACTS / "1-order.png", full_page=True)
+        # ...ships it, then refunds 12.34 of it, each confirmed with a reason
+        confirm(page, "ship", "picked and packed by hand")
+        expect(page.locator(".messagelist")).to_contain_text("ship, now shipped")
+        confirm(page, "refund", "one gear dented", amount="12.34")
+        expect(page.locator(".messagelist")).to_contain_text("refunded 12.34 EUR, now shipped")
 
-    # ...ships it, then refunds 12.34 of it, each confirmed with a reason
-    confirm(page, "ship", "picked and packed by hand")
-    expect(page.locator(".messagelist")).to_contain_text("ship, now shipped")
-    confirm(page, "refund", "one gear dented", amount="12.34")
-    expect(page.locator(".messagelist")).to_contain_text("refunded 12.34 EUR, now shipped")
+        # Then the history shows both, with who and why
+        history = page.locator("table.order-history")
+        expect(history).to_contain_text("routed → shipped (ship)")
+        expect(history).to_contain_text("picked and packed by hand")
+        expect(history).to_contain_text("Refunded 12.34 EUR")
+        expect(history).to_contain_text("one gear dented")
+        expect(history).to_contain_text(clerk.username)
+        page.screenshot(path=ARTIFACTS / "2-shipped-and-refunded.png", full_page=True)
 
-    # Then the history shows both, with who and why
-    history = page.locator("table.order-history")
-    expect(history).to_contain_text("routed → shipped (ship)")
-    expect(history).to_contain_text("picked and packed by hand")
-    expect(history).to_contain_text("Refunded 12.34 EUR")
-    expect(history).to_contain_text("one gear dented")
-    expect(history).to_contain_text(clerk.username)
-    page.screenshot(path=ARTIFACTS / "2-shipped-and-refunded.png", full_page=True)
-
-    # When the support user tries to adjust stock
-    page.context.clear_cookies()
-    log_in(page, live_server.url, agent.username)
-    stock_page = page.goto(f"{live_server.url}/admin/inventory/stockitem/{item.pk}/")
-    adjust = page.goto(f"{live_server.url}/admin/inventory/stockitem/{item.pk}/adjust/")
-    page.screenshot(path=ARTIFACTS / "3-support-refused-stock-adjustment.png", full_page=True)
+        # When the support user tries to adjust stock
+        page.context.clear_cookies()
+        log_in(page, live_server.url, agent.username)
+        stock_page = page.goto(f"{live_server.url}/admin/inventory/stockitem/{item.pk}/")
+        adjust = page.goto(f"{live_server.url}/admin/inventory/stockitem/{item.pk}/adjust/")
+        page.screenshot(path=ARTIFACTS / "3-support-refused-stock-adjustment.png", full_page=True)
 
     # Then they may look at the stock but the adjustment is refused
     assert stock_page is not None
