@@ -36,6 +36,7 @@ from core.idempotency import (
     IdempotentResult,
     idempotent_execute,
 )
+from core.models import IdempotencyKey
 from core.money import CURRENCY_DECIMALS, money_format
 from flows.refund import order_refund
 from flows.ship import SHIPPABLE_STATUSES
@@ -124,10 +125,20 @@ class OrderRefundForm(OrderActionForm):
     )
     field_order = ["amount", "reason", "idempotency_key"]
 
-    def __init__(self, *args: Any, currency: str, refundable: int | None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        currency: str,
+        refundable: int | None,
+        resubmitted: bool = False,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.currency = currency
         self.refundable = refundable
+        # A form submitted before is answered by its first outcome, not checked against
+        # what is left after it.
+        self.resubmitted = resubmitted
 
     def clean_amount(self) -> int | None:
         text = str(self.cleaned_data.get("amount") or "").strip()
@@ -142,7 +153,7 @@ class OrderRefundForm(OrderActionForm):
             amount = money_parse(text, self.currency)
         except ValueError as error:
             raise forms.ValidationError(str(error)) from error
-        if amount > self.refundable:
+        if amount > self.refundable and not self.resubmitted:
             raise forms.ValidationError(
                 f"At most {money_format(self.refundable, self.currency)} can be refunded."
             )
@@ -378,8 +389,19 @@ class OrderAdmin(admin.ModelAdmin):
         initial = {"idempotency_key": uuid.uuid4().hex}
         form: OrderActionForm
         if refund:
+            resubmitted = (
+                data is not None
+                and IdempotencyKey.objects.filter(
+                    user=Actor.from_request(request).require_user(),
+                    key=str(data.get("idempotency_key", "")),
+                ).exists()
+            )
             form = OrderRefundForm(
-                data, initial=initial, currency=order.currency, refundable=refundable
+                data,
+                initial=initial,
+                currency=order.currency,
+                refundable=refundable,
+                resubmitted=resubmitted,
             )
         else:
             form = OrderActionForm(data, initial=initial)

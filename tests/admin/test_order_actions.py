@@ -103,18 +103,19 @@ def test_submitting_the_same_confirmation_twice_refunds_once(
     submit(
         admin_client, order, "ship", {**confirmation(admin_client, order, "ship"), "reason": "r"}
     )
-    form = {**confirmation(admin_client, order, "refund"), "amount": "5", "reason": "twice"}
+    form = {**confirmation(admin_client, order, "refund"), "amount": "30", "reason": "twice"}
 
     # When it is submitted twice (a double click, a resent POST)
     first = submit(admin_client, order, "refund", form)
     second = submit(admin_client, order, "refund", form)
 
-    # Then one refund of 5.00 reached the provider and the second says so
-    assert messages_of(first) == [f"{order.number}: refunded 5.00 EUR, now shipped."]
+    # Then one refund of 30.00 reached the provider and the second says so (though 30 is
+    # more than is left after the first)
+    assert messages_of(first) == [f"{order.number}: refunded 30.00 EUR, now shipped."]
     assert messages_of(second) == [
         f"{order.number}: this confirmation was already submitted; nothing was done again."
     ]
-    assert provider_totals(fake_stripe, order.pk)["refunded"] == 500
+    assert provider_totals(fake_stripe, order.pk)["refunded"] == 3000
     assert PaymentOperation.objects.filter(payment__order=order, kind="refund").count() == 1
 
 
