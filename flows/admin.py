@@ -411,6 +411,10 @@ class OrderAdmin(admin.ModelAdmin):
             )
             return HttpResponseRedirect(change_url)
         if form.is_valid():
+            if form.cleaned_data.get("amount") is not None and not staff_may(
+                request, "order.refund_amount"
+            ):
+                raise PermissionDenied
             self._order_action_run(request, order, transition, form.cleaned_data)
             return HttpResponseRedirect(change_url)
         context = {

@@ -19,6 +19,7 @@ from flows.transitions import order_transition_by_name
 from inventory.models import Product, Reservation, StockItem, StockMovement, Warehouse
 from orders.models import Order, OrderStatusChange
 from orders.states import OrderStatus
+from tests.admin.conftest import staff_group_permissions_grant
 from tests.conftest import stock_receive
 from tests.factories import ProductFactory, StaffFactory, UserFactory, WarehouseFactory
 
@@ -335,6 +336,7 @@ def test_stock_adjustment_view_requires_a_nonzero_quantity_and_a_reason(
 
 @pytest.mark.django_db
 def test_support_may_look_at_stock_but_not_receive_or_adjust_it(client, product):
+    staff_group_permissions_grant()
     client.force_login(StaffFactory(groups=["support"]))
     item = StockItem.objects.get(product=product)
 

@@ -66,9 +66,11 @@ def _permissions(apps, labels):
 def grant(apps, schema_editor):
     # Model permissions are made after migrations (post_migrate); make them now.
     for app_config in apps.get_app_configs():
-        app_config.models_module = True
+        # A migration's app configs have no models module; create_permissions wants one.
+        models_module = getattr(app_config, "models_module", None)
+        app_config.models_module = models_module or True
         create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
+        app_config.models_module = models_module
     Group = apps.get_model("auth", "Group")
     for name, labels in PERMISSIONS_OF_GROUP.items():
         group, _ = Group.objects.get_or_create(name=name)

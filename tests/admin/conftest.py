@@ -3,10 +3,12 @@ Stripe server (test modules pull it in with
 ``pytest_plugins = ("tests.support.fake_stripe", "tests.support.fake_warehouse")``), and
 routed to a fake warehouse over HTTP."""
 
+import importlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.apps import apps
 from django.contrib.auth.models import User
 
 from core.actors import Actor
@@ -33,6 +35,18 @@ ADDRESS = {
     "country": "GB",
 }
 PASSWORD = "correct horse battery staple"
+
+
+def staff_group_permissions_grant() -> None:
+    """Give the staff groups their model permissions (access migration 0005) again: a
+    transactional test that ran before flushed what the migration wrote."""
+    migration = importlib.import_module("access.migrations.0005_staff_group_permissions")
+    migration.grant(apps, None)
+
+
+@pytest.fixture(autouse=True)
+def _staff_group_permissions(db: None) -> None:
+    staff_group_permissions_grant()
 
 
 @pytest.fixture
