@@ -11,7 +11,7 @@ request's signature itself.
 from dataclasses import dataclass
 
 from access.roles import Role
-from access.scopes import Scope
+from access.scopes import ALL_SCOPES, Scope
 
 CUSTOMER = Role.CUSTOMER.value
 SUPPORT = Role.SUPPORT.value
@@ -113,7 +113,14 @@ RULES: tuple[Rule, ...] = (
         "customer: own",
     ),
     _rule("POST", "/orders/{id}/ship/", "order-ship", Scope.SHIPMENTS_WRITE, {WAREHOUSE}),
-    _rule("POST", "/orders/{id}/refund/", "order-refund", Scope.REFUNDS_WRITE, {FINANCE}),
+    _rule(
+        "POST",
+        "/orders/{id}/refund/",
+        "order-refund",
+        Scope.REFUNDS_WRITE,
+        {SUPPORT, FINANCE},
+        "all or part (`amount`) of what was captured",
+    ),
     _rule(
         "POST", "/orders/{id}/transitions/", "order-transition", Scope.TRANSITIONS_WRITE, {SUPPORT}
     ),
@@ -214,6 +221,37 @@ def rule_for(*, url_name: str | None, method: str) -> Rule | None:
 
 def rule_allows(rule: Rule, *, scopes: frozenset[str], roles: frozenset[str]) -> bool:
     return rule.scope is not None and rule.scope in scopes and bool(rule.roles & roles)
+
+
+# What staff do in the admin, each with the endpoints (method, url name) through which the
+# API lets them do it. The admin offers an action exactly to the roles one of these
+# endpoints admits (a browser session holds every scope), so the admin and the API read
+# one table and cannot disagree.
+ORDER_TRANSITIONS_ENDPOINT = ("POST", "order-transition")
+STAFF_ACTIONS: dict[str, tuple[tuple[str, str], ...]] = {
+    "order.confirm": (ORDER_TRANSITIONS_ENDPOINT,),
+    "order.fail_payment": (ORDER_TRANSITIONS_ENDPOINT,),
+    "order.retry_payment": (ORDER_TRANSITIONS_ENDPOINT,),
+    "order.expire": (ORDER_TRANSITIONS_ENDPOINT,),
+    "order.cancel": (("POST", "order-cancel"), ORDER_TRANSITIONS_ENDPOINT),
+    "order.route": (ORDER_TRANSITIONS_ENDPOINT,),
+    "order.ship": (("POST", "order-ship"), ORDER_TRANSITIONS_ENDPOINT),
+    "order.deliver": (ORDER_TRANSITIONS_ENDPOINT,),
+    # The refund transition: all that is left (the transitions endpoint) or an amount.
+    "order.refund": (("POST", "order-refund"), ORDER_TRANSITIONS_ENDPOINT),
+    "order.refund_amount": (("POST", "order-refund"),),
+    "stock.view": (("GET", "stock-list"),),
+    "stock.adjust": (("POST", "stock-adjustment-create"),),
+}
+
+
+def staff_action_allowed(action: str, *, roles: frozenset[str]) -> bool:
+    """Whether a browser session with these roles may take a STAFF_ACTIONS action."""
+    scopes = frozenset(ALL_SCOPES)
+    return any(
+        rule_allows(_BY_ENDPOINT[(url_name, method)], scopes=scopes, roles=roles)
+        for method, url_name in STAFF_ACTIONS[action]
+    )
 
 
 def markdown_table() -> str:

@@ -47,7 +47,9 @@ def _ship_locked(*, order: Order, actor: Actor, reason: str) -> None:
     )
 
 
-def order_capture_recorded_locked(*, order: Order, actor: Actor) -> None:
+def order_capture_recorded_locked(
+    *, order: Order, actor: Actor, reason: str = "payment captured"
+) -> None:
     """A capture was recorded: the order ships (a capture happens only at shipment).
 
     A capture on an order that no longer ships (cancelled or expired: a capture made at
@@ -56,7 +58,7 @@ def order_capture_recorded_locked(*, order: Order, actor: Actor) -> None:
     if order.status == OrderStatus.CONFIRMED:
         order_route_locked(order=order, actor=actor, reason="shipped manually")
     if order.status == OrderStatus.ROUTED:
-        _ship_locked(order=order, actor=actor, reason="payment captured")
+        _ship_locked(order=order, actor=actor, reason=reason)
 
 
 def _capture_prepare(*, order_id: uuid.UUID | str) -> tuple[Payment, PaymentOperation]:
@@ -81,7 +83,7 @@ def _capture_prepare(*, order_id: uuid.UUID | str) -> tuple[Payment, PaymentOper
         return payment, operation
 
 
-def _order_capture_and_ship(*, order_id: uuid.UUID | str, actor: Actor) -> Order:
+def _order_capture_and_ship(*, order_id: uuid.UUID | str, actor: Actor, reason: str) -> Order:
     payment, operation = _capture_prepare(order_id=order_id)
     intent_id = payment.provider_payment_id or ""
     outcome = operation_send(
@@ -101,7 +103,9 @@ def _order_capture_and_ship(*, order_id: uuid.UUID | str, actor: Actor) -> Order
                 type="payment.captured",
                 change=payment_event_data(locked.payment),
             )
-            order_capture_recorded_locked(order=locked.order, actor=actor)
+            order_capture_recorded_locked(
+                order=locked.order, actor=actor, reason=reason or "payment captured"
+            )
             return locked.order
         if locked.operation.status == PaymentOperation.Status.SUCCEEDED:
             return locked.order  # a webhook recorded the capture first
@@ -115,7 +119,7 @@ def order_ship(*, order_id: uuid.UUID | str, actor: Actor, reason: str = "") -> 
     A capture with an unknown outcome is sent again with the same key on the next call.
     """
     if Payment.objects.filter(order_id=order_id, status=Payment.Status.AUTHORIZED).exists():
-        return _order_capture_and_ship(order_id=order_id, actor=actor)
+        return _order_capture_and_ship(order_id=order_id, actor=actor, reason=reason)
     with transaction.atomic():
         order = order_lock(order_id=order_id)
         _ship_locked(order=order, actor=actor, reason=reason)

@@ -1,4 +1,6 @@
-"""Inventory admin. Stock counters change only through an adjustment with a reason."""
+"""Inventory admin. Stock counters change only through a receipt or an adjustment with a
+reason (inventory.services.stock_adjust, as POST /stock/adjustments/ does), offered to
+the roles access.policy lets adjust stock."""
 
 from typing import Any
 
@@ -12,6 +14,8 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from access.policy import staff_action_allowed
+from access.roles import roles_of
 from core.actors import Actor
 from core.admin import ReadOnlyAdmin
 from core.errors import DomainError
@@ -79,6 +83,20 @@ class StockAdjustmentForm(forms.Form):
         return quantity
 
 
+class StockReceiptForm(forms.Form):
+    product = forms.ModelChoiceField(queryset=Product.objects.order_by("sku"), to_field_name="sku")
+    warehouse = forms.ModelChoiceField(
+        queryset=Warehouse.objects.order_by("code"), to_field_name="code"
+    )
+    quantity = forms.IntegerField(
+        min_value=1, max_value=MAX_ADJUSTMENT, help_text="Units that arrived."
+    )
+    reason = forms.CharField(
+        max_length=StockMovement._meta.get_field("reason").max_length,
+        help_text="Recorded on the receipt, e.g. 'delivery note 4711'.",
+    )
+
+
 @admin.register(StockItem)
 class StockItemAdmin(ReadOnlyAdmin):
     """Counters are read-only; staff change on_hand through the adjustment view."""
@@ -109,16 +127,75 @@ class StockItemAdmin(ReadOnlyAdmin):
             '<a href="{}?stock_item__id__exact={}">Stock movements</a>', url, stock_item.pk
         )
 
+    change_list_template = "admin/inventory/stockitem/change_list.html"
+
     def has_adjust_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("inventory.change_stockitem")
+        """Receive and adjust: whom the API lets POST /stock/adjustments/."""
+        user = request.user
+        return bool(
+            user.is_active
+            and user.is_staff
+            and staff_action_allowed("stock.adjust", roles=roles_of(user))
+        )
 
     def get_urls(self) -> list[URLPattern]:
+        receive = path(
+            "receive/",
+            self.admin_site.admin_view(self.receive_view),
+            name="inventory_stockitem_receive",
+        )
         adjust = path(
             "<path:object_id>/adjust/",
             self.admin_site.admin_view(self.adjust_view),
             name="inventory_stockitem_adjust",
         )
-        return [adjust, *super().get_urls()]
+        return [receive, adjust, *super().get_urls()]
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        extra_context = {**(extra_context or {}), "can_adjust": self.has_adjust_permission(request)}
+        return super().changelist_view(request, extra_context)
+
+    def receive_view(self, request: HttpRequest) -> HttpResponse:
+        """Goods in at a warehouse: a receipt on the ledger, with a reason."""
+        if not self.has_adjust_permission(request):
+            raise PermissionDenied
+        if request.method == "POST":
+            form = StockReceiptForm(request.POST)
+        else:
+            # The stock item page links here with its product and warehouse.
+            form = StockReceiptForm(initial=request.GET.dict())
+        if form.is_bound and form.is_valid():
+            product, warehouse = form.cleaned_data["product"], form.cleaned_data["warehouse"]
+            try:
+                received = stock_adjust(
+                    sku=product.sku,
+                    warehouse_code=warehouse.code,
+                    quantity=form.cleaned_data["quantity"],
+                    reason=form.cleaned_data["reason"],
+                    actor=Actor.from_request(request),
+                )
+            except DomainError as error:
+                self.message_user(request, f"{error.detail} ({error.code})", messages.ERROR)
+            else:
+                self.message_user(
+                    request,
+                    f"Received {form.cleaned_data['quantity']} of {product.sku} at "
+                    f"{warehouse.code}: on hand {received.on_hand}, reserved {received.reserved}.",
+                    messages.SUCCESS,
+                )
+                return HttpResponseRedirect(
+                    reverse("admin:inventory_stockitem_change", args=[received.pk])
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Receive stock",
+            "opts": self.opts,
+            "form": form,
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, "admin/inventory/stockitem/receive.html", context)
 
     def change_view(
         self,

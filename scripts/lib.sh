@@ -152,6 +152,16 @@ ensure_promtool() {
     fi
 }
 
+# Debian's chromium for the admin browser test (tests/admin/test_browser.py), driven by
+# the playwright package's own driver: never `playwright install` (no browser download).
+ensure_chromium() {
+    if [ ! -x /usr/bin/chromium ]; then
+        log "Installing chromium with apt-get"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+            --no-install-recommends chromium >/dev/null
+    fi
+}
+
 redis_answers() {
     "$VENV/bin/python" - "$1" <<'PY' >/dev/null 2>&1
 import sys

@@ -1,4 +1,5 @@
-"""The Django admin: read-only records, transitions and stock adjustments via services."""
+"""The Django admin: read-only records, confirmed transitions and stock adjustments via
+services. Searching, filters, refunds, groups and the browser test: tests/admin/."""
 
 from typing import Any
 
@@ -18,6 +19,7 @@ from flows.transitions import order_transition_by_name
 from inventory.models import Product, Reservation, StockItem, StockMovement, Warehouse
 from orders.models import Order, OrderStatusChange
 from orders.states import OrderStatus
+from tests.admin.conftest import staff_group_permissions_grant
 from tests.conftest import stock_receive
 from tests.factories import ProductFactory, StaffFactory, UserFactory, WarehouseFactory
 
@@ -80,14 +82,6 @@ def place(product: Product) -> Any:
     return place_order
 
 
-def post_action(client: Client, action: str, orders: list[Order]) -> Any:
-    return client.post(
-        admin_url(Order, "changelist"),
-        {"action": action, "index": "0", "_selected_action": [str(o.pk) for o in orders]},
-        follow=True,
-    )
-
-
 def test_every_model_of_ours_is_registered():
     assert set(REGISTERED_MODELS) >= OUR_MODELS
 
@@ -137,7 +131,7 @@ def test_order_pages_show_money_lines_and_history(admin_client, place):
     body = " ".join(detail.content.decode().split())
     assert detail.status_code == 200
     assert "19.99 EUR" in body  # unit price on the line inline
-    assert '<td class="field-transition"> <p>place</p> </td>' in body  # status history
+    assert "— → pending_payment (place)" in body  # history
     assert "confirm, fail_payment, expire, cancel" in body  # available transitions
 
 
@@ -156,35 +150,45 @@ def test_order_changelist_filters_by_status_and_searches_by_number_and_email(adm
     assert list(by_email.context["cl"].result_list) == [other]
 
 
+def act(client: Client, order: Order, transition: str, **data: str) -> Any:
+    """Open the confirmation page of a transition and submit it with a reason."""
+    url = reverse("admin:orders_order_act", args=[order.pk, transition])
+    page = client.get(url)
+    assert page.status_code == 200, page.status_code
+    key = page.context["form"]["idempotency_key"].value()
+    return client.post(url, {"reason": "by the book", "idempotency_key": key, **data}, follow=True)
+
+
 @pytest.mark.django_db
-def test_transition_action_moves_order_and_writes_history(admin_client, admin_user, place):
+def test_confirmed_transition_moves_order_and_writes_history(admin_client, admin_user, place):
     # Given a pending order
     order = place()
 
-    # When staff run the confirm action on it
-    response = post_action(admin_client, "confirm", [order])
+    # When staff confirm it on its confirmation page, with a reason
+    response = act(admin_client, order, "confirm", reason="paid by bank transfer")
 
-    # Then it is confirmed, with an audit row naming the staff user and the request
+    # Then it is confirmed, with an audit row naming the staff user, the reason and request
     order.refresh_from_db()
-    assert response.status_code == 200
+    assert response.redirect_chain == [(admin_url(Order, "change", order.pk), 302)]
     assert order.status == OrderStatus.CONFIRMED
     change = OrderStatusChange.objects.filter(order=order).last()
     assert change is not None
-    assert (change.transition, change.from_status, change.to_status) == (
+    assert (change.transition, change.from_status, change.to_status, change.reason) == (
         "confirm",
         "pending_payment",
         "confirmed",
+        "paid by bank transfer",
     )
     assert change.actor == admin_user
     assert change.request_id
-    assert messages_of(response) == [f"{order.number}: confirm done, now confirmed."]
+    assert messages_of(response) == [f"{order.number}: confirm, now confirmed."]
 
 
 @pytest.mark.django_db
-def test_cancel_action_releases_the_stock(admin_client, place, product):
+def test_cancel_releases_the_stock(admin_client, place, product):
     order = place(quantity=2)
 
-    post_action(admin_client, "cancel", [order])
+    act(admin_client, order, "cancel")
 
     order.refresh_from_db()
     item = StockItem.objects.get(product=product)
@@ -194,77 +198,53 @@ def test_cancel_action_releases_the_stock(admin_client, place, product):
 
 
 @pytest.mark.django_db
-def test_illegal_transition_action_leaves_order_unchanged_and_reports_error(admin_client, place):
+def test_illegal_transition_is_neither_offered_nor_taken(admin_client, place):
     order = place()
     history_before = OrderStatusChange.objects.filter(order=order).count()
+    url = reverse("admin:orders_order_act", args=[order.pk, "ship"])
 
-    response = post_action(admin_client, "ship", [order])
+    page = admin_client.get(admin_url(Order, "change", order.pk))
+    opened = admin_client.get(url, follow=True)
+    posted = admin_client.post(
+        url, {"reason": "try anyway", "idempotency_key": "k-illegal"}, follow=True
+    )
 
     order.refresh_from_db()
+    assert url not in page.content.decode()
+    assert messages_of(opened) == [f"{order.number} cannot ship now (pending_payment)."]
     assert order.status == OrderStatus.PENDING_PAYMENT
     assert OrderStatusChange.objects.filter(order=order).count() == history_before
-    assert messages_of(response) == [
+    assert messages_of(posted) == [
         f"{order.number}: Cannot ship an order in status 'pending_payment'."
     ]
-    error = next(iter(response.context["messages"]))
+    error = next(iter(posted.context["messages"]))
     assert error.level_tag == "error"
 
 
 @pytest.mark.django_db
-def test_transition_action_reports_each_order_separately(admin_client, place):
-    # Given one confirmed and one pending order
-    confirmed = place()
-    pending = place()
-    order_transition_by_name(order_id=confirmed.pk, transition="confirm", actor=Actor.system())
+def test_the_order_list_offers_no_bulk_transitions(admin_client, place):
+    place()
 
-    # When staff route both
-    response = post_action(admin_client, "route", [confirmed, pending])
-
-    # Then the confirmed one moves and the pending one is reported, unchanged
-    confirmed.refresh_from_db()
-    pending.refresh_from_db()
-    assert confirmed.status == OrderStatus.ROUTED
-    assert pending.status == OrderStatus.PENDING_PAYMENT
-    assert sorted(messages_of(response)) == sorted(
-        [
-            f"{confirmed.number}: route done, now routed.",
-            f"{pending.number}: Cannot route an order in status 'pending_payment'.",
-        ]
-    )
-
-
-@pytest.mark.django_db
-def test_every_transition_is_offered_as_an_action(admin_client):
     response = admin_client.get(admin_url(Order, "changelist"))
 
-    choices = [name for name, _ in response.context["action_form"].fields["action"].choices]
-    assert choices[1:] == [
-        "confirm",
-        "fail_payment",
-        "retry_payment",
-        "expire",
-        "cancel",
-        "route",
-        "ship",
-        "deliver",
-        "refund",
-    ]
+    assert response.context["action_form"] is None
 
 
 @pytest.mark.django_db
 def test_staff_who_may_only_view_orders_cannot_run_transitions(client, place):
-    viewer = StaffFactory()
+    viewer = StaffFactory(groups=[])
     viewer.user_permissions.add(Permission.objects.get(codename="view_order"))
     client.force_login(viewer)
     order = place()
+    url = reverse("admin:orders_order_act", args=[order.pk, "confirm"])
 
-    page = client.get(admin_url(Order, "changelist"))
-    response = post_action(client, "confirm", [order])
+    page = client.get(admin_url(Order, "change", order.pk))
+    response = client.post(url, {"reason": "sneaky", "idempotency_key": "k-1"})
 
     order.refresh_from_db()
     assert page.status_code == 200
-    assert page.context["action_form"] is None
-    assert response.status_code == 200
+    assert page.context["order_actions"] == []
+    assert response.status_code == 403
     assert order.status == OrderStatus.PENDING_PAYMENT
 
 
@@ -355,22 +335,75 @@ def test_stock_adjustment_view_requires_a_nonzero_quantity_and_a_reason(
 
 
 @pytest.mark.django_db
-def test_stock_adjustment_needs_the_change_stock_item_permission(client, product):
-    viewer = StaffFactory()
-    viewer.user_permissions.add(Permission.objects.get(codename="view_stockitem"))
-    client.force_login(viewer)
+def test_support_may_look_at_stock_but_not_receive_or_adjust_it(client, product):
+    staff_group_permissions_grant()
+    client.force_login(StaffFactory(groups=["support"]))
     item = StockItem.objects.get(product=product)
 
+    listing = client.get(admin_url(StockItem, "changelist"))
     page = client.get(admin_url(StockItem, "change", item.pk))
-    response = client.post(
+    adjusted = client.post(
         admin_url(StockItem, "adjust", item.pk), {"quantity": "5", "reason": "sneaky"}
     )
+    received = client.post(
+        admin_url(StockItem, "receive"),
+        {"product": product.sku, "warehouse": "berlin", "quantity": "5", "reason": "sneaky"},
+    )
 
-    assert page.status_code == 200
+    assert (listing.status_code, page.status_code) == (200, 200)
     assert admin_url(StockItem, "adjust", item.pk) not in page.content.decode()
-    assert response.status_code == 403
+    assert admin_url(StockItem, "receive") not in listing.content.decode()
+    assert (adjusted.status_code, received.status_code) == (403, 403)
     item.refresh_from_db()
     assert item.on_hand == 3
+    assert StockMovement.objects.filter(stock_item=item).count() == 1
+
+
+@pytest.mark.django_db
+def test_stock_receipt_view_receives_at_a_warehouse_with_a_reason(client, product):
+    # Given a warehouse user and a second warehouse that holds none of the product yet
+    receiver = StaffFactory(groups=["warehouse"])
+    client.force_login(receiver)
+    WarehouseFactory(code="hamburg")
+    url = admin_url(StockItem, "receive")
+
+    listing = client.get(admin_url(StockItem, "changelist"))
+    page = client.get(url, {"product": product.sku, "warehouse": "hamburg"})
+    response = client.post(
+        url,
+        {"product": product.sku, "warehouse": "hamburg", "quantity": "7", "reason": "PO 4711"},
+        follow=True,
+    )
+
+    # Then the stock item exists with 7 on hand and the ledger has a receipt by them
+    assert url in listing.content.decode()
+    assert page.context["form"].initial == {"product": product.sku, "warehouse": "hamburg"}
+    item = StockItem.objects.get(product=product, warehouse__code="hamburg")
+    assert (item.on_hand, item.reserved) == (7, 0)
+    assert response.redirect_chain == [(admin_url(StockItem, "change", item.pk), 302)]
+    movement = StockMovement.objects.get(stock_item=item)
+    assert (movement.kind, movement.on_hand_delta, movement.reason, movement.actor) == (
+        StockMovement.Kind.RECEIPT,
+        7,
+        "PO 4711",
+        receiver,
+    )
+    assert messages_of(response) == [
+        f"Received 7 of {product.sku} at hamburg: on hand 7, reserved 0."
+    ]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("quantity", ["0", "-3", "x"])
+def test_stock_receipt_needs_a_positive_quantity(admin_client, product, quantity):
+    response = admin_client.post(
+        admin_url(StockItem, "receive"),
+        {"product": product.sku, "warehouse": "berlin", "quantity": quantity, "reason": "r"},
+    )
+
+    assert response.status_code == 200
+    assert "quantity" in response.context["form"].errors
+    assert StockItem.objects.get(product=product).on_hand == 3
 
 
 @pytest.mark.django_db
