@@ -20,3 +20,9 @@ class ApiKeyNotActive(DomainError):
     code = "api_key_not_active"
     status = 409
     title = "The API key is expired or revoked"
+
+
+class TransitionNotAllowed(DomainError):
+    code = "transition_not_allowed"
+    status = 403
+    title = "Your staff role may not take this transition"

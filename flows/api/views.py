@@ -15,6 +15,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from access.errors import TransitionNotAllowed
+from access.policy import transition_allowed
+from access.roles import roles_of
 from core.actors import Actor
 from core.api.idempotency import IDEMPOTENCY_KEY_HEADER, idempotent_response
 from core.api.pagination import CreatedAtCursorPagination
@@ -43,7 +46,7 @@ from flows.ship import order_ship
 from flows.transitions import order_transition_by_name
 from orders import selectors
 from orders.models import Order
-from orders.states import OrderStatus
+from orders.states import TRANSITIONS, OrderStatus
 
 
 class OrderListCreateApi(ListModelMixin, GenericAPIView[Order]):
@@ -154,6 +157,20 @@ class OrderTransitionApi(OrderActionApi):
         order_transition_by_name(
             order_id=order_id, transition=data["transition"], actor=actor, reason=data["reason"]
         )
+
+    def post(self, request: Request, order_id: uuid.UUID) -> Response:
+        # Which transition is a question of permission: asked before the Idempotency-Key
+        # and the input are checked, like the endpoint's own roles.
+        body = request.data
+        transition = body.get("transition") if isinstance(body, dict) else None
+        if transition in TRANSITIONS and not transition_allowed(
+            transition, roles=roles_of(request.user)
+        ):
+            raise TransitionNotAllowed(
+                f"Your staff groups may not take '{transition}' "
+                "(ship: warehouse; refund: support, finance; cancel and the rest: support)."
+            )
+        return super().post(request, order_id)
 
 
 @order_action_schema(OrderPayInputSerializer)

@@ -398,3 +398,30 @@ def test_full_lifecycle_ships_committed_stock_and_refund_leaves_it(staff_client,
         OrderStatus.REFUNDED,
     ]
     assert stock_of(product) == (ON_HAND - ORDER_QUANTITY, 0)
+
+
+@pytest.mark.django_db
+def test_a_transition_with_its_own_endpoint_is_taken_by_name_only_by_that_endpoints_roles(
+    order_in,
+):
+    # given: a routed order, a support agent and a warehouse worker
+    from tests.factories import StaffFactory
+
+    order_id = order_in(OrderStatus.ROUTED)
+    support, warehouse = APIClient(), APIClient()
+    support.force_authenticate(StaffFactory(groups=["support"]))
+    warehouse.force_authenticate(StaffFactory(groups=["warehouse"]))
+
+    # when support asks to ship it by name
+    refused = post_transition(support, order_id, "ship")
+
+    # then: refused with a stable code before anything happens; the warehouse may ship
+    assert refused.status_code == 403, refused.content
+    assert refused.json()["code"] == "transition_not_allowed"
+    assert Order.objects.get(pk=order_id).status == OrderStatus.ROUTED
+    assert post_transition(warehouse, order_id, "deliver").json()["code"] == (
+        "transition_not_allowed"
+    )
+    shipped = post_transition(warehouse, order_id, "ship")
+    assert shipped.status_code == 200, shipped.content
+    assert Order.objects.get(pk=order_id).status == OrderStatus.SHIPPED
