@@ -8,6 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.support.redis_server import RedisServer
 from tests.support.run_command import (
     RunCommand,
     alive,
@@ -15,6 +16,8 @@ from tests.support.run_command import (
     port_is_free,
     postgres_answers,
 )
+
+pytest_plugins = ("tests.support.redis_server",)
 
 ADDRESS = {
     "name": "Alice",
@@ -28,6 +31,7 @@ ADDRESS = {
 
 @pytest.fixture
 def run_command(tmp_path) -> Iterator[RunCommand]:
+    # No broker URL: scripts/run finds no Redis on its free port and starts its own.
     command = RunCommand(tmp_path, database=f"oms_prod_run_{uuid.uuid4().hex[:8]}")
     started: set[int] = set()
     try:
@@ -38,15 +42,17 @@ def run_command(tmp_path) -> Iterator[RunCommand]:
         drop_database(command.database)
 
 
-def stop_and_assert_all_gone(command: RunCommand) -> None:
+def stop_and_assert_all_gone(command: RunCommand, *, own_redis: bool = True) -> None:
     children = command.descendants()
-    assert len(children) >= 5, children  # redis, fake Stripe, warehouse, worker, uvicorn
+    # fake Stripe, fake warehouse, worker, uvicorn (and the redis-server it started)
+    assert len(children) >= 4 + own_redis, children
     assert command.stop() == 143  # 128 + SIGTERM: stopped by the signal, not crashed
     deadline = time.monotonic() + 15
     while any(alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert [pid for pid in children if alive(pid)] == []
-    assert [port for port in command.ports if not port_is_free(port)] == []
+    ports = command.ports if own_redis else command.ports[:-1]
+    assert [port for port in ports if not port_is_free(port)] == []
     # The PostgreSQL it found answering is not its own: it is left running.
     assert postgres_answers()
 
@@ -82,7 +88,9 @@ def test_sigterm_stops_every_child_and_a_restart_keeps_a_working_demo(run_comman
     assert status == 201, order
     assert order["payment"]["status"] == "authorized"
     # ... delivered by the fake warehouse, so the payment is captured at the provider
-    wait_for_status(run_command, keys["alice"], order["id"], "delivered")
+    delivered = wait_for_status(run_command, keys["alice"], order["id"], "delivered")
+    assert delivered["payment"]["status"] == "captured"
+    assert delivered["reservation_expires_at"] is None  # no stock is held for payment
     worker_log = run_command.var_dir / "log" / "worker.log"
     first_run_log = worker_log.read_text()
     assert first_run_log
@@ -118,3 +126,21 @@ def test_sigterm_stops_every_child_and_a_restart_keeps_a_working_demo(run_comman
     assert status == 201, second
     assert second["payment"]["status"] == "authorized"
     stop_and_assert_all_gone(run_command)
+
+
+def test_sigterm_leaves_a_redis_it_found_running(tmp_path, redis_server: RedisServer):
+    # Given a Redis that already answers at the broker URL
+    command = RunCommand(
+        tmp_path, database=f"oms_prod_run_{uuid.uuid4().hex[:8]}", broker_url=redis_server.url
+    )
+    started: set[int] = set()
+    try:
+        command.start()
+        started = command.descendants()
+        # When scripts/run, which used it, gets SIGTERM
+        stop_and_assert_all_gone(command, own_redis=False)
+        # Then that Redis still answers
+        assert redis_server.client().ping()
+    finally:
+        command.kill_leftovers(started | command.descendants())
+        drop_database(command.database)

@@ -96,13 +96,15 @@ def postgres_answers(name: str = "postgres") -> bool:
 class RunCommand:
     """One ``scripts/run`` process at a time, on the same ports and var/ each start."""
 
-    def __init__(self, workdir: Path, *, database: str) -> None:
+    def __init__(self, workdir: Path, *, database: str, broker_url: str = "") -> None:
         self.workdir = workdir
         self.database = database
         self.port = free_port()
         self.stripe_port = free_port()
         self.warehouse_port = free_port()
         self.redis_port = free_port()
+        # Empty: a Redis on a free port, which scripts/run starts (and stops) itself.
+        self.broker_url = broker_url or f"redis://{LOOPBACK}:{self.redis_port}/0"
         self.var_dir = workdir / "var"
         self.output_path = workdir / "run.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -119,7 +121,7 @@ class RunCommand:
         }
         env.update(
             DATABASE_URL=database_url(self.database),
-            CELERY_BROKER_URL=f"redis://{LOOPBACK}:{self.redis_port}/0",
+            CELERY_BROKER_URL=self.broker_url,
             HOST=LOOPBACK,
             PORT=str(self.port),
             FAKE_STRIPE_PORT=str(self.stripe_port),
