@@ -12,6 +12,7 @@ PYTEST_DONT_REWRITE: no asserts here; failures raise AssertionError explicitly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -188,13 +189,29 @@ class RunCommand:
         return code
 
     def kill_leftovers(self, pids: set[int]) -> None:
-        """After a failed test: SIGKILL what this run started and left behind."""
-        for pid in pids:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        """After a failed test: SIGKILL what this run started and left behind: the given
+        processes, and any in this checkout whose command line names this run's var/ or
+        one of its ports (an orphan whose parent died is no longer below scripts/run)."""
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
+        marks = [str(self.var_dir)] + [f"--port {port}" for port in self.ports]
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                command_line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                # scripts/run works in this checkout: another checkout's process never is
+                # one of ours.
+                in_this_checkout = (entry / "cwd").resolve() == REPO_ROOT
+            except OSError:
+                continue
+            if in_this_checkout and any(mark in command_line for mark in marks):
+                pids.add(int(entry.name))
+        for pid in pids:
+            if alive(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     def demo_keys(self) -> dict[str, str]:
         """The keys seed_demo printed: {"alice": ..., "staff": ..., "storefront": ...}."""
