@@ -7,7 +7,10 @@ if [ -n "${PROMETHEUS_MULTIPROC_DIR:-}" ]; then
     rm -rf "$PROMETHEUS_MULTIPROC_DIR"
     mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 fi
+# core.heartbeat: the worker's event loop touches WORKER_HEARTBEAT_FILE while it runs;
+# the healthcheck reads its age (python -m core.heartbeat).
 exec celery -A config worker \
+    --include core.heartbeat \
     --queues "${CELERY_QUEUES:-emails,routing,payments,events,default}" \
     --concurrency "${CELERY_CONCURRENCY:-2}" \
     --loglevel INFO

@@ -1,6 +1,6 @@
 """Run localstripe as an in-memory fake Stripe API on loopback (dev and tests only).
 
-    python -m fakes.stripe_server --port 8420 [--host 127.0.0.1] [--verbose]
+    python -m fakes.stripe_server --port 8420 [--host 127.0.0.1] [--state-file PATH] [--verbose]
 
 localstripe (GPL) runs here as a separate process; app code never imports it, and this
 module imports it only inside ``serve()``. The process binds the given loopback address
@@ -15,8 +15,12 @@ and exits with status 0 on SIGTERM or SIGINT. Point a ``stripe.StripeClient`` at
 State: localstripe's stock store pickles itself to /tmp/localstripe.pickle after every
 write and reloads it at start-up, which would leak state between runs and between
 concurrent servers. ``serve()`` replaces ``Store.try_load_from_disk`` and
-``Store.dump_to_disk`` with no-ops, so every process starts empty and writes nothing.
-``DELETE /_config/data`` empties the store of a running server (``flush_data()``).
+``Store.dump_to_disk``: without ``--state-file`` they do nothing, so every process
+starts empty and writes nothing; with ``--state-file PATH`` (``scripts/run`` keeps
+``var/fake-stripe.pickle``) the store is loaded from PATH at start and written there
+after every change (to a temporary file, then renamed), so a restarted server still
+knows the payment intents of orders placed before. ``DELETE /_config/data`` empties
+the store of a running server (``flush_data()``).
 
 Webhooks (localstripe/webhooks.py, server.py):
 
@@ -51,10 +55,13 @@ import asyncio
 import ipaddress
 import json
 import logging
+import os
+import pickle
 import signal
 import sys
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 READY_PREFIX = "fake-stripe ready "
@@ -70,22 +77,60 @@ def _loopback_host(value: str) -> str:
     return value
 
 
-def _disable_disk_persistence() -> None:
-    """Keep localstripe's store in memory: no load at start, no pickle after writes."""
+def _set_disk_persistence(state_file: Path | None) -> None:
+    """Keep localstripe's store in memory, or in ``state_file`` when one is given."""
     from localstripe import resources  # GPL, dev/test only: imported in the fake process
 
-    def _no_op(self: Any) -> None:
-        return None
+    if state_file is None:
 
-    resources.Store.try_load_from_disk = _no_op
-    resources.Store.dump_to_disk = _no_op
+        def _no_op(self: Any) -> None:
+            return None
+
+        resources.Store.try_load_from_disk = _no_op
+        resources.Store.dump_to_disk = _no_op
+        return
+
+    path = state_file
+    partial = path.with_name(path.name + ".partial")
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _load(self: Any) -> None:
+        try:
+            with path.open("rb") as stored:
+                # The file is this server's own, written by _dump below.
+                old = pickle.load(stored)  # noqa: S301
+        except FileNotFoundError:
+            return
+        self.clear()
+        self.update(old)
+
+    def _dump(self: Any) -> None:
+        with partial.open("wb") as stored:
+            pickle.dump(dict(self), stored, protocol=pickle.HIGHEST_PROTOCOL)
+        # A server stopped mid-write leaves the previous state whole.
+        os.replace(partial, path)
+
+    resources.Store.try_load_from_disk = _load
+    resources.Store.dump_to_disk = _dump
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(host: str, port: int, state_file: Path | None = None) -> None:
     """Serve localstripe's aiohttp app on host:port until SIGTERM or SIGINT."""
-    _disable_disk_persistence()
+    _set_disk_persistence(state_file)
     from aiohttp import web
+    from localstripe.resources import store
     from localstripe.server import app
+
+    if state_file is not None:
+        store.try_load_from_disk()
+
+        async def _dump_after_write(request: web.Request, response: web.StreamResponse) -> None:
+            # Captures, cancels and refunds change stored objects in place, which the
+            # store's own write hook does not see: write the whole store once more.
+            if request.method != "GET":
+                store.dump_to_disk()
+
+        app.on_response_prepare.append(_dump_after_write)
 
     runner = web.AppRunner(app, access_log=logging.getLogger("aiohttp.access"))
     await runner.setup()
@@ -152,6 +197,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="allow a non-loopback --host (only inside a private container network)",
     )
     parser.add_argument("--verbose", action="store_true", help="log requests and webhooks")
+    parser.add_argument(
+        "--state-file",
+        type=Path,
+        default=None,
+        help="keep the objects in this file across restarts (default: memory only)",
+    )
     args = parser.parse_args(argv)
     if not args.container:
         try:
@@ -163,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(name)s %(message)s",
     )
-    asyncio.run(serve(args.host, args.port))
+    asyncio.run(serve(args.host, args.port, args.state_file))
     return 0
 
 

@@ -25,7 +25,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--port", type=int, required=True, help="0 picks a free port")
-    parser.add_argument("--host", type=_loopback_host, default="127.0.0.1")
+    parser.add_argument("--host", default="127.0.0.1", help="a loopback IPv4 address")
+    parser.add_argument(
+        "--container",
+        action="store_true",
+        help="allow a non-loopback --host (only inside a private container network)",
+    )
     parser.add_argument("--secret", required=True, help="the HMAC secret shared with oms")
     parser.add_argument("--ship-after", type=float, default=2.0, metavar="SECONDS")
     parser.add_argument("--deliver-after", type=float, default=4.0, metavar="SECONDS")
@@ -36,6 +41,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--callback-backoff", type=float, default=0.5, metavar="SECONDS")
     parser.add_argument("--verbose", action="store_true", help="log requests and callbacks")
     args = parser.parse_args(argv)
+    if not args.container:
+        try:
+            _loopback_host(args.host)
+        except argparse.ArgumentTypeError as error:
+            parser.error(str(error))
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         stream=sys.stderr,
@@ -53,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             hang_seconds=args.hang_seconds,
             callback_attempts=args.callback_attempts,
             callback_backoff=args.callback_backoff,
+            container=args.container,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -63,10 +63,13 @@ class FakeWarehouse:
         callback_backoff: float = 0.5,
         callback_timeout: float = 5.0,
         signature_tolerance: float = SIGNATURE_TOLERANCE_SECONDS,
+        container: bool = False,
     ) -> None:
         if not secret:
             raise ValueError("a signing secret is required")
-        if not ipaddress.ip_address(host).is_loopback:
+        # Inside a private container network (the compose demo) it listens on all its
+        # addresses; anywhere else on loopback only.
+        if not container and not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"{host} is not a loopback address; use 127.0.0.1")
         self.secret = secret
         self.host = host
