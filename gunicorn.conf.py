@@ -8,9 +8,9 @@ sums them. The directory is emptied when the master starts, before any worker wr
 gauges dropped.
 
 Tracing (core.tracing, off unless an OTLP endpoint is configured) is set up in each
-worker right after the fork, before it loads the application: a batch span processor's
-export thread started in the master would not run in the workers. config.asgi asks again
-when it is loaded, which is then a no-op.
+worker right after the fork, before it loads the application (docker/start-web.sh does
+not preload it in the master), so each worker process has its own provider and export
+thread. config.asgi asks again when it is loaded, which is then a no-op.
 """
 
 import os

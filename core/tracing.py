@@ -42,7 +42,7 @@ def tracing_configured() -> bool:
 
 def tracing_enabled() -> bool:
     """Whether this process set tracing up."""
-    return _set_up_in_pid == os.getpid()
+    return _set_up_in_pid is not None and _set_up_in_pid == os.getpid()
 
 
 def tracing_setup(*, default_service_name: str) -> bool:
@@ -71,10 +71,20 @@ def _install(default_service_name: str) -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    attributes = {} if os.environ.get("OTEL_SERVICE_NAME") else {SERVICE_NAME: default_service_name}
-    provider = TracerProvider(resource=Resource.create(attributes))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    trace.set_tracer_provider(provider)
+    inherited = trace.get_tracer_provider()
+    if isinstance(inherited, TracerProvider):
+        # Set up before a fork (a server that loads the application in its master): the
+        # global provider can be set only once, and the SDK restarts its export thread
+        # in the child.
+        provider = inherited
+    else:
+        # Which process: gunicorn and Celery run several of each service.
+        attributes: dict[str, str | int] = {"process.pid": os.getpid()}
+        if not os.environ.get("OTEL_SERVICE_NAME"):
+            attributes[SERVICE_NAME] = default_service_name
+        provider = TracerProvider(resource=Resource.create(attributes))
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+        trace.set_tracer_provider(provider)
     # Instrumentors are process-wide singletons: after a fork they are already in place
     # (and point at the global provider, now this one).
     for instrumentor in (

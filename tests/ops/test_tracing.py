@@ -9,6 +9,7 @@ endpoint configured, nothing of the SDK is set up.
 from __future__ import annotations
 
 import gzip
+import http.client
 import json
 import os
 import subprocess
@@ -31,7 +32,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanProto
 
 from core.models import OutboxMessage
 from tests.conftest import api_key_for, new_idempotency_key, order_payload
-from tests.support.processes import LOOPBACK, free_port
+from tests.support import asgi_server
+from tests.support.processes import LOOPBACK, free_port, stop_process
 from tests.support.worker import app_process_env, wait_for
 from tests.worker import conftest as worker_tests
 from tests.worker.conftest import GOOD_CARD, outbox_settled, warehouse_at
@@ -72,6 +74,7 @@ class ReceivedSpan:
     parent_span_id: str
     attributes: dict[str, Any]
     link_trace_ids: list[str] = field(default_factory=list)
+    pid: int = 0
 
     def mentions(self, text: str) -> bool:
         """Whether any string attribute (a URL, a statement) contains ``text``."""
@@ -144,6 +147,7 @@ class OtlpReceiver:
                             parent_span_id=span.parent_span_id.hex(),
                             attributes={a.key: _value(a.value) for a in span.attributes},
                             link_trace_ids=[link.trace_id.hex() for link in span.links],
+                            pid=int(resource.get("process.pid") or 0),
                         )
                     )
         with self._lock:
@@ -360,6 +364,71 @@ def test_work_the_sweeper_dispatches_still_continues_the_requests_trace(
         timeout=WAIT,
         what="the warehouse call's span",
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_gunicorn_worker_sets_up_tracing_after_the_fork(otlp_receiver, tmp_path):
+    # Given the production server: gunicorn's master and two uvicorn workers, tracing on
+    port = free_port()
+    log_path = tmp_path / "gunicorn.log"
+    with open(log_path, "wb") as log:
+        master = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "config.asgi:application"]
+            + ["--worker-class", "uvicorn_worker.UvicornWorker", "--workers", "2"]
+            + ["--bind", f"{LOOPBACK}:{port}"],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": "config.settings.test",
+                "DATABASE_URL": asgi_server.test_database_url(),
+                **tracing_env(otlp_receiver),
+            },
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def live() -> int:
+            connection = http.client.HTTPConnection(LOOPBACK, port, timeout=5)
+            try:
+                connection.request("GET", "/health/live")
+                return connection.getresponse().status
+            except OSError:
+                return 0
+            finally:
+                connection.close()
+
+        # When it answers requests
+        wait_for(
+            lambda: live() == 200 or master.poll() is not None,
+            timeout=WAIT,
+            what="gunicorn to answer",
+        )
+        assert master.poll() is None, log_path.read_text()
+        for _ in range(10):
+            assert live() == 200
+
+        # Then the workers (not the master) exported a server span for each
+        served = wait_for(
+            lambda: (
+                spans
+                if len(
+                    spans := otlp_receiver.received(
+                        lambda s: s.kind == SERVER and s.mentions("/health/live")
+                    )
+                )
+                >= 11
+                else None
+            ),
+            timeout=WAIT,
+            what="the requests' server spans",
+        )
+        assert {span.service for span in served} == {"oms-web"}
+        assert master.pid not in {span.pid for span in served}
+        assert all(span.pid for span in served)
+    finally:
+        stop_process(master)
 
 
 PROBE = """
