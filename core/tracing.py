@@ -1,11 +1,11 @@
 """OpenTelemetry tracing, off unless an OTLP endpoint is configured.
 
 `tracing_setup` runs once per process that serves requests or runs tasks: the ASGI/WSGI
-modules, gunicorn's `post_fork` hook and Celery's `worker_process_init` (a
-BatchSpanProcessor's export thread belongs to the process that made it, so each worker
-process sets up its own after the fork). With neither `OTEL_EXPORTER_OTLP_ENDPOINT` nor
-`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` set it returns at once: no SDK is imported, no tracer
-provider installed, nothing instrumented, and the helpers below cost one flag check.
+modules, gunicorn's `post_fork` hook and Celery's `worker_process_init`, so each worker
+process sets up its own provider after the fork, with its own export thread and
+`process.pid`. With neither `OTEL_EXPORTER_OTLP_ENDPOINT` nor
+`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` set it returns at once: no tracer provider, exporter
+or instrumentation is loaded or installed, and the helpers below cost one flag check.
 
 When on, it installs an SDK tracer provider exporting over OTLP/HTTP (protobuf) in
 batches, and the maintained instrumentations: Django (a server span per request), psycopg
@@ -85,8 +85,8 @@ def _install(default_service_name: str) -> None:
         provider = TracerProvider(resource=Resource.create(attributes))
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         trace.set_tracer_provider(provider)
-    # Instrumentors are process-wide singletons: after a fork they are already in place
-    # (and point at the global provider, now this one).
+    # Instrumentors are process-wide singletons: in the child of a process that set up,
+    # they are in place already, with the provider it inherited.
     for instrumentor in (
         DjangoInstrumentor(),
         PsycopgInstrumentor(),
