@@ -73,7 +73,8 @@ class ReceivedSpan:
     span_id: str
     parent_span_id: str
     attributes: dict[str, Any]
-    link_trace_ids: list[str] = field(default_factory=list)
+    # (trace id, span id) of each linked span
+    links: list[tuple[str, str]] = field(default_factory=list)
     pid: int = 0
 
     def mentions(self, text: str) -> bool:
@@ -146,7 +147,7 @@ class OtlpReceiver:
                             span_id=span.span_id.hex(),
                             parent_span_id=span.parent_span_id.hex(),
                             attributes={a.key: _value(a.value) for a in span.attributes},
-                            link_trace_ids=[link.trace_id.hex() for link in span.links],
+                            links=[(ln.trace_id.hex(), ln.span_id.hex()) for ln in span.links],
                             pid=int(resource.get("process.pid") or 0),
                         )
                     )
@@ -279,9 +280,13 @@ def test_a_paid_checkout_is_one_trace_from_the_request_into_the_worker(
     assert handler.kind == CONSUMER
     assert handler.attributes["oms.outbox.message_id"] == routing.pk
     assert handler.attributes["oms.order_id"] == order["id"]
-    tasks = spans(service="oms-worker", name="run/oms.core.outbox_handle")
-    assert tasks, otlp_receiver.received(lambda s: s.service == "oms-worker")
-    assert handler.link_trace_ids == []  # the task already was in the request's trace
+    assert handler.parent_span_id == request.span_id
+    assert handler.links == []  # the task already was in the request's trace
+    assert wait_for(
+        lambda: spans(service="oms-worker", kind=CONSUMER, name="run/oms.core.outbox_handle"),
+        timeout=WAIT,
+        what="the Celery task's span in the request's trace",
+    )
     warehouse_calls = wait_for(
         lambda: [
             s for s in spans(service="oms-worker", kind=CLIENT) if s.mentions(fake.requests_url)
@@ -349,13 +354,19 @@ def test_work_the_sweeper_dispatches_still_continues_the_requests_trace(
     )[0]
     assert handler.parent_span_id == routing.trace_context["traceparent"].split("-")[2]
     assert handler.parent_span_id == request.span_id
-    tasks = otlp_receiver.received(
-        lambda s: s.service == "oms-worker" and s.name == "run/oms.core.outbox_handle"
+    ((task_trace_id, task_span_id),) = handler.links
+    assert task_trace_id != request.trace_id
+    assert wait_for(
+        lambda: otlp_receiver.received(
+            lambda s: (
+                (s.trace_id, s.span_id) == (task_trace_id, task_span_id)
+                and s.service == "oms-worker"
+                and s.name == "run/oms.core.outbox_handle"
+            )
+        ),
+        timeout=WAIT,
+        what="the linked Celery task's span",
     )
-    assert tasks
-    assert request.trace_id not in {task.trace_id for task in tasks}
-    assert handler.link_trace_ids
-    assert set(handler.link_trace_ids) <= {task.trace_id for task in tasks}
     # ...and what the handler did is in the request's trace too
     assert wait_for(
         lambda: [
