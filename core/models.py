@@ -69,6 +69,9 @@ class OutboxMessage(models.Model):
     # The request that caused the work (X-Request-ID), carried into the worker's logs and
     # audit rows.
     request_id = models.CharField(max_length=64, blank=True, default="")
+    # The W3C trace context (traceparent, tracestate) of the span that wrote it, when
+    # tracing is on: the handler's span continues that trace, however it is dispatched.
+    trace_context = models.JSONField(blank=True, default=dict)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     # Pending: when it may be dispatched. Dispatched: when its lease runs out.

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from core import log_context
+from core import log_context, tracing
 from core.metrics import DEAD_LETTERS
 from core.models import DeadLetter, OutboxMessage
 
@@ -74,6 +74,7 @@ def outbox_publish(*, topic: str, payload: dict[str, Any], key: str) -> list[int
         return []
     now = timezone.now()
     dedup_keys = [f"{handler.name}:{key}"[:255] for handler in handlers]
+    trace_context = tracing.trace_context()
     OutboxMessage.objects.bulk_create(
         [
             OutboxMessage(
@@ -83,6 +84,7 @@ def outbox_publish(*, topic: str, payload: dict[str, Any], key: str) -> list[int
                 payload=payload,
                 dedup_key=dedup_key,
                 request_id=log_context.current("request_id"),
+                trace_context=trace_context,
                 available_at=now,
             )
             for handler, dedup_key in zip(handlers, dedup_keys, strict=True)
@@ -180,8 +182,20 @@ def outbox_handle(message_id: int) -> bool:
     if handler is None:
         raise LookupError(f"No outbox handler named {message.handler!r}")
     order_id = message.payload.get("order_id", "") if isinstance(message.payload, dict) else ""
-    with log_context.bound(
-        outbox_message_id=message.pk, request_id=message.request_id, order_id=order_id
+    with (
+        log_context.bound(
+            outbox_message_id=message.pk, request_id=message.request_id, order_id=order_id
+        ),
+        tracing.outbox_span(
+            f"outbox {message.handler}",
+            stored_context=message.trace_context or {},
+            attributes={
+                "oms.outbox.message_id": message.pk,
+                "oms.outbox.topic": message.topic,
+                "oms.outbox.handler": message.handler,
+                "oms.order_id": str(order_id),
+            },
+        ),
     ):
         handler.func(message.payload)
     OutboxMessage.objects.filter(pk=message.pk).exclude(status=OutboxMessage.Status.DEAD).update(
