@@ -104,6 +104,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "access.middleware.RateLimitMiddleware",
+    # After authentication: which database each request reads from.
+    "core.read_routing.ReadRoutingMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -128,6 +130,19 @@ TEMPLATES = [
 DATABASES = {
     "default": database_from_url(env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/oms"))
 }
+# A streaming replica of the same database: reads that tolerate lag may go there
+# (core.read_routing). Unset: everything reads from DATABASE_URL.
+DATABASE_REPLICA_URL = env_str("DATABASE_REPLICA_URL", "")
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = database_from_url(DATABASE_REPLICA_URL)
+    # Tests see the replica as the primary's test database (no second one is made).
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+DATABASE_ROUTERS = ["config.db_router.PrimaryReplicaRouter"]
+# Past this lag every read goes to the primary; a user's reads stay there until the
+# replica has replayed that user's last write (read-your-writes).
+DATABASE_REPLICA_MAX_LAG_SECONDS = env_int("DATABASE_REPLICA_MAX_LAG_SECONDS", 10)
+# Each process reads the replica's replay position and lag at most this often.
+DATABASE_REPLICA_STATUS_SECONDS = float(env_str("DATABASE_REPLICA_STATUS_SECONDS", "1"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
