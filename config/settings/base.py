@@ -47,6 +47,16 @@ def database_from_url(url: str) -> dict[str, Any]:
         # Stock, outbox and idempotency rely on PostgreSQL: UPDATE ... FROM unnest,
         # SKIP LOCKED, partial unique indexes.
         raise ImproperlyConfigured(f"DATABASE_URL must be a postgres:// URL, not {url!r}.")
+    pooler = env_str("DATABASE_POOLER", "")
+    if pooler == "pgbouncer":
+        # PgBouncer in transaction mode hands each transaction (each statement, in
+        # autocommit) to any server connection: nothing may outlive one. Server-side
+        # cursors (.iterator()) are WITH HOLD cursors read over several statements, and
+        # a prepared statement lives in the server connection that prepared it.
+        config["DISABLE_SERVER_SIDE_CURSORS"] = True
+        config.setdefault("OPTIONS", {})["prepare_threshold"] = None
+    elif pooler:
+        raise ImproperlyConfigured(f"DATABASE_POOLER must be empty or 'pgbouncer', not {pooler!r}.")
     if env_bool("DATABASE_POOL", False):
         # Under the ASGI server every request runs its database work in a thread of its
         # own: a pool per process lends connections instead of one per thread (Django
@@ -138,6 +148,12 @@ if DATABASE_REPLICA_URL:
     # Tests see the replica as the primary's test database (no second one is made).
     DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
 DATABASE_ROUTERS = ["config.db_router.PrimaryReplicaRouter"]
+# What must reach PostgreSQL itself, not a pooler in transaction mode: the event
+# listener's LISTEN lives in one session. Unset: the primary's DATABASES entry.
+DATABASE_DIRECT_URL = env_str("DATABASE_DIRECT_URL", "")
+DATABASE_DIRECT: dict[str, Any] = (
+    dict(dj_database_url.parse(DATABASE_DIRECT_URL)) if DATABASE_DIRECT_URL else {}
+)
 # Past this lag every read goes to the primary; a user's reads stay there until the
 # replica has replayed that user's last write (read-your-writes).
 DATABASE_REPLICA_MAX_LAG_SECONDS = env_int("DATABASE_REPLICA_MAX_LAG_SECONDS", 10)

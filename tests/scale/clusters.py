@@ -8,6 +8,8 @@ PYTEST_DONT_REWRITE: no asserts here; failures raise AssertionError explicitly.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import shutil
 import socket
@@ -20,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from tests.support.processes import LOOPBACK, free_port
+from tests.support.processes import LOOPBACK, free_port, stop_process
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -150,3 +152,76 @@ def manage(database_url: str, *args: str, env: dict[str, str] | None = None) -> 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
     _wait_for_port(port, timeout)
+
+
+PGBOUNCER = "/usr/sbin/pgbouncer"
+
+
+def pgbouncer_binary() -> str:
+    """Debian's pgbouncer, installed with apt-get when it is missing."""
+    if not Path(PGBOUNCER).exists():
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "pgbouncer"],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+    return PGBOUNCER
+
+
+class PgBouncer:
+    """PgBouncer in transaction mode in front of one server's database, with a small
+    server pool (`pool_size`), so that clients share server connections."""
+
+    def __init__(self, server: PostgresServer, database: str, *, pool_size: int = 2) -> None:
+        self.workdir = Path(tempfile.mkdtemp(prefix="oms-pgbouncer-"))
+        self.port = free_port()
+        self.database = database
+        self.process: subprocess.Popen[bytes] | None = None
+        (self.workdir / "userlist.txt").write_text('"postgres" ""\n')
+        (self.workdir / "pgbouncer.ini").write_text(
+            "[databases]\n"
+            f"{database} = host={LOOPBACK} port={server.port} dbname={database}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = {LOOPBACK}\nlisten_port = {self.port}\nunix_socket_dir =\n"
+            f"auth_type = trust\nauth_file = {self.workdir / 'userlist.txt'}\n"
+            "admin_users = postgres\npool_mode = transaction\n"
+            f"default_pool_size = {pool_size}\nmax_client_conn = 200\n"
+            f"logfile = {self.workdir / 'pgbouncer.log'}\n"
+        )
+        if os.geteuid() == 0:
+            for path in (self.workdir, *self.workdir.iterdir()):
+                shutil.chown(path, PG_USER)
+
+    def url(self) -> str:
+        return f"postgres://postgres@{LOOPBACK}:{self.port}/{self.database}"
+
+    def start(self) -> PgBouncer:
+        self.process = subprocess.Popen(
+            [pgbouncer_binary(), str(self.workdir / "pgbouncer.ini")],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            # PgBouncer refuses to run as root.
+            user=PG_USER if os.geteuid() == 0 else None,
+        )
+        wait_for_port(self.port)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process(self.process)
+            self.process = None
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def show(self, what: str) -> list[dict[str, str]]:
+        """`SHOW <what>` on PgBouncer's admin console, as dicts (psql: the console
+        speaks only the simple query protocol)."""
+        completed = subprocess.run(
+            [str(PG_BIN / "psql"), "-h", LOOPBACK, "-p", str(self.port), "-U", "postgres"]
+            + ["-d", "pgbouncer", "--csv", "-c", f"SHOW {what}"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return list(csv.DictReader(io.StringIO(completed.stdout)))
