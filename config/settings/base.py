@@ -366,6 +366,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "oms.core.purge_idempotency_keys",
         "schedule": 3600,
     },
+    "outbox-done-prune": {
+        "task": "oms.core.prune_done_outbox",
+        "schedule": env_int("PRUNE_INTERVAL_SECONDS", 600),
+    },
     "event-deliveries-due": {
         "task": "oms.events.deliver_due",
         "schedule": env_int("EVENTS_DELIVERY_SWEEP_INTERVAL_SECONDS", 10),
@@ -386,6 +390,12 @@ TASK_QUEUES = ("emails", "routing", "payments", "events", "default")
 OUTBOX_REDISPATCH_AFTER = timedelta(seconds=env_int("OUTBOX_REDISPATCH_AFTER_SECONDS", 300))
 OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 8)
 OUTBOX_RETRY_BACKOFF_MAX_SECONDS = env_int("OUTBOX_RETRY_BACKOFF_MAX_SECONDS", 300)
+# Done outbox messages are deleted this long after they were done (core.pruning): longer
+# than any event key may be published again (a repeated key within it is written once).
+OUTBOX_DONE_RETENTION = timedelta(hours=env_int("OUTBOX_DONE_RETENTION_HOURS", 48))
+# Pruning deletes this many rows per transaction, at most this many batches per run.
+PRUNE_BATCH_SIZE = env_int("PRUNE_BATCH_SIZE", 5000)
+PRUNE_MAX_BATCHES = env_int("PRUNE_MAX_BATCHES", 1000)
 
 # Fulfilment: requests to warehouses and their signed callbacks.
 FULFILMENT_CALLBACK_BASE_URL = env_str("FULFILMENT_CALLBACK_BASE_URL", "http://127.0.0.1:8000")
