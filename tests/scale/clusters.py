@@ -79,14 +79,16 @@ class PostgresServer:
 class Cluster:
     """A primary and its streaming replica, in one temporary directory."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        # durable: fsync and full-page writes on, as in production (for WAL measurements).
+        self.durable = durable
         self.workdir = Path(tempfile.mkdtemp(prefix="oms-cluster-"))
         if os.geteuid() == 0:
             shutil.chown(self.workdir, PG_USER)
         self.primary = PostgresServer(self.workdir / "primary", free_port())
         self.replica = PostgresServer(self.workdir / "replica", free_port())
 
-    def start(self) -> Cluster:
+    def start(self, *, with_replica: bool = True) -> Cluster:
         primary = self.primary
         _as_postgres(
             [str(PG_BIN / "initdb"), "-D", str(primary.datadir), "-U", "postgres"]
@@ -97,12 +99,16 @@ class Cluster:
                 "\nlisten_addresses = '127.0.0.1'\n"
                 f"unix_socket_directories = '{self.workdir}'\n"
                 "wal_level = replica\nmax_wal_senders = 4\nhot_standby = on\n"
-                # Test data only: durability is not what these tests are about.
-                "fsync = off\nfull_page_writes = off\nmax_connections = 100\n"
+                "max_connections = 100\n"
             )
+            if not self.durable:
+                # Test data only: durability is not what these tests are about.
+                conf.write("fsync = off\nfull_page_writes = off\n")
         with open(primary.datadir / "pg_hba.conf", "a") as hba:
             hba.write("host replication postgres 127.0.0.1/32 trust\n")
         primary.start()
+        if not with_replica:
+            return self
         _as_postgres(
             [str(PG_BIN / "pg_basebackup"), "-h", LOOPBACK, "-p", str(primary.port)]
             + ["-U", "postgres", "-D", str(self.replica.datadir), "-R", "-X", "stream"]
@@ -112,6 +118,8 @@ class Cluster:
 
     def stop(self) -> None:
         for server in (self.replica, self.primary):
+            if not (server.datadir / "postmaster.pid").exists():
+                continue
             with contextlib.suppress(subprocess.CalledProcessError):
                 server.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
