@@ -83,6 +83,11 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=2000)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument(
+        "--requests-only",
+        action="store_true",
+        help="leave the outbox work undone (no eager Celery, no worker): the request's own cost",
+    )
+    parser.add_argument(
         "--pay", action="store_true", help="checkouts with a card (fake Stripe): confirmed orders"
     )
     args = parser.parse_args()
@@ -104,6 +109,8 @@ def main() -> None:
             "LOG_LEVEL": "WARNING",
             "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
         }
+        if args.requests_only:
+            env |= {"CELERY_TASK_ALWAYS_EAGER": "0", "CELERY_BROKER_URL": "memory://"}
         if args.pay:
             stripe_server = stack.enter_context(running_fake_stripe())
             env |= {"STRIPE_API_BASE": stripe_server.url, "STRIPE_API_KEY": stripe_server.api_key}
@@ -142,6 +149,7 @@ def main() -> None:
                 {
                     "orders_measured": args.orders,
                     "paid": args.pay,
+                    "outbox_work_included": not args.requests_only,
                     "non_201": sum(1 for status in statuses if status != 201),
                     "seconds": round(elapsed, 1),
                     "server_cpu_ms_per_checkout": round(1000 * server_cpu / args.orders, 2),
