@@ -25,6 +25,8 @@ def main() -> None:
     stock_receive(product, warehouse, 100_000)
     alice, bob = UserFactory(username="alice"), UserFactory(username="bob")
     service = StaffFactory(username="feed-reader", groups=["service"])
+    # Signs in to the admin with the factory's password, "password".
+    UserFactory(username="admin", is_staff=True, is_superuser=True)
     bobs_order = order_place(
         customer=bob,
         email="bob@example.com",

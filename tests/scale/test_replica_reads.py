@@ -6,11 +6,14 @@ row changed on the primary since shows its old value on the replica and its new 
 on the primary.
 """
 
+import re
 import time
 import uuid
 from collections.abc import Iterator
+from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -154,3 +157,80 @@ def test_reads_go_to_the_replica_again_once_it_has_replayed_the_write(cluster, s
         cluster.replica.sql("SELECT pg_wal_replay_resume()")
     assert status == 200
     assert detail["email"] == "alice@example.com"
+
+
+def _admin_session(server: AsgiServer) -> str:
+    """Sign in to the admin as the seeded superuser: the Cookie header to send."""
+    connection = server.connection()
+    connection.request("GET", "/admin/login/")
+    response = connection.getresponse()
+    page = response.read().decode()
+    cookies = SimpleCookie(response.headers["Set-Cookie"])
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert token is not None
+    csrf = cookies["csrftoken"].value
+    connection.request(
+        "POST",
+        "/admin/login/",
+        body=urlencode(
+            {"csrfmiddlewaretoken": token.group(1), "username": "admin", "password": "password"}
+        ),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Cookie": f"csrftoken={csrf}",
+            "Referer": f"{server.url}/admin/login/",
+        },
+    )
+    response = connection.getresponse()
+    response.read()
+    assert response.status == 302, response.status
+    cookies = SimpleCookie()
+    for header in response.headers.get_all("Set-Cookie") or ():
+        cookies.load(header)
+    session = cookies["sessionid"].value
+    csrf = cookies["csrftoken"].value if "csrftoken" in cookies else csrf
+    connection.close()
+    return f"csrftoken={csrf}; sessionid={session}"
+
+
+def _admin_page(server: AsgiServer, path: str, cookie: str) -> str:
+    connection = server.connection()
+    try:
+        connection.request("GET", path, headers={"Cookie": cookie})
+        response = connection.getresponse()
+        assert response.status == 200, response.status
+        return response.read().decode()
+    finally:
+        connection.close()
+
+
+def test_admin_pages_read_the_replica_within_the_bound(cluster, seeded, server):
+    # given: a fresh session, then replay paused just after a fresh transaction
+    cookie = _admin_session(server)
+    cluster.primary.sql("CREATE TABLE IF NOT EXISTS tick (at timestamptz)")
+    cluster.primary.sql("INSERT INTO tick VALUES (now())")
+    cluster.wait_for_replay()
+    cluster.replica.sql("SELECT pg_wal_replay_pause()")
+    paused_at = time.monotonic()
+    try:
+        cluster.primary.sql(
+            "UPDATE orders_order SET email = 'bob.admin@example.com' WHERE id = %s",
+            seeded["bobs_order"],
+            database="oms",
+        )
+        path = f"/admin/orders/order/{seeded['bobs_order']}/change/"
+
+        # when: staff open the order within the bound, then past it
+        within = _admin_page(server, path, cookie)
+        within_bound = time.monotonic() - paused_at < MAX_LAG_SECONDS
+        time.sleep(max(0.0, MAX_LAG_SECONDS + 1 - (time.monotonic() - paused_at)))
+        past = _admin_page(server, path, cookie)
+    finally:
+        cluster.replica.sql("SELECT pg_wal_replay_resume()")
+        cluster.wait_for_replay()
+
+    # then: the session was read on the primary (the page opened), the order on the
+    # replica until the lag passed the bound
+    assert within_bound, "too slow to see the lag"
+    assert "bob.admin@example.com" not in within
+    assert "bob.admin@example.com" in past
