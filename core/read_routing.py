@@ -111,27 +111,36 @@ _STATUS_SQL = """
 """
 
 
+# An unreachable replica is asked again only after this long: a request should not wait
+# for its connect timeout every DATABASE_REPLICA_STATUS_SECONDS.
+_UNREACHABLE_RETRY_SECONDS = 5.0
+
+
 def replica_status() -> ReplicaStatus | None:
     """The replica's replay position and lag, read at most once per
     DATABASE_REPLICA_STATUS_SECONDS per process; None when it cannot be reached."""
     global _status_cache
-    max_age = settings.DATABASE_REPLICA_STATUS_SECONDS
     with _status_lock:
         read_at, status = _status_cache
-        if max_age > 0 and time.monotonic() - read_at < max_age:
-            return status
-        try:
-            with connections[REPLICA].cursor() as cursor:
-                cursor.execute(_STATUS_SQL)
-                lsn, lag = cursor.fetchone()
-            status = ReplicaStatus(
-                replay_lsn=lsn_value(lsn), lag_seconds=None if lag is None else float(lag)
-            )
-        except DatabaseError:
-            logger.warning("replica status unreadable; reads stay on the primary", exc_info=True)
-            status = None
-        _status_cache = (time.monotonic(), status)
+    max_age = settings.DATABASE_REPLICA_STATUS_SECONDS
+    if status is None and read_at:
+        max_age = max(max_age, _UNREACHABLE_RETRY_SECONDS)
+    if max_age > 0 and time.monotonic() - read_at < max_age:
         return status
+    # Not under the lock: threads that find the status stale at once may each read it.
+    try:
+        with connections[REPLICA].cursor() as cursor:
+            cursor.execute(_STATUS_SQL)
+            lsn, lag = cursor.fetchone()
+        status = ReplicaStatus(
+            replay_lsn=lsn_value(lsn), lag_seconds=None if lag is None else float(lag)
+        )
+    except DatabaseError:
+        logger.warning("replica status unreadable; reads stay on the primary", exc_info=True)
+        status = None
+    with _status_lock:
+        _status_cache = (time.monotonic(), status)
+    return status
 
 
 def _write_mark_key(user_id: Any) -> str:

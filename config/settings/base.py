@@ -145,6 +145,13 @@ DATABASES = {
 DATABASE_REPLICA_URL = env_str("DATABASE_REPLICA_URL", "")
 if DATABASE_REPLICA_URL:
     DATABASES["replica"] = database_from_url(DATABASE_REPLICA_URL)
+    # A replica that does not answer sends reads to the primary, after this long at most
+    # (a connection of its own, or one from its pool).
+    _replica_timeout = env_int("DATABASE_REPLICA_CONNECT_TIMEOUT_SECONDS", 2)
+    _replica_options = DATABASES["replica"].setdefault("OPTIONS", {})
+    _replica_options["connect_timeout"] = _replica_timeout
+    if "pool" in _replica_options:
+        _replica_options["pool"]["timeout"] = _replica_timeout
     # Tests see the replica as the primary's test database (no second one is made).
     DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
 DATABASE_ROUTERS = ["config.db_router.PrimaryReplicaRouter"]

@@ -20,6 +20,7 @@ import pytest
 from tests.scale.clusters import Cluster
 from tests.scale.seed import ADDRESS, SKU
 from tests.support.asgi_server import AsgiServer
+from tests.support.processes import free_port
 
 # Short, so that the test can wait past it.
 MAX_LAG_SECONDS = 4
@@ -234,3 +235,31 @@ def test_admin_pages_read_the_replica_within_the_bound(cluster, seeded, server):
     assert within_bound, "too slow to see the lag"
     assert "bob.admin@example.com" not in within
     assert "bob.admin@example.com" in past
+
+
+def test_reads_go_to_the_primary_while_the_replica_cannot_be_reached(
+    cluster, seeded, tmp_path_factory
+):
+    # given: a server whose replica URL names a port nothing listens on
+    server = AsgiServer(
+        workdir=Path(tmp_path_factory.mktemp("no-replica-server")),
+        env={
+            "DATABASE_URL": cluster.primary.url("oms"),
+            "DATABASE_REPLICA_URL": f"postgres://postgres@127.0.0.1:{free_port()}/oms",
+            "DATABASE_REPLICA_CONNECT_TIMEOUT_SECONDS": "1",
+        },
+    ).start()
+    try:
+        # when
+        started = time.monotonic()
+        status, detail = server.get(f"/api/v1/orders/{seeded['bobs_order']}/", key=seeded["bob"])
+        list_status, _page = server.get("/api/v1/orders/", key=seeded["bob"])
+        took = time.monotonic() - started
+    finally:
+        server.stop()
+
+    # then: answered from the primary, after one connect timeout at most (the second
+    # request does not try again)
+    assert (status, list_status) == (200, 200)
+    assert took < 5, took
+    assert detail["id"] == seeded["bobs_order"]
