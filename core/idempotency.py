@@ -35,6 +35,7 @@ from core.errors import (
     RequestInProgress,
 )
 from core.models import IdempotencyKey
+from core.pruning import idempotency_keys_prune
 from core.text import json_storable
 
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
@@ -207,7 +208,6 @@ def idempotent_execute(
 
 
 def idempotency_keys_purge(*, now: datetime | None = None) -> int:
-    """Delete keys older than IDEMPOTENCY_KEY_TTL. Return how many were deleted."""
-    cutoff = (now or timezone.now()) - settings.IDEMPOTENCY_KEY_TTL
-    deleted, _ = IdempotencyKey.objects.filter(created_at__lt=cutoff).delete()
-    return deleted
+    """Delete keys older than IDEMPOTENCY_KEY_TTL, in batches (core.pruning). Return how
+    many were deleted."""
+    return idempotency_keys_prune(now=now)

@@ -19,6 +19,7 @@ from core.outbox import (
     outbox_sweep,
     retry_delay_seconds,
 )
+from core.pruning import outbox_done_prune
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,11 @@ def outbox_sweep_task() -> int:
 @shared_task(name="oms.core.purge_idempotency_keys", acks_late=True, ignore_result=True)
 def purge_idempotency_keys_task() -> int:
     return idempotency_keys_purge()
+
+
+@shared_task(name="oms.core.prune_done_outbox", acks_late=True, ignore_result=True)
+def prune_done_outbox_task() -> int:
+    return outbox_done_prune()
 
 
 @shared_task(name="oms.core.worker_heartbeat", acks_late=True, ignore_result=True, expires=60)

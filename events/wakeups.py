@@ -96,7 +96,8 @@ class EventListener:
 
 
 def _connection_params() -> dict[str, Any]:
-    database = settings.DATABASES["default"]
+    # LISTEN holds a session: never through a pooler in transaction mode.
+    database = settings.DATABASE_DIRECT or settings.DATABASES["default"]
     params = {
         "dbname": database["NAME"],
         "user": database.get("USER") or None,

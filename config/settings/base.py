@@ -47,6 +47,16 @@ def database_from_url(url: str) -> dict[str, Any]:
         # Stock, outbox and idempotency rely on PostgreSQL: UPDATE ... FROM unnest,
         # SKIP LOCKED, partial unique indexes.
         raise ImproperlyConfigured(f"DATABASE_URL must be a postgres:// URL, not {url!r}.")
+    pooler = env_str("DATABASE_POOLER", "")
+    if pooler == "pgbouncer":
+        # PgBouncer in transaction mode hands each transaction (each statement, in
+        # autocommit) to any server connection: nothing may outlive one. Server-side
+        # cursors (.iterator()) are WITH HOLD cursors read over several statements, and
+        # a prepared statement lives in the server connection that prepared it.
+        config["DISABLE_SERVER_SIDE_CURSORS"] = True
+        config.setdefault("OPTIONS", {})["prepare_threshold"] = None
+    elif pooler:
+        raise ImproperlyConfigured(f"DATABASE_POOLER must be empty or 'pgbouncer', not {pooler!r}.")
     if env_bool("DATABASE_POOL", False):
         # Under the ASGI server every request runs its database work in a thread of its
         # own: a pool per process lends connections instead of one per thread (Django
@@ -104,6 +114,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "access.middleware.RateLimitMiddleware",
+    # After authentication: which database each request reads from.
+    "core.read_routing.ReadRoutingMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -128,6 +140,32 @@ TEMPLATES = [
 DATABASES = {
     "default": database_from_url(env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/oms"))
 }
+# A streaming replica of the same database: reads that tolerate lag may go there
+# (core.read_routing). Unset: everything reads from DATABASE_URL.
+DATABASE_REPLICA_URL = env_str("DATABASE_REPLICA_URL", "")
+if DATABASE_REPLICA_URL:
+    DATABASES["replica"] = database_from_url(DATABASE_REPLICA_URL)
+    # A replica that does not answer sends reads to the primary, after this long at most
+    # (a connection of its own, or one from its pool).
+    _replica_timeout = env_int("DATABASE_REPLICA_CONNECT_TIMEOUT_SECONDS", 2)
+    _replica_options = DATABASES["replica"].setdefault("OPTIONS", {})
+    _replica_options["connect_timeout"] = _replica_timeout
+    if "pool" in _replica_options:
+        _replica_options["pool"]["timeout"] = _replica_timeout
+    # Tests see the replica as the primary's test database (no second one is made).
+    DATABASES["replica"]["TEST"] = {"MIRROR": "default"}
+DATABASE_ROUTERS = ["config.db_router.PrimaryReplicaRouter"]
+# What must reach PostgreSQL itself, not a pooler in transaction mode: the event
+# listener's LISTEN lives in one session. Unset: the primary's DATABASES entry.
+DATABASE_DIRECT_URL = env_str("DATABASE_DIRECT_URL", "")
+DATABASE_DIRECT: dict[str, Any] = (
+    dict(dj_database_url.parse(DATABASE_DIRECT_URL)) if DATABASE_DIRECT_URL else {}
+)
+# Past this lag every read goes to the primary; a user's reads stay there until the
+# replica has replayed that user's last write (read-your-writes).
+DATABASE_REPLICA_MAX_LAG_SECONDS = env_int("DATABASE_REPLICA_MAX_LAG_SECONDS", 10)
+# Each process reads the replica's replay position and lag at most this often.
+DATABASE_REPLICA_STATUS_SECONDS = float(env_str("DATABASE_REPLICA_STATUS_SECONDS", "1"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -335,6 +373,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "oms.core.purge_idempotency_keys",
         "schedule": 3600,
     },
+    "outbox-done-prune": {
+        "task": "oms.core.prune_done_outbox",
+        "schedule": env_int("PRUNE_INTERVAL_SECONDS", 600),
+    },
     "event-deliveries-due": {
         "task": "oms.events.deliver_due",
         "schedule": env_int("EVENTS_DELIVERY_SWEEP_INTERVAL_SECONDS", 10),
@@ -359,6 +401,12 @@ TASK_QUEUES = ("emails", "routing", "payments", "events", "default")
 OUTBOX_REDISPATCH_AFTER = timedelta(seconds=env_int("OUTBOX_REDISPATCH_AFTER_SECONDS", 300))
 OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 8)
 OUTBOX_RETRY_BACKOFF_MAX_SECONDS = env_int("OUTBOX_RETRY_BACKOFF_MAX_SECONDS", 300)
+# Done outbox messages are deleted this long after they were done (core.pruning): longer
+# than any event key may be published again (a repeated key within it is written once).
+OUTBOX_DONE_RETENTION = timedelta(hours=env_int("OUTBOX_DONE_RETENTION_HOURS", 48))
+# Pruning deletes this many rows per transaction, at most this many batches per run.
+PRUNE_BATCH_SIZE = env_int("PRUNE_BATCH_SIZE", 5000)
+PRUNE_MAX_BATCHES = env_int("PRUNE_MAX_BATCHES", 1000)
 
 # Fulfilment: requests to warehouses and their signed callbacks.
 FULFILMENT_CALLBACK_BASE_URL = env_str("FULFILMENT_CALLBACK_BASE_URL", "http://127.0.0.1:8000")

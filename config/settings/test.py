@@ -6,12 +6,10 @@ import shutil
 import tempfile
 
 from .base import *  # noqa: F403
-from .base import database_from_url, env_bool, env_str
+from .base import DATABASES, env_bool, env_str
 
-DATABASES = {
-    "default": database_from_url(env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/oms"))
-}
-DATABASES["default"]["CONN_MAX_AGE"] = 0
+for _database in DATABASES.values():
+    _database["CONN_MAX_AGE"] = 0
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # Never the shared Redis: tests that need a shared cache start their own redis-server.

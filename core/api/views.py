@@ -5,7 +5,7 @@ from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import connection
+from django.db import connections
 from django.http import HttpResponseBase
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -15,11 +15,12 @@ R = TypeVar("R")
 
 
 def _release_connection() -> None:
-    """Give this thread's database connection back (to the pool, when there is one)
-    instead of holding it while the request waits. Inside a transaction (a test's) it
-    stays."""
-    if not connection.in_atomic_block:
-        connection.close()
+    """Give this thread's database connections back (to the pool, when there is one)
+    instead of holding them while the request waits. Inside a transaction (a test's)
+    they stay."""
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close()
 
 
 async def database_call(function: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:

@@ -24,6 +24,7 @@ from rest_framework.response import Response
 from core.actors import Actor
 from core.api.renderers import JSONRenderer
 from core.api.views import AsyncApiView, database_call
+from core.read_routing import ReplicaReadsMixin
 from events.api.serializers import (
     EventFeedOutputSerializer,
     EventFeedQuerySerializer,
@@ -74,8 +75,17 @@ async def _read_until(
             await wait_for_wakeup(woken, remaining)
 
 
-class EventFeedApi(AsyncApiView):
+def _reads_without_waiting(request: Request) -> bool:
+    """A page that does not wait may come from the replica; one that waits is woken by
+    the primary's NOTIFY and reads the primary, which has what woke it."""
+    return request.query_params.get("wait", "0") in ("", "0")
+
+
+class EventFeedApi(ReplicaReadsMixin, AsyncApiView):
     """Staff and internal services: every order's events in commit order, from a cursor."""
+
+    def reads_tolerate_lag(self, request: Request) -> bool:
+        return _reads_without_waiting(request)
 
     @extend_schema(parameters=[EventFeedQuerySerializer], responses=EventFeedOutputSerializer)
     async def get(self, request: Request) -> Response:
@@ -101,8 +111,11 @@ class EventFeedApi(AsyncApiView):
         )
 
 
-class OrderEventsApi(AsyncApiView):
+class OrderEventsApi(ReplicaReadsMixin, AsyncApiView):
     """The order's owner and staff: the order's events by sequence."""
+
+    def reads_tolerate_lag(self, request: Request) -> bool:
+        return _reads_without_waiting(request)
 
     @extend_schema(parameters=[OrderEventsQuerySerializer], responses=OrderEventsOutputSerializer)
     async def get(self, request: Request, order_id: uuid.UUID) -> Response:

@@ -23,6 +23,7 @@ from core.actors import Actor
 from core.api.idempotency import IDEMPOTENCY_KEY_HEADER, idempotent_response
 from core.api.pagination import CreatedAtCursorPagination
 from core.idempotency import IdempotencyContext, idempotency_key_validate
+from core.read_routing import ReplicaReadsMixin
 from flows.api.actions import (
     IDEMPOTENCY_KEY_PARAMETER,
     OrderActionApi,
@@ -50,7 +51,7 @@ from orders.models import Order
 from orders.states import TRANSITIONS, OrderStatus
 
 
-class OrderListCreateApi(ListModelMixin, GenericAPIView[Order]):
+class OrderListCreateApi(ReplicaReadsMixin, ListModelMixin, GenericAPIView[Order]):
     serializer_class = OrderOutputSerializer
     pagination_class = CreatedAtCursorPagination
     filter_backends = [DjangoFilterBackend]
@@ -104,13 +105,13 @@ class OrderListCreateApi(ListModelMixin, GenericAPIView[Order]):
         return idempotent_response(request, payload=request.data, operation=checkout, atomic=False)
 
 
-class OrderDetailApi(APIView):
+class OrderDetailApi(ReplicaReadsMixin, APIView):
     @extend_schema(responses=OrderOutputSerializer)
     def get(self, request: Request, order_id: uuid.UUID) -> Response:
         return Response(order_body(order_id, Actor.from_request(request)))
 
 
-class OrderHistoryApi(APIView):
+class OrderHistoryApi(ReplicaReadsMixin, APIView):
     @extend_schema(responses=OrderStatusChangeOutputSerializer(many=True))
     def get(self, request: Request, order_id: uuid.UUID) -> Response:
         order = selectors.order_get_for(actor=Actor.from_request(request), order_id=order_id)
