@@ -10,6 +10,8 @@ import time
 from typing import Any
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from core.actors import Actor
@@ -20,7 +22,7 @@ from tests.conftest import new_idempotency_key, order_payload, stock_receive, to
 from tests.factories import ProductFactory, StaffFactory, UserFactory, WarehouseFactory
 
 # Statements per request, including the API-key lookup.
-CHECKOUT_BUDGET = 20
+CHECKOUT_BUDGET = 16
 ORDER_DETAIL_BUDGET = 4
 ORDER_LIST_BUDGET = 4
 ORDER_HISTORY_BUDGET = 3
@@ -186,3 +188,21 @@ def test_one_orders_events_cost_the_same_for_1_and_10_events(django_assert_num_q
             response = client.get(f"/api/v1/orders/{order.pk}/events/")
         assert response.status_code == 200
         assert response.json()["events"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_checkout_commits_once_and_reads_nothing_back():
+    # Given a customer with a (used) API key and a stocked product
+    client = client_for(UserFactory())
+    catalogue = products(3)
+
+    # When they check out 3 lines with a new Idempotency-Key
+    with CaptureQueriesContext(connection) as captured:
+        response = checkout(client, catalogue, 3)
+
+    # Then the claim, the order and the stored response commit together, and the new
+    # order's lines and payments are rendered without a SELECT of them
+    assert response.status_code == 201, response.json()
+    sql = [query["sql"] for query in captured.captured_queries]
+    assert [s for s in sql if s in ("BEGIN", "COMMIT")] == ["BEGIN", "COMMIT"]
+    assert not [s for s in sql if s.startswith(('SELECT "orders_', 'SELECT "payments_'))]
