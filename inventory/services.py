@@ -1,4 +1,5 @@
-"""Stock writes. Every change to on_hand or reserved goes through `_stock_apply` and
+"""Stock writes. Every change to on_hand or reserved goes through `_stock_apply` (or,
+for a reservation, `_RESERVE_SQL`, which keeps the same rule in one statement) and
 leaves a StockMovement row, so the ledger always re-derives the counters."""
 
 from collections import defaultdict
@@ -166,6 +167,54 @@ def stock_plan(
     return plan
 
 
+# Reserve planned units in one statement, all or nothing: lock the stock rows in
+# primary-key order, check every one still has the units (the rule _stock_apply keeps:
+# 0 <= reserved <= on_hand after the change), then insert the reservations and their
+# ledger rows and add to reserved. When any row is short, nothing is written and no row
+# comes back.
+_RESERVE_SQL = """
+WITH wanted AS (
+    SELECT * FROM unnest(%(stock_item_ids)s::bigint[], %(order_line_ids)s::bigint[],
+                         %(quantities)s::integer[])
+        AS w(stock_item_id, order_line_id, quantity)
+), totals AS (
+    SELECT stock_item_id, sum(quantity)::integer AS quantity FROM wanted GROUP BY stock_item_id
+), locked AS MATERIALIZED (
+    SELECT s.id, s.on_hand, s.reserved FROM inventory_stockitem s
+    WHERE s.id IN (SELECT stock_item_id FROM totals)
+    ORDER BY s.id
+    FOR NO KEY UPDATE
+), enough AS MATERIALIZED (
+    SELECT count(*) = (SELECT count(*) FROM totals)
+           AND coalesce(bool_and(l.on_hand >= l.reserved + t.quantity), false) AS ok
+    FROM totals t JOIN locked l ON l.id = t.stock_item_id
+), reserved AS (
+    INSERT INTO inventory_reservation
+        (created_at, updated_at, order_line_id, stock_item_id, quantity, status, expires_at)
+    SELECT %(now)s, %(now)s, w.order_line_id, w.stock_item_id, w.quantity, %(held)s,
+           %(expires_at)s
+    FROM wanted w WHERE (SELECT ok FROM enough)
+    RETURNING id, order_line_id, stock_item_id, quantity
+), moved AS (
+    INSERT INTO inventory_stockmovement
+        (stock_item_id, kind, on_hand_delta, reserved_delta, reason, reservation_id,
+         actor_id, request_id, created_at)
+    SELECT r.stock_item_id, %(kind)s, 0, r.quantity, '', r.id, %(actor_id)s,
+           %(request_id)s, %(now)s
+    FROM reserved r
+), updated AS (
+    UPDATE inventory_stockitem s
+    SET reserved = s.reserved + t.quantity, updated_at = %(now)s
+    FROM totals t
+    WHERE s.id = t.stock_item_id AND (SELECT ok FROM enough)
+    RETURNING s.id
+)
+SELECT r.id, r.order_line_id, r.stock_item_id, r.quantity, (SELECT count(*) FROM updated)
+FROM reserved r
+ORDER BY r.id
+"""
+
+
 def stock_reserve(
     *,
     requests: Sequence[ReservationRequest],
@@ -173,38 +222,49 @@ def stock_reserve(
     expires_at: datetime,
     actor: Actor,
 ) -> list[Reservation]:
-    """Hold the planned units for the order lines. Must run inside a transaction.
+    """Hold the planned units for the order lines: one statement, all or nothing. Must
+    run inside a transaction.
 
-    Raise ReservationRaceLost (after which the caller's transaction must roll back)
-    when another checkout took planned units first. The stock update runs last, so
-    the hot rows stay locked for as short a time as possible.
+    Raise ReservationRaceLost when another checkout took planned units first: nothing
+    was written, but the stock rows stay locked until the caller's transaction (or
+    savepoint) ends. The stock rows are locked by this statement, so callers run it
+    last, to hold the hot rows for as short a time as possible.
     """
     line_by_product = {request.product_id: request.order_line_id for request in requests}
-    reservations = Reservation.objects.bulk_create(
-        Reservation(
-            order_line_id=line_by_product[allocation.product_id],
-            stock_item_id=allocation.stock_item_id,
-            quantity=allocation.quantity,
-            expires_at=expires_at,
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _RESERVE_SQL,
+            {
+                "stock_item_ids": [allocation.stock_item_id for allocation in plan],
+                "order_line_ids": [line_by_product[a.product_id] for a in plan],
+                "quantities": [allocation.quantity for allocation in plan],
+                "now": now,
+                "expires_at": expires_at,
+                "held": Reservation.Status.HELD.value,
+                "kind": StockMovement.Kind.RESERVE.value,
+                "actor_id": actor.user.pk if actor.user is not None else None,
+                "request_id": actor.request_id,
+            },
         )
-        for allocation in plan
-    )
-    StockMovement.objects.bulk_create(
-        StockMovement(
-            stock_item_id=reservation.stock_item_id,
-            kind=StockMovement.Kind.RESERVE,
-            reserved_delta=reservation.quantity,
-            reservation=reservation,
-            actor=actor.user,
-            request_id=actor.request_id,
-        )
-        for reservation in reservations
-    )
-    wanted = {allocation.stock_item_id for allocation in plan}
-    updated = _stock_apply([StockDelta(a.stock_item_id, 0, a.quantity) for a in plan])
-    if updated != wanted:
+        rows = cursor.fetchall()
+    if not rows:
         raise ReservationRaceLost()
-    return reservations
+    if rows[0][4] != len({allocation.stock_item_id for allocation in plan}):
+        raise RuntimeError("Reserved units without updating their stock counters")
+    return [
+        Reservation(
+            pk=reservation_id,
+            order_line_id=order_line_id,
+            stock_item_id=stock_item_id,
+            quantity=quantity,
+            status=Reservation.Status.HELD,
+            expires_at=expires_at,
+            created_at=now,
+            updated_at=now,
+        )
+        for reservation_id, order_line_id, stock_item_id, quantity, _updated in rows
+    ]
 
 
 def _reservations_settle(
