@@ -73,6 +73,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--show-queries", action="store_true", help="print the SQL per checkout")
     parser.add_argument("--no-http", action="store_true", help="skip gunicorn and the load")
     parser.add_argument(
+        "--api-key-cache",
+        default="",
+        metavar="REDIS_URL",
+        help="cache API keys (API_KEY_CACHE_SECONDS=60) in this Redis, under a key prefix "
+        "of this run's own; empty: keys are read from the database on every request",
+    )
+    parser.add_argument(
         "--no-floor", action="store_true", help="skip the pgbench database floor phase"
     )
     parser.add_argument(
