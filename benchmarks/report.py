@@ -46,7 +46,8 @@ def print_inprocess(report: InProcessReport) -> None:
             f"  {label:34s} wall {timing['wall_ms']:.2f} ms = DB {timing['db_ms']:.2f} "
             f"(of which COMMIT {timing['commit_ms']:.2f}) + Python {timing['python_ms']:.2f}   "
             f"(process CPU {timing['process_cpu_ms']:.2f} ms, "
-            f"n={timing['iterations']:.0f})"
+            f"n={timing['iterations']:.0f}; "
+            f"{timing.get('python_calls', 0):,.0f} Python calls)"
         )
     if report.profile_areas:
         print(

@@ -143,22 +143,32 @@ def stock_plan(
     exclude_warehouse_ids: Iterable[int] = (),
 ) -> list[Allocation]:
     """Plan where the demand (product id -> quantity) is taken from, on a fresh read."""
+    # Plain rows, not model instances: this read is on every checkout's path.
     candidates = [
         StockCandidate(
-            stock_item_id=item.pk,
-            product_id=item.product_id,
-            warehouse_id=item.warehouse_id,
-            warehouse_priority=item.warehouse.priority,
-            warehouse_code=item.warehouse.code,
-            available=item.on_hand - item.reserved,
+            stock_item_id=stock_item_id,
+            product_id=product_id,
+            warehouse_id=warehouse_id,
+            warehouse_priority=priority,
+            warehouse_code=code,
+            available=available,
         )
-        for item in StockItem.objects.filter(
-            product_id__in=demand,
-            warehouse__is_active=True,
-            on_hand__gt=F("reserved"),
+        for stock_item_id, product_id, warehouse_id, priority, code, available in (
+            StockItem.objects.filter(
+                product_id__in=demand,
+                warehouse__is_active=True,
+                on_hand__gt=F("reserved"),
+            )
+            .exclude(warehouse_id__in=list(exclude_warehouse_ids))
+            .values_list(
+                "pk",
+                "product_id",
+                "warehouse_id",
+                "warehouse__priority",
+                "warehouse__code",
+                F("on_hand") - F("reserved"),
+            )
         )
-        .exclude(warehouse_id__in=list(exclude_warehouse_ids))
-        .select_related("warehouse")
     ]
     plan = allocate(demand, candidates)
     if plan is None:
