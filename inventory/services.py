@@ -177,11 +177,12 @@ def stock_plan(
     return plan
 
 
-# Reserve planned units in one statement, all or nothing: lock the stock rows in
-# primary-key order, check every one still has the units (the rule _stock_apply keeps:
-# 0 <= reserved <= on_hand after the change), then insert the reservations and their
-# ledger rows and add to reserved. When any row is short, nothing is written and no row
-# comes back.
+# Reserve planned units in one statement: lock the stock rows in primary-key order, add
+# to reserved where the row keeps the rule _stock_apply keeps (reserved <= on_hand after
+# the change; the condition is rechecked on the row's latest version), and only when
+# every row took its units, insert the reservations and their ledger rows. When any row
+# is short, no reservation or ledger row is written and no row comes back; the rows that
+# were updated stay so until the caller rolls back (as after any ReservationRaceLost).
 _RESERVE_SQL = """
 WITH wanted AS (
     SELECT * FROM unnest(%(stock_item_ids)s::bigint[], %(order_line_ids)s::bigint[],
@@ -190,14 +191,18 @@ WITH wanted AS (
 ), totals AS (
     SELECT stock_item_id, sum(quantity)::integer AS quantity FROM wanted GROUP BY stock_item_id
 ), locked AS MATERIALIZED (
-    SELECT s.id, s.on_hand, s.reserved FROM inventory_stockitem s
+    SELECT s.id FROM inventory_stockitem s
     WHERE s.id IN (SELECT stock_item_id FROM totals)
     ORDER BY s.id
     FOR NO KEY UPDATE
-), enough AS MATERIALIZED (
-    SELECT count(*) = (SELECT count(*) FROM totals)
-           AND coalesce(bool_and(l.on_hand >= l.reserved + t.quantity), false) AS ok
+), updated AS (
+    UPDATE inventory_stockitem s
+    SET reserved = s.reserved + t.quantity, updated_at = %(now)s
     FROM totals t JOIN locked l ON l.id = t.stock_item_id
+    WHERE s.id = t.stock_item_id AND s.on_hand >= s.reserved + t.quantity
+    RETURNING s.id
+), enough AS MATERIALIZED (
+    SELECT (SELECT count(*) FROM updated) = (SELECT count(*) FROM totals) AS ok
 ), reserved AS (
     INSERT INTO inventory_reservation
         (created_at, updated_at, order_line_id, stock_item_id, quantity, status, expires_at)
@@ -212,16 +217,8 @@ WITH wanted AS (
     SELECT r.stock_item_id, %(kind)s, 0, r.quantity, '', r.id, %(actor_id)s,
            %(request_id)s, %(now)s
     FROM reserved r
-), updated AS (
-    UPDATE inventory_stockitem s
-    SET reserved = s.reserved + t.quantity, updated_at = %(now)s
-    FROM totals t
-    WHERE s.id = t.stock_item_id AND (SELECT ok FROM enough)
-    RETURNING s.id
 )
-SELECT r.id, r.order_line_id, r.stock_item_id, r.quantity, (SELECT count(*) FROM updated)
-FROM reserved r
-ORDER BY r.id
+SELECT r.id, r.order_line_id, r.stock_item_id, r.quantity FROM reserved r ORDER BY r.id
 """
 
 
@@ -232,13 +229,13 @@ def stock_reserve(
     expires_at: datetime,
     actor: Actor,
 ) -> list[Reservation]:
-    """Hold the planned units for the order lines: one statement, all or nothing. Must
-    run inside a transaction.
+    """Hold the planned units for the order lines: one statement. Must run inside a
+    transaction.
 
-    Raise ReservationRaceLost when another checkout took planned units first: nothing
-    was written, but the stock rows stay locked until the caller's transaction (or
-    savepoint) ends. The stock rows are locked by this statement, so callers run it
-    last, to hold the hot rows for as short a time as possible.
+    Raise ReservationRaceLost (after which the caller's transaction or savepoint must
+    roll back) when another checkout took planned units first. The stock rows are locked
+    by this statement, so callers run it last, to hold the hot rows for as short a time
+    as possible.
     """
     line_by_product = {request.product_id: request.order_line_id for request in requests}
     now = timezone.now()
@@ -260,8 +257,6 @@ def stock_reserve(
         rows = cursor.fetchall()
     if not rows:
         raise ReservationRaceLost()
-    if rows[0][4] != len({allocation.stock_item_id for allocation in plan}):
-        raise RuntimeError("Reserved units without updating their stock counters")
     return [
         Reservation(
             pk=reservation_id,
@@ -273,7 +268,7 @@ def stock_reserve(
             created_at=now,
             updated_at=now,
         )
-        for reservation_id, order_line_id, stock_item_id, quantity, _updated in rows
+        for reservation_id, order_line_id, stock_item_id, quantity in rows
     ]
 
 

