@@ -53,7 +53,10 @@ LEGAL: dict[tuple[str, str], str] = {
 # return_partially and return_fully are taken only when a return is refunded
 # (flows.returns, tests/returns); by name they are refused from every state, so they are
 # among the ILLEGAL pairs here.
-RETURNED_UNITS = {OrderStatus.PARTIALLY_RETURNED: 1, OrderStatus.RETURNED: ORDER_QUANTITY}
+RETURNED_UNITS: dict[str, int] = {
+    OrderStatus.PARTIALLY_RETURNED: 1,
+    OrderStatus.RETURNED: ORDER_QUANTITY,
+}
 ILLEGAL = [
     (state, name) for state in PATH_TO_STATE for name in TRANSITIONS if (state, name) not in LEGAL
 ]
