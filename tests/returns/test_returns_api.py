@@ -366,3 +366,31 @@ def test_a_return_within_the_window_is_authorized_at_once(
     from core.models import OutboxMessage
 
     assert OutboxMessage.objects.filter(topic="return.authorized").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_return_refund_whose_answer_was_lost_is_resent_with_the_same_key_and_refunds_once(
+    shipped_order_id, customer_client, staff_client, product, provider, fake_stripe
+):
+    # given a received return, and a provider whose answer to the next refund is lost
+    opened = open_return(customer_client, shipped_order_id, 1, product.sku).json()
+    return_action(staff_client, shipped_order_id, opened["id"], "authorize")
+    return_action(staff_client, shipped_order_id, opened["id"], "receive")
+    provider.set_fault("drop_response", times=1, path=REFUND_PATH)
+
+    # when the refund is asked for, fails, and is asked for again (another key)
+    failed = return_action(staff_client, shipped_order_id, opened["id"], "refund")
+    assert failed.status_code == 503, failed.json()
+    assert Return.objects.get(pk=opened["id"]).status == "received"
+    provider.clear()
+    provider.wait_idle(10)
+    retried = return_action(staff_client, shipped_order_id, opened["id"], "refund")
+
+    # then the same operation was resent: one refund at the provider, of the return's amount
+    assert retried.status_code == 200, retried.json()
+    assert retried.json()["status"] == "refunded"
+    keys = {r.idempotency_key for r in provider.requests if r.path == "/v1/refunds"}
+    assert len(keys) == 1
+    totals = assert_provider_consistent(fake_stripe, shipped_order_id)
+    assert totals["refunded"] == PRICE
+    assert Payment.objects.get(order_id=shipped_order_id).amount_refunded == PRICE
