@@ -69,7 +69,10 @@ WHAT_HAPPENS = {
 
 def order_transition_legal(order: Order, transition: str) -> bool:
     """Whether the order can take the transition now, as its use case sees it: the
-    machine's own conditions, and ship also from confirmed (flows.ship routes first)."""
+    machine's own conditions, and ship also from confirmed (flows.ship routes first).
+    Transitions no use case takes by name (a refunded return's) are never offered."""
+    if transition not in USE_CASE_BY_TRANSITION:
+        return False
     if transition == "ship" and order.status in SHIPPABLE_STATUSES:
         return True
     return can_proceed(getattr(order, transition))
