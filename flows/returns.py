@@ -304,7 +304,15 @@ def return_refund(*, order_id: uuid.UUID | str, return_id: uuid.UUID | str, acto
         if return_request.status != ReturnStatus.RECEIVED:
             raise InvalidReturnTransition(transition="refund", current_status=return_request.status)
         resume_operation_id = return_request.refund_operation_id
-        if resume_operation_id is None:
+        # A refund that definitely failed is made anew: its amount too, since other
+        # refunds may have been made meanwhile.
+        failed = (
+            resume_operation_id is not None
+            and PaymentOperation.objects.filter(
+                pk=resume_operation_id, status=PaymentOperation.Status.FAILED
+            ).exists()
+        )
+        if resume_operation_id is None or failed:
             amount = return_refund_amount(order=order, return_request=return_request)
             payment = Payment.objects.filter(order=order, status=Payment.Status.CAPTURED).first()
             refundable = 0

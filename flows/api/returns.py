@@ -33,6 +33,7 @@ from flows.returns import (
     return_reject,
 )
 from orders import selectors
+from orders.states import ReturnStatus
 
 
 def return_body(order_id: uuid.UUID | str, return_id: uuid.UUID | str, actor: Actor) -> Any:
@@ -97,6 +98,8 @@ class ReturnActionApi(APIView):
     visible to the caller (else 404), and the answer is the return afterwards."""
 
     input_serializer_class: type[serializers.Serializer] = ReturnReasonInputSerializer
+    # The return's status once the action is done.
+    target_status: str = ""
 
     def post(self, request: Request, order_id: uuid.UUID, return_id: uuid.UUID) -> Response:
         idempotency_key_validate(request.headers.get(IDEMPOTENCY_KEY_HEADER))
@@ -108,7 +111,18 @@ class ReturnActionApi(APIView):
         data = dict(serializer.validated_data)
 
         def operation(context: IdempotencyContext) -> tuple[int, Any]:
-            self.perform(order_id=order_id, return_id=return_id, actor=actor, data=data)
+            # A retry after the action committed but before its response was stored
+            # answers the return as it is.
+            done = context.resource_id and (
+                selectors.order_return_get(
+                    order=selectors.order_get_for(actor=actor, order_id=order_id),
+                    return_id=return_id,
+                ).status
+                == self.target_status
+            )
+            if not done:
+                context.checkpoint(str(return_id))
+                self.perform(order_id=order_id, return_id=return_id, actor=actor, data=data)
             return status.HTTP_200_OK, return_body(order_id, return_id, actor)
 
         return idempotent_response(request, payload=request.data, operation=operation, atomic=False)
@@ -130,6 +144,8 @@ def _return_action_schema(request: type[serializers.Serializer]) -> Any:
 class ReturnAuthorizeApi(ReturnActionApi):
     """Staff: the customer may send the units back (emailed what to send)."""
 
+    target_status = ReturnStatus.AUTHORIZED
+
     @_return_action_schema(ReturnReasonInputSerializer)
     def post(self, request: Request, order_id: uuid.UUID, return_id: uuid.UUID) -> Response:
         return super().post(request, order_id, return_id)
@@ -142,6 +158,8 @@ class ReturnAuthorizeApi(ReturnActionApi):
 
 class ReturnRejectApi(ReturnActionApi):
     """Staff: refuse an open return."""
+
+    target_status = ReturnStatus.REJECTED
 
     @_return_action_schema(ReturnReasonInputSerializer)
     def post(self, request: Request, order_id: uuid.UUID, return_id: uuid.UUID) -> Response:
@@ -156,6 +174,8 @@ class ReturnRejectApi(ReturnActionApi):
 class ReturnCancelApi(ReturnActionApi):
     """The customer or staff withdraw an open return."""
 
+    target_status = ReturnStatus.CANCELLED
+
     @_return_action_schema(ReturnReasonInputSerializer)
     def post(self, request: Request, order_id: uuid.UUID, return_id: uuid.UUID) -> Response:
         return super().post(request, order_id, return_id)
@@ -169,6 +189,8 @@ class ReturnCancelApi(ReturnActionApi):
 class ReturnReceiveApi(ReturnActionApi):
     """Staff (support, warehouse): the units arrived; restock or dispose of each line.
     The refund follows on a worker (or POST .../refund/)."""
+
+    target_status = ReturnStatus.RECEIVED
 
     input_serializer_class = ReturnReceiveInputSerializer
 
@@ -190,6 +212,8 @@ class ReturnReceiveApi(ReturnActionApi):
 
 class ReturnRefundApi(ReturnActionApi):
     """Staff: refund a received return now (a worker does it too); exactly once."""
+
+    target_status = ReturnStatus.REFUNDED
 
     @_return_action_schema(ReturnReasonInputSerializer)
     def post(self, request: Request, order_id: uuid.UUID, return_id: uuid.UUID) -> Response:
