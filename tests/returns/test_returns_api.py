@@ -394,3 +394,25 @@ def test_a_return_refund_whose_answer_was_lost_is_resent_with_the_same_key_and_r
     totals = assert_provider_consistent(fake_stripe, shipped_order_id)
     assert totals["refunded"] == PRICE
     assert Payment.objects.get(order_id=shipped_order_id).amount_refunded == PRICE
+
+
+@pytest.mark.django_db
+def test_the_order_admin_lists_the_returns(
+    shipped_order_id, customer_client, staff_client, product, client
+):
+    from django.urls import reverse
+
+    from tests.admin.conftest import staff_group_permissions_grant
+    from tests.factories import StaffFactory
+
+    # A transactional test run before may have flushed the groups' permissions.
+    staff_group_permissions_grant()
+    return_through(customer_client, staff_client, shipped_order_id, product.sku, 1)
+    client.force_login(StaffFactory(groups=["support"]))
+
+    page = client.get(reverse("admin:orders_order_change", args=[shipped_order_id]))
+
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert f"1 x {product.sku} (restock)" in text
+    assert "refunded" in text
