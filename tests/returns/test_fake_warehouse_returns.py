@@ -9,6 +9,8 @@ import requests
 
 from core import signing
 from core.actors import Actor
+from core.models import OutboxMessage
+from core.outbox import outbox_handle
 from core.signing import SIGNATURE_HEADER
 from fakes.warehouse import FakeWarehouse
 from flows.place import OrderLineRequest, order_place
@@ -75,11 +77,16 @@ def test_the_fake_warehouse_reports_a_return_received_and_oms_restocks_and_refun
         reference, str(opened.pk), [{"sku": product.sku, "disposition": "restock"}]
     )
 
-    # then oms took the signed report: restocked there, refunded (nothing was captured:
-    # 0), and the order is partially returned
+    # then oms took the signed report and asked for the refund (its outbox message is
+    # handled here, unless the eager dispatch at commit did it already)
     assert answer["delivered"] is True, fake_warehouse.callbacks()
     (attempt,) = [c for c in fake_warehouse.callbacks() if c["event"] == "return_received"]
     assert attempt["status"] == 200
+    (message,) = OutboxMessage.objects.filter(
+        topic="return.received", payload__return_id=str(opened.pk)
+    )
+    outbox_handle(message.pk)
+    # restocked there, refunded (nothing was captured: 0), the order partially returned
     returned = Return.objects.get(pk=opened.pk)
     assert (returned.status, returned.refund_amount, returned.warehouse_id) == (
         "refunded",
