@@ -1,7 +1,7 @@
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 SHARED_CACHE_BACKENDS = (
     "django.core.cache.backends.redis.RedisCache",
@@ -22,5 +22,24 @@ def rate_limit_cache_is_shared(app_configs: Any, **kwargs: Any) -> list[CheckMes
             f"Rate limits count in {backend}, which each process keeps for itself.",
             hint="Set CACHE_REDIS_URL so every process shares the counters.",
             id="access.W001",
+        )
+    ]
+
+
+@register(Tags.caches)
+def api_key_cache_is_shared(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
+    """A revoke clears the key from the cache it can reach: a cache each process keeps
+    for itself would let a revoked key work on in the others."""
+    if settings.API_KEY_CACHE_SECONDS <= 0:
+        return []
+    backend = settings.CACHES[settings.API_KEY_CACHE]["BACKEND"]
+    if backend in SHARED_CACHE_BACKENDS:
+        return []
+    return [
+        Error(
+            f"API_KEY_CACHE_SECONDS is on, but keys would be cached in {backend}, which "
+            "each process keeps for itself.",
+            hint="Set CACHE_REDIS_URL, or API_KEY_CACHE_SECONDS=0.",
+            id="access.E001",
         )
     ]

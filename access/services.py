@@ -3,9 +3,18 @@
 A key is `oms_` and 40 random base62 characters; the database keeps its SHA-256 (a
 random key of that length needs no slow hash) and its first 12 characters to show.
 Keys migrated from the old plaintext tokens keep their 40 hex characters.
+
+With API_KEY_CACHE_SECONDS > 0 a recognised active key (and its user) is kept in the
+shared cache (API_KEY_CACHE, Redis) by its hash, so a request needs no database
+statement to know its caller. Revoking or rotating a key overwrites its entry with a
+tombstone in the same call, and requests only ever *add* entries, so a request that
+read the key before the change cannot put it back: a revoked key stops working at once
+in every process. Expiry is checked on every use. Other changes (a user deactivated)
+reach a cached key within API_KEY_CACHE_SECONDS.
 """
 
 import hashlib
+import logging
 import secrets
 import string
 from dataclasses import dataclass
@@ -13,6 +22,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.cache import caches
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -22,6 +32,8 @@ from access.models import ApiKey
 from access.scopes import scopes_validate
 from core.actors import Actor
 from core.errors import NotFound
+
+logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "oms_"
 _ALPHABET = string.ascii_letters + string.digits
@@ -90,6 +102,7 @@ def api_key_revoke(*, key_id: int, actor: Actor) -> ApiKey:
     api_key = ApiKey.objects.filter(pk=key_id).first()
     if api_key is None:
         raise NotFound("No such API key.")
+    _cache_forget(api_key.key_hash)
     return api_key
 
 
@@ -122,7 +135,52 @@ def api_key_rotate(
         old.expires_at = min(overlap_until, old.expires_at) if old.expires_at else overlap_until
         old.replaced_by = issued.api_key
         old.save(update_fields=["expires_at", "replaced_by"])
+        _cache_forget(old.key_hash)
     return issued
+
+
+_CACHE_KEY_PREFIX = "access:api-key:"
+# What a revoked or rotated key's entry is overwritten with.
+_FORGOTTEN = "forgotten"
+# When this process last recorded each key's use (so a cached key, whose last_used_at
+# is as old as its entry, is not recorded on every request).
+_last_used_recorded: dict[int, datetime] = {}
+
+
+def _cache_enabled() -> bool:
+    return bool(settings.API_KEY_CACHE_SECONDS > 0)
+
+
+def _cache_get(hashed: str) -> ApiKey | None:
+    if not _cache_enabled():
+        return None
+    try:
+        cached = caches[settings.API_KEY_CACHE].get(_CACHE_KEY_PREFIX + hashed)
+    except Exception:  # the cache is an optimisation: the database still answers
+        logger.warning("API key cache unavailable; reading the key from the database")
+        return None
+    return cached if isinstance(cached, ApiKey) else None
+
+
+def _cache_add(hashed: str, api_key: ApiKey) -> None:
+    """Add only: never over a tombstone a revoke or rotation left meanwhile."""
+    if not _cache_enabled():
+        return
+    try:
+        caches[settings.API_KEY_CACHE].add(
+            _CACHE_KEY_PREFIX + hashed, api_key, timeout=settings.API_KEY_CACHE_SECONDS
+        )
+    except Exception:
+        logger.warning("API key cache unavailable; the key was not cached")
+
+
+def _cache_forget(hashed: str) -> None:
+    """Overwrite the key's entry with a tombstone that outlives any entry added before.
+    Errors propagate: a revoke that could not reach the cache must not report success."""
+    if _cache_enabled():
+        caches[settings.API_KEY_CACHE].set(
+            _CACHE_KEY_PREFIX + hashed, _FORGOTTEN, timeout=settings.API_KEY_CACHE_SECONDS
+        )
 
 
 def api_key_authenticate(key: str) -> tuple[ApiKey | None, str]:
@@ -131,17 +189,29 @@ def api_key_authenticate(key: str) -> tuple[ApiKey | None, str]:
     Its use is recorded at most once per API_KEY_LAST_USED_RESOLUTION: one conditional
     UPDATE then, no write on the other requests.
     """
-    api_key = ApiKey.objects.select_related("user").filter(key_hash=key_hash(key)).first()
-    if api_key is None or not api_key.user.is_active:
-        return None, "Invalid API key."
+    hashed = key_hash(key)
     now = timezone.now()
+    api_key = _cache_get(hashed)
+    cached = api_key is not None
+    if api_key is None:
+        api_key = ApiKey.objects.select_related("user").filter(key_hash=hashed).first()
+        if api_key is None or not api_key.user.is_active:
+            return None, "Invalid API key."
     state = api_key.state(now=now)
     if state != "active":
         return None, f"API key {state}."
     stale_before = now - settings.API_KEY_LAST_USED_RESOLUTION
-    if api_key.last_used_at is None or api_key.last_used_at < stale_before:
+    last_used = api_key.last_used_at or stale_before
+    if cached:  # the entry's last_used_at is as old as the entry
+        last_used = max(last_used, _last_used_recorded.get(api_key.pk, stale_before))
+    if last_used <= stale_before:
         ApiKey.objects.filter(pk=api_key.pk).filter(
             Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_before)
         ).update(last_used_at=now)
         api_key.last_used_at = now
+        if len(_last_used_recorded) > 100_000:
+            _last_used_recorded.clear()
+        _last_used_recorded[api_key.pk] = now
+    if not cached:
+        _cache_add(hashed, api_key)
     return api_key, ""

@@ -15,6 +15,9 @@ What it does, in order:
    --read-duration) and --requests.
 4. Reports throughput, latency percentiles, status counts, CPU per request by process
    group, gunicorn worker memory, then checks stock invariants and stops gunicorn.
+5. The database floor (floor): captures the statements of real checkouts, replays them
+   with pgbench against the same database and reports oms checkouts/s over pgbench's
+   transactions/s (--no-floor skips it).
 
 The load generator competes with gunicorn and PostgreSQL for the same cores, and other
 processes on the machine do too: the "other" CPU column shows how much of the machine
@@ -35,5 +38,6 @@ payload (what a checkout sends), db_clock and statements (time and statements pe
 wsgi_client and inprocess (the in-process analysis), profiling (cProfile summary), server
 (gunicorn), load (the load generator process), phases and stats (one measured phase),
 procfs (CPU and memory readings), machine (versions), http_phases (the HTTP part),
-correctness (invariants), report (printing) and cli (the whole run).
+correctness (invariants), floor (pgbench replay), report (printing) and cli (the whole
+run).
 """

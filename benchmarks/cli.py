@@ -11,13 +11,14 @@ from pathlib import Path
 from benchmarks.correctness import correctness_check
 from benchmarks.database import database_drop, database_name, database_recreate
 from benchmarks.django_env import django_environment, django_setup
+from benchmarks.floor import run_floor
 from benchmarks.http_phases import http_phases
 from benchmarks.inprocess import inprocess_analysis
 from benchmarks.machine import machine_description
 from benchmarks.options import parse_args
 from benchmarks.phases import PhaseReport
 from benchmarks.procfs import background_load
-from benchmarks.report import print_inprocess
+from benchmarks.report import floor_ratio, print_floor, print_inprocess
 from benchmarks.seed import seed
 from benchmarks.source import REPO_ROOT, git, source_export
 
@@ -74,6 +75,17 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
             f"{verdict}"
         )
         exit_code = 0 if correctness.ok else 1
+        floor = None
+        if not args.no_floor:
+            print(
+                f"\nDatabase floor: capturing {args.floor_variants} checkouts, then pgbench ...",
+                flush=True,
+            )
+            floor = run_floor(args, seeded, scratch)
+            checkout_rate = next(
+                (r.ok_throughput for r in reports if r.name == "POST /api/v1/orders/"), None
+            )
+            print_floor(floor, checkout_rate)
         if args.json:
             args.json.write_text(
                 json.dumps(
@@ -83,6 +95,8 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
                         "inprocess": inprocess.__dict__ | {"profile_text": None},
                         "phases": [report.__dict__ for report in reports],
                         "correctness": correctness.problems,
+                        "floor": floor.__dict__ if floor else None,
+                        "checkout_per_floor": floor_ratio(reports, floor),
                     },
                     indent=2,
                 )

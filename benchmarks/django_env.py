@@ -20,6 +20,12 @@ def django_environment(args: argparse.Namespace) -> dict[str, str]:
         # themselves. Older refs ignore the variable.
         RATE_LIMIT_ENABLED=env.get("RATE_LIMIT_ENABLED") or "0",
     )
+    if args.api_key_cache:
+        env.update(
+            CACHE_REDIS_URL=args.api_key_cache,
+            CACHE_KEY_PREFIX=f"oms-bench-{os.getpid()}",
+            API_KEY_CACHE_SECONDS="60",
+        )
     return env
 
 

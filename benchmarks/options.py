@@ -72,6 +72,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile-top", type=int, default=25, help="rows per profile table")
     parser.add_argument("--show-queries", action="store_true", help="print the SQL per checkout")
     parser.add_argument("--no-http", action="store_true", help="skip gunicorn and the load")
+    parser.add_argument(
+        "--api-key-cache",
+        default="",
+        metavar="REDIS_URL",
+        help="cache API keys (API_KEY_CACHE_SECONDS=60) in this Redis, under a key prefix "
+        "of this run's own; empty: keys are read from the database on every request",
+    )
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the pgbench database floor phase"
+    )
+    parser.add_argument(
+        "--floor-duration",
+        type=float,
+        default=None,
+        help="pgbench floor phase, seconds (default: --duration)",
+    )
+    parser.add_argument(
+        "--floor-clients",
+        type=int,
+        default=0,
+        help="pgbench connections (0: as many as gunicorn has workers x threads)",
+    )
+    parser.add_argument(
+        "--floor-variants",
+        type=int,
+        default=20,
+        help="checkouts captured for the floor, one pgbench script each",
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed for the load")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     parser.add_argument("--drop", action="store_true", help="drop the database at the end")

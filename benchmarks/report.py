@@ -2,6 +2,7 @@
 
 import os
 
+from benchmarks.floor import FloorReport
 from benchmarks.inprocess import InProcessReport
 from benchmarks.phases import PhaseReport
 
@@ -45,7 +46,8 @@ def print_inprocess(report: InProcessReport) -> None:
             f"  {label:34s} wall {timing['wall_ms']:.2f} ms = DB {timing['db_ms']:.2f} "
             f"(of which COMMIT {timing['commit_ms']:.2f}) + Python {timing['python_ms']:.2f}   "
             f"(process CPU {timing['process_cpu_ms']:.2f} ms, "
-            f"n={timing['iterations']:.0f})"
+            f"n={timing['iterations']:.0f}; "
+            f"{timing.get('python_calls', 0):,.0f} Python calls)"
         )
     if report.profile_areas:
         print(
@@ -55,3 +57,29 @@ def print_inprocess(report: InProcessReport) -> None:
         for area, ms in report.profile_areas[:20]:
             print(f"  {ms:7.3f}  {area}")
         print(report.profile_text)
+
+
+def floor_ratio(reports: list[PhaseReport], floor: FloorReport | None) -> float | None:
+    """oms checkouts/s (2xx) over pgbench's transactions/s of the same statements."""
+    checkout = next((r for r in reports if r.name == "POST /api/v1/orders/"), None)
+    if checkout is None or floor is None or not floor.tps:
+        return None
+    return checkout.ok_throughput / floor.tps
+
+
+def print_floor(floor: FloorReport, checkout_rate: float | None) -> None:
+    if floor.error:
+        print(f"  floor not measured: {floor.error}")
+        return
+    print(
+        f"  pgbench: {floor.variants} captured checkouts as scripts, "
+        f"{floor.statements_per_transaction:.1f} statements each (health check included), "
+        f"{floor.clients} connections, {floor.duration:.0f} s\n"
+        f"  floor       {floor.tps:.1f} transactions/s, latency average "
+        f"{floor.latency_ms:.2f} ms, {floor.transactions} transactions, "
+        f"{floor.failed} failed"
+    )
+    if checkout_rate is not None and floor.tps:
+        print(
+            f"  oms / floor {checkout_rate:.1f} / {floor.tps:.1f} = {checkout_rate / floor.tps:.2f}"
+        )

@@ -1,13 +1,14 @@
 """Idempotency-Key handling: run a use case once per (user, key), replay its response after.
 
-The key is claimed in its own committed write before the use case runs, so concurrent
-requests with the same key see it and get 409 request_in_progress.
-
-Single-step use cases (atomic=True): the writes and the stored response commit in one
-transaction, so a crash mid-request leaves nothing to double.
+Single-step use cases (atomic=True): the claim, the writes and the stored response
+commit in one transaction (one commit per request), so a crash mid-request leaves
+nothing to double. A concurrent request with the same key waits for that transaction on
+the key's unique index, then replays its response (or runs, if it rolled back).
 
 Multi-step use cases (atomic=False, e.g. reserve stock, then call the payment provider,
-then record the outcome): each step commits on its own, and the first records what it
+then record the outcome): the key is claimed in its own committed write before the use
+case runs, so concurrent requests with the same key see it and get 409
+request_in_progress. Each step commits on its own, and the first records what it
 created with `IdempotencyContext.checkpoint`. A retry of a key whose request failed with
 a 5xx, or died, resumes from that checkpoint instead of creating a second order. A claim
 whose request died is taken over after IDEMPOTENCY_LOCK_TIMEOUT.
@@ -86,28 +87,27 @@ def request_fingerprint(*, method: str, path: str, payload: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _claim(
+def _claim_insert(
     *, user: User, key: str, method: str, path: str, fingerprint: str
-) -> tuple[IdempotencyKey, bool]:
-    """Claim the key for this request. Return the row and whether this request owns it."""
+) -> IdempotencyKey:
+    """Insert the key, in progress. IntegrityError when it exists (or, inside a
+    transaction, when a concurrent request's claim of it commits meanwhile)."""
+    return IdempotencyKey.objects.create(
+        user=user,
+        key=key,
+        request_method=method,
+        request_path=path,
+        request_fingerprint=fingerprint,
+        status=IdempotencyKey.Status.IN_PROGRESS,
+        locked_at=timezone.now(),
+    )
+
+
+def _claim_existing(*, user: User, key: str, fingerprint: str) -> tuple[IdempotencyKey, bool]:
+    """The key exists: return it and whether this request now owns it (a claim whose
+    request died, taken over), or raise."""
     now = timezone.now()
-    try:
-        # Insert first: a new key (the usual case) costs one statement, not two.
-        with transaction.atomic():
-            return (
-                IdempotencyKey.objects.create(
-                    user=user,
-                    key=key,
-                    request_method=method,
-                    request_path=path,
-                    request_fingerprint=fingerprint,
-                    status=IdempotencyKey.Status.IN_PROGRESS,
-                    locked_at=now,
-                ),
-                True,
-            )
-    except IntegrityError:
-        record = IdempotencyKey.objects.get(user=user, key=key)
+    record = IdempotencyKey.objects.get(user=user, key=key)
     if record.request_fingerprint != fingerprint:
         raise IdempotencyKeyReused()
     if record.status == IdempotencyKey.Status.COMPLETED:
@@ -125,6 +125,101 @@ def _claim(
     raise RequestInProgress()
 
 
+def _claim(
+    *, user: User, key: str, method: str, path: str, fingerprint: str
+) -> tuple[IdempotencyKey, bool]:
+    """Claim the key for this request. Return the row and whether this request owns it."""
+    try:
+        # Insert first: a new key (the usual case) costs one statement, not two.
+        with transaction.atomic():
+            record = _claim_insert(
+                user=user, key=key, method=method, path=path, fingerprint=fingerprint
+            )
+        return record, True
+    except IntegrityError:
+        return _claim_existing(user=user, key=key, fingerprint=fingerprint)
+
+
+def _execute_in_one_transaction(
+    *,
+    user: User,
+    key: str,
+    method: str,
+    path: str,
+    fingerprint: str,
+    operation: Callable[[IdempotencyContext], tuple[int, Any]],
+) -> IdempotentResult | None:
+    """Claim the key, run the operation and store its response in one transaction: one
+    commit for the whole request. Return None when the key already exists.
+
+    The claim is not visible to others until it commits with the operation's writes, so
+    a concurrent request with the same key waits on the key's unique index until this
+    one ends, then replays what it stored (or, when it rolled back, runs itself): never
+    a second run.
+    """
+    claimed = False
+    try:
+        with transaction.atomic():
+            record = _claim_insert(
+                user=user, key=key, method=method, path=path, fingerprint=fingerprint
+            )
+            claimed = True
+            status, body = operation(IdempotencyContext(record))
+            if status < 500:
+                _complete(record, status=status, body=body)
+            else:
+                # Not an outcome: the writes commit, the key does not.
+                IdempotencyKey.objects.filter(pk=record.pk).delete()
+        return IdempotentResult(status, body, False)
+    except IntegrityError:
+        if claimed:
+            raise
+        return None
+    except _TRANSIENT_ERRORS:
+        raise
+    except DomainError as error:
+        if error.status < 500:
+            # Everything rolled back: the outcome is stored on its own.
+            _outcome_store(
+                user=user,
+                key=key,
+                method=method,
+                path=path,
+                fingerprint=fingerprint,
+                status=error.status,
+                body=error.to_problem(),
+            )
+        raise
+
+
+def _outcome_store(
+    *, user: User, key: str, method: str, path: str, fingerprint: str, status: int, body: Any
+) -> None:
+    """Store a completed key with its response. A concurrent request with this key that
+    stored its own first wins: the key replays that."""
+    try:
+        with transaction.atomic():
+            IdempotencyKey.objects.create(
+                user=user,
+                key=key,
+                request_method=method,
+                request_path=path,
+                request_fingerprint=fingerprint,
+                status=IdempotencyKey.Status.COMPLETED,
+                response_status=status,
+                response_body=_storable(body),
+                completed_at=timezone.now(),
+            )
+    except IntegrityError:
+        pass
+
+
+def _storable(body: Any) -> Any:
+    # Whatever the body quotes, PostgreSQL must be able to store it (no NUL, no lone
+    # surrogates), or the key could never complete.
+    return json_storable(json.loads(json.dumps(body, cls=DjangoJSONEncoder)))
+
+
 def _complete(record: IdempotencyKey, *, status: int, body: Any) -> None:
     completed = IdempotencyKey.objects.filter(
         pk=record.pk,
@@ -133,9 +228,7 @@ def _complete(record: IdempotencyKey, *, status: int, body: Any) -> None:
     ).update(
         status=IdempotencyKey.Status.COMPLETED,
         response_status=status,
-        # Whatever the body quotes, PostgreSQL must be able to store it (no NUL, no
-        # lone surrogates), or the key could never complete.
-        response_body=json_storable(json.loads(json.dumps(body, cls=DjangoJSONEncoder))),
+        response_body=_storable(body),
         completed_at=timezone.now(),
         locked_at=None,
     )
@@ -176,7 +269,22 @@ def idempotent_execute(
     """
     key = idempotency_key_validate(key)
     fingerprint = request_fingerprint(method=method, path=path, payload=payload)
-    record, owned = _claim(user=user, key=key, method=method, path=path, fingerprint=fingerprint)
+    if atomic:
+        result = _execute_in_one_transaction(
+            user=user,
+            key=key,
+            method=method,
+            path=path,
+            fingerprint=fingerprint,
+            operation=operation,
+        )
+        if result is not None:
+            return result
+        record, owned = _claim_existing(user=user, key=key, fingerprint=fingerprint)
+    else:
+        record, owned = _claim(
+            user=user, key=key, method=method, path=path, fingerprint=fingerprint
+        )
     if not owned:
         return IdempotentResult(record.response_status or 200, record.response_body, True)
     context = IdempotencyContext(record)

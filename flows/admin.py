@@ -28,7 +28,7 @@ from django_fsm import can_proceed
 from access.policy import staff_action_allowed
 from access.roles import roles_of
 from core.actors import Actor
-from core.admin import ReadOnlyAdmin, ReadOnlyInline
+from core.admin import ReadOnlyAdmin, ReadOnlyInline, action_confirmation
 from core.errors import DomainError, RequestInProgress
 from core.idempotency import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
@@ -725,7 +725,22 @@ class PaymentAdmin(PaymentAmountsMixin, ReadOnlyAdmin):
         return staff_may(request, "order.refund")
 
     @admin.action(description="Refund (full): refund all that is left", permissions=["money"])
-    def refund_full(self, request: HttpRequest, queryset: "QuerySet[Payment]") -> None:
+    def refund_full(
+        self, request: HttpRequest, queryset: "QuerySet[Payment]"
+    ) -> TemplateResponse | None:
+        confirm = action_confirmation(
+            self,
+            request,
+            queryset,
+            action="refund_full",
+            title="Refund these payments in full?",
+            consequence=(
+                "Each captured payment's order is refunded all that is left, through the "
+                "provider, once; payments with nothing captured are skipped."
+            ),
+        )
+        if confirm is not None:
+            return confirm
         actor = Actor.from_request(request)  # the staff user and this request's id
         for payment in queryset.select_related("order").order_by("pk"):
             label = f"{payment.order.number} ({payment.provider_payment_id or payment.pk})"
@@ -742,9 +757,25 @@ class PaymentAdmin(PaymentAmountsMixin, ReadOnlyAdmin):
                 self.message_user(
                     request, f"{label}: refunded in full, order {order.status}.", messages.SUCCESS
                 )
+        return None
 
     @admin.action(description="Void authorization: release the held amount", permissions=["money"])
-    def void_authorization(self, request: HttpRequest, queryset: "QuerySet[Payment]") -> None:
+    def void_authorization(
+        self, request: HttpRequest, queryset: "QuerySet[Payment]"
+    ) -> TemplateResponse | None:
+        confirm = action_confirmation(
+            self,
+            request,
+            queryset,
+            action="void_authorization",
+            title="Void these authorizations?",
+            consequence=(
+                "Each authorization that no open order still uses is released at the "
+                "provider; the customer's held amount is freed."
+            ),
+        )
+        if confirm is not None:
+            return confirm
         actor = Actor.from_request(request)  # the staff user and this request's id
         for payment in queryset.select_related("order").order_by("pk"):
             label = f"{payment.order.number} ({payment.provider_payment_id or payment.pk})"
@@ -776,3 +807,4 @@ class PaymentAdmin(PaymentAmountsMixin, ReadOnlyAdmin):
                     "retry it.",
                     messages.WARNING,
                 )
+        return None

@@ -1,4 +1,5 @@
-"""Stock writes. Every change to on_hand or reserved goes through `_stock_apply` and
+"""Stock writes. Every change to on_hand or reserved goes through `_stock_apply` (or,
+for a reservation, `_RESERVE_SQL`, which keeps the same rule in one statement) and
 leaves a StockMovement row, so the ledger always re-derives the counters."""
 
 from collections import defaultdict
@@ -142,28 +143,83 @@ def stock_plan(
     exclude_warehouse_ids: Iterable[int] = (),
 ) -> list[Allocation]:
     """Plan where the demand (product id -> quantity) is taken from, on a fresh read."""
+    # Plain rows, not model instances: this read is on every checkout's path.
     candidates = [
         StockCandidate(
-            stock_item_id=item.pk,
-            product_id=item.product_id,
-            warehouse_id=item.warehouse_id,
-            warehouse_priority=item.warehouse.priority,
-            warehouse_code=item.warehouse.code,
-            available=item.on_hand - item.reserved,
+            stock_item_id=stock_item_id,
+            product_id=product_id,
+            warehouse_id=warehouse_id,
+            warehouse_priority=priority,
+            warehouse_code=code,
+            available=available,
         )
-        for item in StockItem.objects.filter(
-            product_id__in=demand,
-            warehouse__is_active=True,
-            on_hand__gt=F("reserved"),
+        for stock_item_id, product_id, warehouse_id, priority, code, available in (
+            StockItem.objects.filter(
+                product_id__in=demand,
+                warehouse__is_active=True,
+                on_hand__gt=F("reserved"),
+            )
+            .exclude(warehouse_id__in=list(exclude_warehouse_ids))
+            .values_list(
+                "pk",
+                "product_id",
+                "warehouse_id",
+                "warehouse__priority",
+                "warehouse__code",
+                F("on_hand") - F("reserved"),
+            )
         )
-        .exclude(warehouse_id__in=list(exclude_warehouse_ids))
-        .select_related("warehouse")
     ]
     plan = allocate(demand, candidates)
     if plan is None:
         short = short_products(demand, candidates) or sorted(demand)
         raise InsufficientStock(sorted(skus[pid] for pid in short))
     return plan
+
+
+# Reserve planned units in one statement: lock the stock rows in primary-key order, add
+# to reserved where the row keeps the rule _stock_apply keeps (reserved <= on_hand after
+# the change; the condition is rechecked on the row's latest version), and only when
+# every row took its units, insert the reservations and their ledger rows. When any row
+# is short, no reservation or ledger row is written and no row comes back; the rows that
+# were updated stay so until the caller rolls back (as after any ReservationRaceLost).
+_RESERVE_SQL = """
+WITH wanted AS (
+    SELECT * FROM unnest(%(stock_item_ids)s::bigint[], %(order_line_ids)s::bigint[],
+                         %(quantities)s::integer[])
+        AS w(stock_item_id, order_line_id, quantity)
+), totals AS (
+    SELECT stock_item_id, sum(quantity)::integer AS quantity FROM wanted GROUP BY stock_item_id
+), locked AS MATERIALIZED (
+    SELECT s.id FROM inventory_stockitem s
+    WHERE s.id IN (SELECT stock_item_id FROM totals)
+    ORDER BY s.id
+    FOR NO KEY UPDATE
+), updated AS (
+    UPDATE inventory_stockitem s
+    SET reserved = s.reserved + t.quantity, updated_at = %(now)s
+    FROM totals t JOIN locked l ON l.id = t.stock_item_id
+    WHERE s.id = t.stock_item_id AND s.on_hand >= s.reserved + t.quantity
+    RETURNING s.id
+), enough AS MATERIALIZED (
+    SELECT (SELECT count(*) FROM updated) = (SELECT count(*) FROM totals) AS ok
+), reserved AS (
+    INSERT INTO inventory_reservation
+        (created_at, updated_at, order_line_id, stock_item_id, quantity, status, expires_at)
+    SELECT %(now)s, %(now)s, w.order_line_id, w.stock_item_id, w.quantity, %(held)s,
+           %(expires_at)s
+    FROM wanted w WHERE (SELECT ok FROM enough)
+    RETURNING id, order_line_id, stock_item_id, quantity
+), moved AS (
+    INSERT INTO inventory_stockmovement
+        (stock_item_id, kind, on_hand_delta, reserved_delta, reason, reservation_id,
+         actor_id, request_id, created_at)
+    SELECT r.stock_item_id, %(kind)s, 0, r.quantity, '', r.id, %(actor_id)s,
+           %(request_id)s, %(now)s
+    FROM reserved r
+)
+SELECT r.id, r.order_line_id, r.stock_item_id, r.quantity FROM reserved r ORDER BY r.id
+"""
 
 
 def stock_reserve(
@@ -173,38 +229,47 @@ def stock_reserve(
     expires_at: datetime,
     actor: Actor,
 ) -> list[Reservation]:
-    """Hold the planned units for the order lines. Must run inside a transaction.
+    """Hold the planned units for the order lines: one statement. Must run inside a
+    transaction.
 
-    Raise ReservationRaceLost (after which the caller's transaction must roll back)
-    when another checkout took planned units first. The stock update runs last, so
-    the hot rows stay locked for as short a time as possible.
+    Raise ReservationRaceLost (after which the caller's transaction or savepoint must
+    roll back) when another checkout took planned units first. The stock rows are locked
+    by this statement, so callers run it last, to hold the hot rows for as short a time
+    as possible.
     """
     line_by_product = {request.product_id: request.order_line_id for request in requests}
-    reservations = Reservation.objects.bulk_create(
-        Reservation(
-            order_line_id=line_by_product[allocation.product_id],
-            stock_item_id=allocation.stock_item_id,
-            quantity=allocation.quantity,
-            expires_at=expires_at,
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _RESERVE_SQL,
+            {
+                "stock_item_ids": [allocation.stock_item_id for allocation in plan],
+                "order_line_ids": [line_by_product[a.product_id] for a in plan],
+                "quantities": [allocation.quantity for allocation in plan],
+                "now": now,
+                "expires_at": expires_at,
+                "held": Reservation.Status.HELD.value,
+                "kind": StockMovement.Kind.RESERVE.value,
+                "actor_id": actor.user.pk if actor.user is not None else None,
+                "request_id": actor.request_id,
+            },
         )
-        for allocation in plan
-    )
-    StockMovement.objects.bulk_create(
-        StockMovement(
-            stock_item_id=reservation.stock_item_id,
-            kind=StockMovement.Kind.RESERVE,
-            reserved_delta=reservation.quantity,
-            reservation=reservation,
-            actor=actor.user,
-            request_id=actor.request_id,
-        )
-        for reservation in reservations
-    )
-    wanted = {allocation.stock_item_id for allocation in plan}
-    updated = _stock_apply([StockDelta(a.stock_item_id, 0, a.quantity) for a in plan])
-    if updated != wanted:
+        rows = cursor.fetchall()
+    if not rows:
         raise ReservationRaceLost()
-    return reservations
+    return [
+        Reservation(
+            pk=reservation_id,
+            order_line_id=order_line_id,
+            stock_item_id=stock_item_id,
+            quantity=quantity,
+            status=Reservation.Status.HELD,
+            expires_at=expires_at,
+            created_at=now,
+            updated_at=now,
+        )
+        for reservation_id, order_line_id, stock_item_id, quantity in rows
+    ]
 
 
 def _reservations_settle(

@@ -12,9 +12,9 @@ from orders.models import Order, OrderEvent, OrderStatusChange, Return
 from orders.states import CUSTOMER_TRANSITIONS, TRANSITIONS
 
 
-def order_list_for(*, actor: Actor) -> QuerySet[Order]:
+def _orders_visible_to(actor: Actor) -> QuerySet[Order]:
     """Orders the actor may see: staff all, a customer their own."""
-    orders = Order.objects.prefetch_related("lines", "payments").order_by("-created_at", "-id")
+    orders = Order.objects.order_by("-created_at", "-id")
     if actor.is_staff:
         return orders
     if actor.user is None:
@@ -22,9 +22,18 @@ def order_list_for(*, actor: Actor) -> QuerySet[Order]:
     return orders.filter(customer=actor.user)
 
 
+def order_list_for(*, actor: Actor) -> QuerySet[Order]:
+    """Orders the actor may see, newest first, with their lines and payments (one
+    statement each per page, whatever its size)."""
+    return _orders_visible_to(actor).prefetch_related("lines", "payments")
+
+
 def order_get_for(*, actor: Actor, order_id: uuid.UUID | str) -> Order:
+    """The order if the actor may see it. One statement: its lines and payments load
+    when read (one statement each, as a prefetch would cost), and not at all when a
+    caller only checks visibility."""
     try:
-        order = order_list_for(actor=actor).filter(pk=order_id).first()
+        order = _orders_visible_to(actor).filter(pk=order_id).first()
     except (ValueError, TypeError):
         order = None
     if order is None:

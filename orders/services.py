@@ -67,7 +67,20 @@ def order_create(
         for line in lines
     )
     order_status_change_record(order=order, from_status="", transition="place", actor=actor)
+    # Rendering the new order reads nothing back: its lines are these, it has no payment.
+    _related_rows_known(order, lines=order_lines, payments=[])
     return order, order_lines
+
+
+def _related_rows_known(instance: Order, **related: Sequence[Any]) -> None:
+    """Fill the instance's prefetch cache with related rows this code just wrote, as
+    prefetch_related_objects would after reading them."""
+    cache = instance.__dict__.setdefault("_prefetched_objects_cache", {})
+    for name, rows in related.items():
+        queryset = getattr(instance, name).get_queryset()
+        queryset._result_cache = list(rows)
+        queryset._prefetch_done = True
+        cache[name] = queryset
 
 
 def order_transition_locked(

@@ -264,6 +264,10 @@ API_KEY_LAST_USED_RESOLUTION = timedelta(
     seconds=env_int("API_KEY_LAST_USED_RESOLUTION_SECONDS", 60)
 )
 API_KEY_ROTATION_OVERLAP = timedelta(seconds=env_int("API_KEY_ROTATION_OVERLAP_SECONDS", 86400))
+# Keep recognised keys in the shared cache for this long (0: off; needs CACHE_REDIS_URL,
+# see access.services): a revoke reaches every process at once, other changes within it.
+API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 0)
+API_KEY_CACHE = "default"
 
 # Rate limits per API key and per client IP, per class of endpoint (access.policy), over
 # one window. Behind N proxies that append to X-Forwarded-For, set the count to N.

@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db.models import QuerySet, prefetch_related_objects
+from django.db.models import QuerySet
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -84,9 +84,8 @@ class OrderListCreateApi(ReplicaReadsMixin, ListModelMixin, GenericAPIView[Order
         payment_method = data.get("payment_method")
 
         def place(context: IdempotencyContext) -> tuple[int, Any]:
+            # The order was just created for this user with its lines: nothing to read back.
             order = order_place(**order_input)
-            # The order was just created for this user: no need to read it back.
-            prefetch_related_objects([order], "lines", "payments")
             return status.HTTP_201_CREATED, dict(OrderOutputSerializer(order).data)
 
         def checkout(context: IdempotencyContext) -> tuple[int, Any]:

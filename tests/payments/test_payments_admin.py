@@ -43,7 +43,7 @@ def run_action(admin_client: Any, action: str, *order_ids: Any) -> list[str]:
 def post_action(admin_client: Any, model: str, action: str, selected: list[Any]) -> list[str]:
     response = admin_client.post(
         reverse(f"admin:{model}_changelist"),
-        {"action": action, "_selected_action": [str(pk) for pk in selected]},
+        {"action": action, "_selected_action": [str(pk) for pk in selected], "post": "yes"},
         follow=True,
     )
     assert response.status_code == 200
@@ -273,3 +273,19 @@ def test_payment_list_shows_the_provider_circuit_breaker(admin_client, settings)
 
 def _provider_down() -> None:
     raise ConnectionError("provider down")
+
+
+def test_a_payment_action_asks_before_it_moves_money(admin_client, shipped_order_id):
+    payments = [
+        str(pk)
+        for pk in Payment.objects.filter(order_id=shipped_order_id).values_list("pk", flat=True)
+    ]
+
+    page = admin_client.post(
+        reverse("admin:payments_payment_changelist"),
+        {"action": "refund_full", "_selected_action": payments},
+    )
+
+    assert page.status_code == 200
+    assert b"Refund these payments in full?" in page.content
+    assert Payment.objects.get(order_id=shipped_order_id).status == Payment.Status.CAPTURED
