@@ -36,7 +36,7 @@ from benchmarks.database import database_drop, database_name, database_recreate
 from benchmarks.django_env import django_environment
 from benchmarks.events import redis_start
 from benchmarks.options import DEFAULT_DATABASE_URL
-from benchmarks.procfs import background_load
+from benchmarks.procfs import background_load, proc_children, proc_cpu_seconds
 from benchmarks.source import REPO_ROOT
 from benchmarks.stats import percentile
 
@@ -84,11 +84,16 @@ def publish(args: argparse.Namespace) -> int:
     import django
 
     django.setup()
-    from django.db import transaction
+    from django.db import connection, transaction
 
     from benchmarks.relay_handler import TOPIC
     from core.outbox import outbox_publish
 
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        backend = cursor.fetchone()[0]
+    backend_cpu = proc_cpu_seconds(backend)
+    cpu = time.process_time()
     started = time.perf_counter()
     for first in range(0, args.messages, args.batch):
         # The relay runs on commit (transaction.on_commit), as after a checkout.
@@ -96,7 +101,10 @@ def publish(args: argparse.Namespace) -> int:
             for number in range(first, min(first + args.batch, args.messages)):
                 key = f"{args.run_id}-{number}"
                 outbox_publish(topic=TOPIC, payload={"key": key}, key=key)
-    print(json.dumps({"seconds": time.perf_counter() - started}), flush=True)
+    seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu
+    database_cpu_seconds = proc_cpu_seconds(backend) - backend_cpu
+    print(json.dumps({"seconds": seconds, "cpu": cpu_seconds, "db_cpu": database_cpu_seconds}))
     return 0
 
 
@@ -108,6 +116,26 @@ def rabbitmqctl(*arguments: str) -> None:
     if program is None:
         raise RuntimeError("rabbitmqctl not found")
     subprocess.run([program, "-q", *arguments], check=True, capture_output=True, timeout=60)  # noqa: S603
+
+
+def database_backends(database_url: str) -> list[int]:
+    """The PostgreSQL backends connected to the benchmark database (but this query's)."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def cpu_seconds(pids: list[int]) -> dict[int, float]:
+    return {pid: proc_cpu_seconds(pid) for pid in pids}
+
+
+def cpu_used(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(value - before.get(pid, 0.0) for pid, value in after.items())
 
 
 @dataclass
@@ -226,13 +254,26 @@ def latencies(database_url: str) -> tuple[list[float], float]:
     return [float(row[0]) for row in rows], float(span[0] if span and span[0] else 0.0)
 
 
+def worker_pids(workers: list[subprocess.Popen[bytes]]) -> list[int]:
+    """Each worker's main process and its pool process."""
+    return [pid for worker in workers for pid in [worker.pid, *proc_children(worker.pid)]]
+
+
 def relay_run(
-    args: argparse.Namespace, env: dict[str, str], broker: str, workers: int, scratch: Path
+    args: argparse.Namespace,
+    env: dict[str, str],
+    broker: str,
+    workers: int,
+    scratch: Path,
+    broker_pid: int | None,
 ) -> dict[str, Any]:
     tables_clear(args.database_url)
     processes = workers_start(args, env, workers, scratch / f"{broker}-{workers}")
     try:
         load = background_load()
+        workers_before = cpu_seconds(worker_pids(processes))
+        backends_before = cpu_seconds(database_backends(args.database_url))
+        broker_before = cpu_seconds([broker_pid] if broker_pid else [])
         published = subprocess.run(  # noqa: S603 - fixed argv, no shell
             [
                 *(sys.executable, "-m", "benchmarks.relay", "--publish"),
@@ -246,21 +287,32 @@ def relay_run(
             check=True,
             timeout=args.timeout,
         )
-        publish_seconds = json.loads(published.stdout.decode().strip().splitlines()[-1])["seconds"]
+        publisher = json.loads(published.stdout.decode().strip().splitlines()[-1])
         deadline = time.monotonic() + args.timeout
         while (done := handled_count(args.database_url))[0] < args.messages:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{broker}, {workers} workers: {done} of {args.messages}")
             time.sleep(0.2)
+        workers_cpu = cpu_used(workers_before, cpu_seconds(worker_pids(processes)))
+        backends_cpu = cpu_used(backends_before, cpu_seconds(database_backends(args.database_url)))
+        broker_cpu = cpu_used(broker_before, cpu_seconds([broker_pid] if broker_pid else []))
     finally:
         workers_stop(processes)
+    per_message_ms = 1000 / args.messages
     values, span = latencies(args.database_url)
     result = {
         "broker": broker,
         "workers": workers,
         "messages": len(values),
         "handled_rows": done[1],
-        "publish_per_second": args.messages / publish_seconds,
+        "publish_per_second": args.messages / publisher["seconds"],
+        # CPU per message: the publishing process (commit and relay), the workers (main
+        # and pool processes), PostgreSQL (the publisher's and the workers' backends),
+        # the broker (Redis only: the RabbitMQ node is shared).
+        "publisher_cpu_ms": publisher["cpu"] * per_message_ms,
+        "workers_cpu_ms": workers_cpu * per_message_ms,
+        "postgres_cpu_ms": (publisher["db_cpu"] + backends_cpu) * per_message_ms,
+        "broker_cpu_ms": broker_cpu * per_message_ms if broker_pid else None,
         "per_second": len(values) / span if span else 0.0,
         "p50_ms": percentile(values, 0.5),
         "p99_ms": percentile(values, 0.99),
@@ -271,8 +323,11 @@ def relay_run(
         f"{broker:8} {workers} workers: {result['per_second']:6.0f} messages/s handled "
         f"(committed and relayed {result['publish_per_second']:.0f}/s); commit to handled "
         f"p50 {result['p50_ms']:.0f} ms, p99 {result['p99_ms']:.0f} ms, "
-        f"max {result['max_ms']:.0f} ms; {result['handled_rows']} rows written; "
-        f"background load {load:.0f}%",
+        f"max {result['max_ms']:.0f} ms; {result['handled_rows']} rows written; CPU per "
+        f"message: publisher {result['publisher_cpu_ms']:.1f} ms, workers "
+        f"{result['workers_cpu_ms']:.1f} ms, PostgreSQL {result['postgres_cpu_ms']:.1f} ms"
+        + (f", Redis {broker_cpu * per_message_ms:.2f} ms" if broker_pid else "")
+        + f"; background load {load:.0f}%",
         flush=True,
     )
     return result
@@ -316,8 +371,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             for name, url in brokers.urls.items():
                 env = base_env | {"CELERY_BROKER_URL": url}
+                broker_pid = brokers.redis.pid if name == "redis" and brokers.redis else None
                 for count in (int(value) for value in args.workers.split(",")):
-                    results.append(relay_run(args, env, name, count, scratch))
+                    results.append(relay_run(args, env, name, count, scratch, broker_pid))
         finally:
             brokers.close()
             if args.drop:
