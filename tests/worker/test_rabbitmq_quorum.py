@@ -1,6 +1,10 @@
 """RabbitMQ as the broker: the task queues are durable quorum queues, publishes are
-confirmed, and a worker killed (kill -9) mid-task has its message redelivered at once
-and handled once."""
+confirmed, a worker killed (kill -9) mid-task has its message redelivered at once and
+handled once, and a retry's countdown is kept by the broker (native delayed delivery)."""
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.conf import settings
@@ -155,3 +159,52 @@ def test_killed_worker_mid_task_is_redelivered_at_once_and_handled_once(
         timeout=10,
         what="the routing task to be acknowledged",
     )
+
+
+def task_log(worker_log: str, task_id: str) -> list[tuple[datetime, str]]:
+    """The worker's JSON log lines about the task: (time, message), oldest first. The
+    times are the log's local clock read as UTC: only their differences matter."""
+    lines = []
+    for line in worker_log.splitlines():
+        if line.startswith("{") and task_id in (record := json.loads(line))["message"]:
+            logged = datetime.strptime(record["time"], "%Y-%m-%d %H:%M:%S,%f").replace(tzinfo=UTC)
+            lines.append((logged, record["message"]))
+    return lines
+
+
+@pytest.mark.django_db(transaction=True)
+def test_retry_countdown_waits_in_the_broker_not_in_the_worker(
+    start_worker, celery_broker, fake_warehouses, stocked_product, customer_client, staff_client
+):
+    # Given a worker on RabbitMQ and a warehouse whose first answer is a 500
+    fake = fake_warehouses(auto_callbacks=False)
+    warehouse_at("main", fake)
+    product = stocked_product(quantities={"main": 5})
+    worker = start_worker(env={"OUTBOX_RETRY_BACKOFF_MAX_SECONDS": "3"})
+    order = checkout(customer_client, [(product.sku, 1)])
+    fake.configure(mode="error500", count=1)
+
+    # When staff confirm the order: routing fails once and is retried with a countdown
+    staff_transition(staff_client, order["id"], "confirm")
+    wait_for(
+        lambda: order_status(order["id"]) == "routed",
+        worker=worker,
+        timeout=30,
+        what="the retried task to route the order",
+    )
+    wait_outbox_settled(worker)
+    route = OutboxMessage.objects.get(handler="fulfilment.route_order")
+    assert route.attempts == 2
+
+    # Then the retry came back from the broker's delayed-delivery queues once its
+    # countdown was over (quorum queues: the worker does not hold a task for later)
+    log = worker.log()
+    assert "Direct exchanges are not supported" not in log
+    retry = re.search(r"outbox_handle\[([0-9a-f-]+)\] retry: Retry in (\d+)s", log)
+    assert retry, log
+    task_id, countdown = retry[1], int(retry[2])
+    events = task_log(log, task_id)
+    retried_at = next(when for when, message in events if "retry: Retry in" in message)
+    received_again = [when for when, message in events if "received" in message][1]
+    assert received_again - retried_at >= timedelta(seconds=countdown - 0.5), events
+    assert [r["mode"] for r in fake.requests()] == ["error500", "accept"]
