@@ -341,8 +341,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
 }
 if CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
     # RabbitMQ: a publish returns once the broker has the message (publisher confirms;
-    # on a quorum queue, once a majority of its replicas wrote it), so the outbox marks
-    # a message dispatched only when the broker really holds it.
+    # on a quorum queue, once a majority of its replicas wrote it); one the broker did
+    # not take raises, and the outbox leaves the message pending for the sweeper.
     CELERY_BROKER_TRANSPORT_OPTIONS["confirm_publish"] = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
