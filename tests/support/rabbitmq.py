@@ -5,10 +5,10 @@ Pull the fixtures into a test module with::
     pytest_plugins = ("tests.support.redis_server", "tests.support.worker",
                       "tests.support.rabbitmq")
 
-* ``rabbitmq_vhost``: a vhost of the test's own (named after this process and a
-  number), made with ``rabbitmqctl`` (guest may use it) and deleted after the test with
-  everything in it; other vhosts and their queues are never touched. Skips when RabbitMQ
-  or rabbitmqctl is not there.
+* ``rabbitmq_vhost``: a vhost of the test's own (``oms_test_<pid>_<n>_<random>``),
+  made with ``rabbitmqctl`` (guest may use it) and deleted after the test with
+  everything in it; other vhosts and their queues are never touched. Skips when
+  RabbitMQ or rabbitmqctl is not there.
 * ``rabbitmq_broker``: this process's Celery app publishes to the vhost with the queue
   declarations config.celery gives a process on RabbitMQ (quorum queues). A module
   makes it its ``celery_broker`` (which tests.support.worker's ``start_worker`` uses)::
@@ -31,6 +31,7 @@ import os
 import shutil
 import socket
 import subprocess
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -89,8 +90,8 @@ def rabbitmq_vhost() -> Iterator[str]:
     except OSError:
         pytest.skip(f"no RabbitMQ on {RABBITMQ_HOST}:{RABBITMQ_PORT}")
     if shutil.which("rabbitmqctl") is None:
-        pytest.skip("no rabbitmqctl to make a vhost of this test run's own")
-    vhost = f"oms_test_{os.getpid()}_{next(_vhost_numbers)}"
+        pytest.skip("no rabbitmqctl to make a vhost of the test's own")
+    vhost = f"oms_test_{os.getpid()}_{next(_vhost_numbers)}_{uuid.uuid4().hex[:6]}"
     rabbitmqctl("add_vhost", vhost)
     try:
         rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
@@ -100,8 +101,9 @@ def rabbitmq_vhost() -> Iterator[str]:
 
 
 def _app_queues_forget(app: Any) -> None:
-    """Drop the declarations the app derived from its configuration (cached)."""
-    for cached in ("queues", "default_queue"):
+    """Drop what the app derived from its queue configuration and cached: the queues,
+    the router that holds them, the default exchange and the sender that holds it."""
+    for cached in ("queues", "default_queue", "router", "default_exchange", "send_task_message"):
         app.amqp.__dict__.pop(cached, None)
     app.amqp._rtable = None
 
@@ -126,7 +128,7 @@ def app_on_rabbitmq(broker: RabbitMQBroker, settings: Any) -> Iterator[None]:
 
 @pytest.fixture
 def rabbitmq_broker(rabbitmq_vhost: str, settings: Any) -> Iterator[RabbitMQBroker]:
-    """RabbitMQ (this run's vhost) as the broker of this process's Celery app."""
+    """RabbitMQ (the test's vhost) as the broker of this process's Celery app."""
     broker = RabbitMQBroker(vhost=rabbitmq_vhost)
     with app_on_rabbitmq(broker, settings):
         yield broker
