@@ -58,7 +58,14 @@ from flows.ship import SHIPPABLE_STATUSES
 from flows.transitions import USE_CASE_BY_TRANSITION, order_transition_by_name
 from flows.void import order_payments_void
 from inventory.models import Warehouse
-from orders.models import Order, OrderLine, OrderStatusChange, Return, ReturnLine
+from orders.models import (
+    Order,
+    OrderLine,
+    OrderStatusChange,
+    Return,
+    ReturnLine,
+    ReturnStatusChange,
+)
 from orders.returns import return_refund_amount, units_refund_amount
 from orders.states import RETURNABLE_STATUSES, STATUSES_USING_PAYMENT, TRANSITIONS, ReturnStatus
 from payments.models import Payment, PaymentOperation
@@ -1181,7 +1188,8 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.display(description="history (oldest first)")
     def history(self, order: Order) -> str:
-        """Status changes and refunds staff made here: when, what, who, why."""
+        """Status changes (the order's and its returns') and refunds staff made here:
+        when, what, who, why."""
         rows: list[tuple[Any, str, str, str]] = [
             (
                 change.created_at,
@@ -1190,6 +1198,16 @@ class OrderAdmin(admin.ModelAdmin):
                 change.reason,
             )
             for change in OrderStatusChange.objects.filter(order=order).order_by("created_at", "pk")
+        ]
+        rows += [
+            (
+                change.created_at,
+                f"return {str(change.return_request_id)[:8]}: "
+                f"{change.from_status or '—'} → {change.to_status} ({change.transition})",
+                change.actor_label,
+                change.reason,
+            )
+            for change in ReturnStatusChange.objects.filter(return_request__order=order)
         ]
         refunds = LogEntry.objects.filter(
             content_type=ContentType.objects.get_for_model(Order),

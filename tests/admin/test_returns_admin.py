@@ -204,6 +204,7 @@ def test_open_authorize_receive_and_refund_a_return_from_the_order_page(
     ]
     history = " ".join(change_page(client, order).content.decode().split())
     assert f"Refunded return {short} (29.99 EUR)" in history
+    assert f"return {short}: authorized → received (receive)" in history
     assert "as agreed" in history
 
 
