@@ -362,3 +362,38 @@ def test_refund_by_line_is_offered_to_whom_the_refund_endpoint_admits(
 
     assert page.status_code == status
     assert api.status_code == (400 if status == 200 else 403)
+
+
+def test_rejecting_a_return_gives_its_units_back_with_the_reason_recorded(
+    client: Client,
+    staff_in: Callable[..., User],
+    shipped_order: Order,
+    products: tuple[Product, Product],
+) -> None:
+    gear, _ = products
+    order = shipped_order
+    agent = staff_in("support")
+    client.force_login(agent)
+    client.post(
+        open_url(order),
+        {**form_key(client, open_url(order)), line_field(order, gear.sku): "2", "reason": "r"},
+    )
+    return_request = Return.objects.get(order=order)
+    returned_while_open = order.lines.get(sku=gear.sku).returned_quantity
+
+    rejected = client.post(
+        act_url(order, return_request, "reject"),
+        {**form_key(client, act_url(order, return_request, "reject")), "reason": "worn"},
+        follow=True,
+    )
+
+    return_request.refresh_from_db()
+    assert "reject, now rejected" in messages_of(rejected)[0]
+    assert (returned_while_open, order.lines.get(sku=gear.sku).returned_quantity) == (2, 0)
+    change = ReturnStatusChange.objects.get(return_request=return_request, transition="reject")
+    assert (change.actor, change.reason) == (agent, "worn")
+    # And the order offers a return of those units again, but the rejected one no action
+    page = change_page(client, order)
+    assert "return_open" in [name for name, _, _ in page.context["order_forms"]]
+    assert page.context["return_actions"] == [(return_request, [])]
+    assert client.get(act_url(order, return_request, "authorize")).status_code == 302
