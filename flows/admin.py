@@ -624,20 +624,23 @@ class OrderAdmin(admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def order_forms(self, request: HttpRequest, order: Order) -> list[tuple[str, str, str]]:
-        """Open a return, refund by line: when the order takes them and the user may."""
+        """Open a return, refund by line: when the order takes them and the user may.
+        (Two queries whatever the order's status: a page's cost does not depend on it.)"""
         offered = []
+        units = _returnable_units(order)
+        captured = self._refundable_payment(order) is not None
         if (
             order.status in RETURNABLE_STATUSES
+            and units
             and self.has_staff_action_permission(request, "return.open")
-            and _returnable_units(order)
         ):
             url = reverse("admin:orders_order_return_open", args=[order.pk])
             offered.append(("return_open", "Open a return", url))
         if (
             order.status in REFUNDABLE_STATUSES
+            and units
+            and captured
             and self.has_staff_action_permission(request, "order.refund_lines")
-            and _returnable_units(order)
-            and self._refundable_payment(order) is not None
         ):
             url = reverse("admin:orders_order_refund_lines", args=[order.pk])
             offered.append(("refund_lines", "Refund by line", url))
