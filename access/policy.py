@@ -319,6 +319,13 @@ def transition_allowed(transition: str, *, roles: frozenset[str]) -> bool:
 # one table and cannot disagree. Order transitions are decided by transition_allowed.
 STAFF_ACTIONS: dict[str, tuple[tuple[str, str], ...]] = {
     "order.refund_amount": (("POST", "order-refund"),),
+    "order.refund_lines": (("POST", "order-refund"),),
+    "return.open": (("POST", "order-return-list"),),
+    "return.authorize": (("POST", "order-return-authorize"),),
+    "return.reject": (("POST", "order-return-reject"),),
+    "return.cancel": (("POST", "order-return-cancel"),),
+    "return.receive": (("POST", "order-return-receive"),),
+    "return.refund": (("POST", "order-return-refund"),),
     "stock.view": (("GET", "stock-list"),),
     "stock.adjust": (("POST", "stock-adjustment-create"),),
 }

@@ -163,6 +163,19 @@ def _value(lines: Sequence[ReturnLine]) -> tuple[int, int]:
     return units, value
 
 
+def units_refund_amount(*, order: Order, value: int, value_before: int = 0) -> int:
+    """Units worth `value` at their unit prices, plus their share of the order's tax: the
+    difference of cumulative shares (floor of tax x value / subtotal) after `value_before`
+    worth was refunded the same way. A return's refund and staff's refund by line
+    (flows.admin) both count with it."""
+    amount = value
+    if order.subtotal_amount > 0 and order.tax_amount > 0:
+        amount += (order.tax_amount * (value_before + value)) // order.subtotal_amount - (
+            order.tax_amount * value_before
+        ) // order.subtotal_amount
+    return amount
+
+
 def return_refund_amount(*, order: Order, return_request: Return) -> int:
     """What the return refunds: its units at their unit prices, their share of the
     order's tax, and the shipping with the return that brings back the order's last unit.
@@ -179,11 +192,7 @@ def return_refund_amount(*, order: Order, return_request: Return) -> int:
     )
     units, value = _value(this_lines)
     units_before, value_before = _value(earlier_lines)
-    amount = value
-    if order.subtotal_amount > 0 and order.tax_amount > 0:
-        amount += (order.tax_amount * (value_before + value)) // order.subtotal_amount - (
-            order.tax_amount * value_before
-        ) // order.subtotal_amount
+    amount = units_refund_amount(order=order, value=value, value_before=value_before)
     order_units = sum(order.lines.values_list("quantity", flat=True))
     if units_before + units == order_units:
         amount += order.shipping_amount
