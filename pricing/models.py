@@ -33,6 +33,11 @@ class ShippingRate(TimeStampedModel):
     def __str__(self) -> str:
         return f"{self.country} {self.method} {self.amount} {self.currency}"
 
+    def clean(self) -> None:
+        # Checkout looks rates up by upper-case codes.
+        self.country = self.country.upper()
+        self.currency = self.currency.upper()
+
 
 class TaxRate(TimeStampedModel):
     """A country's tax rate in basis points (2000 = 20%), and whether shipping is taxed."""
@@ -52,3 +57,6 @@ class TaxRate(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.country} {self.basis_points / 100:g}%"
+
+    def clean(self) -> None:
+        self.country = self.country.upper()
