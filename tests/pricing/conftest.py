@@ -40,11 +40,15 @@ def checkout_post(
     lines: list[tuple[str, int]],
     *,
     address: dict[str, Any] | None = None,
+    key: str | None = None,
     **fields: Any,
 ) -> Any:
     payload = order_payload(lines, shipping_address=address or DE_ADDRESS, **fields)
     return client.post(
-        "/api/v1/orders/", payload, format="json", HTTP_IDEMPOTENCY_KEY=new_idempotency_key()
+        "/api/v1/orders/",
+        payload,
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=key or new_idempotency_key(),
     )
 
 

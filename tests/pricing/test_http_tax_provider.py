@@ -7,6 +7,7 @@ import pytest
 
 from inventory.models import Reservation, StockItem
 from orders.models import Order
+from tests.conftest import new_idempotency_key
 from tests.pricing.conftest import checkout_post
 
 pytestmark = pytest.mark.django_db
@@ -127,3 +128,22 @@ def test_the_breaker_opens_after_repeated_failures_and_answers_without_calling(
     assert len(tax_service.requests) == 3
     assert elapsed < 1.0
     assert not Order.objects.exists()
+
+
+def test_a_retry_with_the_same_key_after_the_service_recovers_places_the_order(
+    de_rates, stocked_product, customer_client, tax_service
+):
+    # given a checkout that failed because the tax service answered 502
+    stocked_product(sku="CLIP", price=55, currency="EUR")
+    tax_service.status = 502
+    key = new_idempotency_key()
+    assert checkout_post(customer_client, [("CLIP", 1)], key=key).status_code == 503
+
+    # when the service recovers and the client retries with the same Idempotency-Key
+    tax_service.status = 200
+    response = checkout_post(customer_client, [("CLIP", 1)], key=key)
+
+    # then the order is placed once, with the service's tax
+    assert response.status_code == 201, response.json()
+    assert response.json()["lines"][0]["tax_amount"] == 11
+    assert Order.objects.count() == 1
