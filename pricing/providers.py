@@ -17,6 +17,7 @@ import requests
 from django.conf import settings
 
 from core.breakers import circuit_breaker
+from core.metrics import breaker_source
 from pricing.base import PricingRequest, Quote, tax_of
 from pricing.errors import ShippingUnavailable, TaxServiceUnavailable
 from pricing.models import ShippingMethod
@@ -83,6 +84,13 @@ def tax_breaker() -> pybreaker.CircuitBreaker:
         fail_max=settings.TAX_BREAKER_FAIL_MAX,
         reset_timeout=settings.TAX_BREAKER_RESET_SECONDS,
     )
+
+
+@breaker_source
+def tax_breakers() -> None:
+    """Make the tax service's breaker while it is in use, so /metrics reports it."""
+    if settings.TAX_PROVIDER == "http":
+        tax_breaker()
 
 
 class HttpTaxProvider:

@@ -8,6 +8,7 @@ import pytest
 from inventory.models import Reservation, StockItem
 from orders.models import Order
 from tests.conftest import new_idempotency_key
+from tests.metrics.conftest import parse_samples, value
 from tests.pricing.conftest import checkout_post
 
 pytestmark = pytest.mark.django_db
@@ -147,3 +148,31 @@ def test_a_retry_with_the_same_key_after_the_service_recovers_places_the_order(
     assert response.status_code == 201, response.json()
     assert response.json()["lines"][0]["tax_amount"] == 11
     assert Order.objects.count() == 1
+
+
+def test_metrics_report_the_tax_service_breaker(
+    de_rates, stocked_product, customer_client, anonymous_client, tax_service, settings
+):
+    # given TAX_PROVIDER=http and a process that has not called the tax service yet
+    stocked_product(sku="CLIP", price=55, currency="EUR", quantities={"main": 50})
+    settings.METRICS_TOKEN = "tax-metrics-token"
+
+    def breaker_states() -> dict[str, float]:
+        response = anonymous_client.get("/metrics", HTTP_AUTHORIZATION="Bearer tax-metrics-token")
+        assert response.status_code == 200
+        samples = parse_samples(response.content.decode())
+        return {
+            state: value(samples, "oms_circuit_breaker_state", breaker="tax-service", state=state)
+            for state in ("closed", "open")
+        }
+
+    # when /metrics is scraped before and after TAX_BREAKER_FAIL_MAX failed checkouts
+    before = breaker_states()
+    tax_service.status = 500
+    for _ in range(3):
+        checkout_post(customer_client, [("CLIP", 1)])
+    after = breaker_states()
+
+    # then it reports the breaker closed, then open
+    assert before == {"closed": 1, "open": 0}
+    assert after == {"closed": 0, "open": 1}
