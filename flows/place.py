@@ -28,6 +28,8 @@ from orders.audit import order_event_record
 from orders.errors import CurrencyMismatch
 from orders.models import Order
 from orders.services import OrderLineData, order_create
+from pricing.base import PricedLine, PricingRequest
+from pricing.services import order_quote
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +51,12 @@ def order_place(
     lines: Sequence[OrderLineRequest],
     actor: Actor,
     on_created: Callable[[Order], None] | None = None,
+    shipping_method: str = "standard",
 ) -> Order:
     """Create an order in pending_payment with all its stock reserved, or nothing at all.
 
+    Shipping and tax come from the pricing provider (pricing.services.order_quote) before
+    anything is written: ShippingUnavailable or TaxServiceUnavailable leave no order.
     `on_created` runs inside the order's transaction (e.g. to checkpoint an idempotency key).
     """
     with checkout_observed() as observation:
@@ -62,6 +67,7 @@ def order_place(
             lines=lines,
             actor=actor,
             on_created=on_created,
+            shipping_method=shipping_method,
         )
         observation.placed(currency=order.currency, total_amount=order.total_amount)
     return order
@@ -75,6 +81,7 @@ def _order_place(
     lines: Sequence[OrderLineRequest],
     actor: Actor,
     on_created: Callable[[Order], None] | None = None,
+    shipping_method: str = "standard",
 ) -> Order:
     quantities = {line.sku: line.quantity for line in lines}
     products = {
@@ -89,6 +96,14 @@ def _order_place(
         raise CurrencyMismatch(f"Products are priced in {', '.join(currencies)}.")
     demand = {products[sku].pk: qty for sku, qty in quantities.items()}
     skus = {product.pk: sku for sku, product in products.items()}
+    quote = order_quote(
+        PricingRequest(
+            lines=[PricedLine(sku, products[sku].price, qty) for sku, qty in quantities.items()],
+            country=str(shipping_address.get("country", "")).upper(),
+            currency=currencies[0],
+            shipping_method=shipping_method,
+        )
+    )
     line_data = [
         OrderLineData(
             product_id=products[sku].pk,
@@ -96,6 +111,7 @@ def _order_place(
             name=products[sku].name,
             unit_price=products[sku].price,
             quantity=qty,
+            tax_amount=quote.line_taxes[sku],
         )
         for sku, qty in quantities.items()
     ]
@@ -112,6 +128,9 @@ def _order_place(
                     lines=line_data,
                     reservation_expires_at=timezone.now() + settings.ORDER_RESERVATION_TTL,
                     actor=actor,
+                    shipping_method=shipping_method,
+                    shipping_amount=quote.shipping_amount,
+                    shipping_tax_amount=quote.shipping_tax,
                 )
                 if on_created is not None:
                     on_created(order)
@@ -166,6 +185,7 @@ def order_checkout(
     actor: Actor,
     resume_order_id: uuid.UUID | str | None = None,
     on_created: Callable[[Order], None] | None = None,
+    shipping_method: str = "standard",
 ) -> uuid.UUID | str:
     """Place the order and authorize its payment. Return the order's id.
 
@@ -184,6 +204,7 @@ def order_checkout(
                 lines=lines,
                 actor=actor,
                 on_created=on_created,
+                shipping_method=shipping_method,
             )
             order_id = order.pk
             observation.placed(currency=order.currency, total_amount=order.total_amount)

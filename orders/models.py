@@ -31,8 +31,11 @@ class Order(ConcurrentTransitionMixin, TimeStampedModel):
     # Amounts in minor units of `currency`.
     subtotal_amount = models.BigIntegerField()
     shipping_amount = models.BigIntegerField(default=0)
+    # The sum of the lines' tax_amount plus the shipping's tax (see pricing.base).
     tax_amount = models.BigIntegerField(default=0)
     total_amount = models.BigIntegerField()
+    # How it ships (pricing.models.ShippingMethod), priced into shipping_amount.
+    shipping_method = models.CharField(max_length=16, default="standard")
     status = FSMField(
         default=OrderStatus.PENDING_PAYMENT,
         choices=OrderStatus.choices,
@@ -160,6 +163,8 @@ class OrderLine(models.Model):
     unit_price = models.BigIntegerField()
     quantity = models.IntegerField()
     line_total = models.BigIntegerField()
+    # Tax on line_total in minor units, rounded on the line (pricing.base.tax_of).
+    tax_amount = models.BigIntegerField(default=0)
     # Units in returns that are open or completed (not rejected or cancelled): raised by
     # the use case that opens a return, in its transaction, never beyond `quantity`.
     returned_quantity = models.IntegerField(default=0)
@@ -178,6 +183,7 @@ class OrderLine(models.Model):
                 condition=Q(line_total=F("unit_price") * F("quantity")),
                 name="order_line_total_is_product",
             ),
+            models.CheckConstraint(condition=Q(tax_amount__gte=0), name="order_line_tax_gte_0"),
             models.UniqueConstraint(fields=["order", "sku"], name="order_line_unique_sku"),
         ]
 

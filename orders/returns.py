@@ -176,13 +176,32 @@ def units_refund_amount(*, order: Order, value: int, value_before: int = 0) -> i
     return amount
 
 
-def return_refund_amount(*, order: Order, return_request: Return) -> int:
-    """What the return refunds: its units at their unit prices, their share of the
-    order's tax, and the shipping with the return that brings back the order's last unit.
+def _line_tax_share(this_lines: Sequence[ReturnLine], earlier_lines: Sequence[ReturnLine]) -> int:
+    """The returned units' share of their own lines' tax: per line, the difference of
+    cumulative shares (floor of line tax x units returned / line quantity), so the
+    shares of all the returns of a line add up to exactly its tax."""
+    before: dict[int, int] = {}
+    for line in earlier_lines:
+        before[line.order_line_id] = before.get(line.order_line_id, 0) + line.quantity
+    share = 0
+    for line in this_lines:
+        order_line = line.order_line
+        returned_before = before.get(order_line.pk, 0)
+        share += (order_line.tax_amount * (returned_before + line.quantity)) // order_line.quantity
+        share -= (order_line.tax_amount * returned_before) // order_line.quantity
+    return share
 
-    The tax share is the difference of cumulative shares over the order's refunded
-    returns (floor of tax x value returned / subtotal), so the shares of all the returns
-    of an order add up to exactly its tax, whatever the rounding of each.
+
+def return_refund_amount(*, order: Order, return_request: Return) -> int:
+    """What the return refunds: its units at their unit prices, their tax, and the
+    shipping (with its tax) with the return that brings back the order's last unit.
+
+    Orders priced with line-level tax (pricing): each returned unit refunds its share of
+    its own line's tax (_line_tax_share); the rest of the order's tax is the shipping's,
+    refunded with the shipping. Orders whose lines carry no tax: the tax share is the
+    difference of cumulative shares over the order's refunded returns (floor of tax x
+    value returned / subtotal). Either way the shares of all the returns of an order add
+    up to exactly its tax, whatever the rounding of each.
     """
     this_lines = list(return_request.lines.select_related("order_line"))
     earlier_lines = list(
@@ -192,10 +211,18 @@ def return_refund_amount(*, order: Order, return_request: Return) -> int:
     )
     units, value = _value(this_lines)
     units_before, value_before = _value(earlier_lines)
-    amount = units_refund_amount(order=order, value=value, value_before=value_before)
-    order_units = sum(order.lines.values_list("quantity", flat=True))
+    amount = value
+    order_lines = list(order.lines.values_list("quantity", "tax_amount"))
+    lines_tax = sum(tax for _quantity, tax in order_lines)
+    if lines_tax > 0:
+        amount += _line_tax_share(this_lines, earlier_lines)
+    else:
+        amount = units_refund_amount(order=order, value=value, value_before=value_before)
+    order_units = sum(quantity for quantity, _tax in order_lines)
     if units_before + units == order_units:
         amount += order.shipping_amount
+        if lines_tax > 0:
+            amount += order.tax_amount - lines_tax
     return amount
 
 

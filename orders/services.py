@@ -31,6 +31,7 @@ class OrderLineData:
     name: str
     unit_price: int
     quantity: int
+    tax_amount: int = 0
 
 
 def order_create(
@@ -42,16 +43,24 @@ def order_create(
     lines: Sequence[OrderLineData],
     reservation_expires_at: datetime,
     actor: Actor,
+    shipping_method: str = "standard",
+    shipping_amount: int = 0,
+    shipping_tax_amount: int = 0,
 ) -> tuple[Order, list[OrderLine]]:
-    """Insert a pending_payment order, its lines and its first audit row."""
+    """Insert a pending_payment order, its lines and its first audit row. The order's tax
+    is its lines' taxes plus the shipping's tax; its total, subtotal + shipping + tax."""
     subtotal = sum(line.unit_price * line.quantity for line in lines)
+    tax = sum(line.tax_amount for line in lines) + shipping_tax_amount
     order = Order.objects.create(
         customer=customer,
         email=email,
         shipping_address=shipping_address,
         currency=currency,
         subtotal_amount=subtotal,
-        total_amount=subtotal,
+        shipping_method=shipping_method,
+        shipping_amount=shipping_amount,
+        tax_amount=tax,
+        total_amount=subtotal + shipping_amount + tax,
         reservation_expires_at=reservation_expires_at,
     )
     order_lines = OrderLine.objects.bulk_create(
@@ -63,6 +72,7 @@ def order_create(
             unit_price=line.unit_price,
             quantity=line.quantity,
             line_total=line.unit_price * line.quantity,
+            tax_amount=line.tax_amount,
         )
         for line in lines
     )

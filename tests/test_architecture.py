@@ -17,6 +17,7 @@ APPS = [
     "access",
     "inventory",
     "orders",
+    "pricing",
     "payments",
     "fulfilment",
     "flows",

@@ -92,6 +92,7 @@ INSTALLED_APPS = [
     "access",
     "inventory",
     "orders",
+    "pricing",
     "payments",
     "fulfilment",
     "flows",
@@ -433,6 +434,21 @@ FULFILMENT_READ_TIMEOUT_SECONDS = float(env_str("FULFILMENT_READ_TIMEOUT_SECONDS
 FULFILMENT_CALLBACK_TOLERANCE_SECONDS = env_int("FULFILMENT_CALLBACK_TOLERANCE_SECONDS", 300)
 WAREHOUSE_BREAKER_FAIL_MAX = env_int("WAREHOUSE_BREAKER_FAIL_MAX", 5)
 WAREHOUSE_BREAKER_RESET_SECONDS = env_int("WAREHOUSE_BREAKER_RESET_SECONDS", 30)
+
+# Tax and shipping (pricing app): "flat" rates from the admin, or an "http" tax service.
+TAX_PROVIDER = env_str("TAX_PROVIDER", "flat")
+if TAX_PROVIDER not in ("flat", "http"):
+    raise ImproperlyConfigured("TAX_PROVIDER must be flat or http.")
+TAX_SERVICE_URL = env_str("TAX_SERVICE_URL", "")
+if TAX_PROVIDER == "http" and not TAX_SERVICE_URL:
+    raise ImproperlyConfigured("TAX_PROVIDER=http needs TAX_SERVICE_URL.")
+TAX_SERVICE_TIMEOUT_SECONDS = float(env_str("TAX_SERVICE_TIMEOUT_SECONDS", "2"))
+# When the tax service fails: "error" (503 tax_service_unavailable) or "flat" (flat rates).
+TAX_SERVICE_FALLBACK = env_str("TAX_SERVICE_FALLBACK", "error")
+if TAX_SERVICE_FALLBACK not in ("error", "flat"):
+    raise ImproperlyConfigured("TAX_SERVICE_FALLBACK must be error or flat.")
+TAX_BREAKER_FAIL_MAX = env_int("TAX_BREAKER_FAIL_MAX", 5)
+TAX_BREAKER_RESET_SECONDS = env_int("TAX_BREAKER_RESET_SECONDS", 30)
 
 # Order events: signed POSTs to subscribed internal services (events app).
 EVENTS_CONNECT_TIMEOUT_SECONDS = float(env_str("EVENTS_CONNECT_TIMEOUT_SECONDS", "2"))

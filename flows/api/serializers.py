@@ -55,6 +55,14 @@ class OrderCreateInputSerializer(serializers.Serializer):
     )
     email = fields.EmailField(max_length=254)
     shipping_address = ShippingAddressSerializer()
+    # Priced by the pricing provider; an unknown method or one with no rate to the
+    # country answers 422 shipping_unavailable.
+    shipping_method = fields.RegexField(
+        r"^[a-z_]{1,16}$",
+        required=False,
+        default="standard",
+        error_messages={"invalid": "A shipping method such as standard or express."},
+    )
     # Optional: without it the order waits in pending_payment for POST .../pay/.
     payment_method = fields.RegexField(required=False, **PAYMENT_METHOD_FIELD_KWARGS)
 
@@ -75,6 +83,7 @@ class OrderLineOutputSerializer(serializers.Serializer):
     quantity = serializers.IntegerField()
     unit_price = serializers.IntegerField()
     line_total = serializers.IntegerField()
+    tax_amount = serializers.IntegerField()
 
 
 class PaymentOutputSerializer(serializers.Serializer):
@@ -99,6 +108,7 @@ class OrderOutputSerializer(serializers.ModelSerializer):
     shipping = serializers.IntegerField(source="shipping_amount")
     tax = serializers.IntegerField(source="tax_amount")
     total = serializers.IntegerField(source="total_amount")
+    shipping_method = fields.CharField()
     shipping_address = ShippingAddressSerializer()
     payment = serializers.SerializerMethodField()
     reservation_expires_at = serializers.SerializerMethodField()
@@ -116,6 +126,7 @@ class OrderOutputSerializer(serializers.ModelSerializer):
             "total",
             "currency",
             "email",
+            "shipping_method",
             "shipping_address",
             "reservation_expires_at",
             "payment",
@@ -153,6 +164,7 @@ class OrderOutputSerializer(serializers.ModelSerializer):
                     "quantity": line.quantity,
                     "unit_price": line.unit_price,
                     "line_total": line.line_total,
+                    "tax_amount": line.tax_amount,
                 }
                 for line in order.lines.all()
             ],
@@ -162,6 +174,7 @@ class OrderOutputSerializer(serializers.ModelSerializer):
             "total": order.total_amount,
             "currency": _text(order.currency),
             "email": _text(order.email),
+            "shipping_method": _text(order.shipping_method),
             "shipping_address": _address(order.shipping_address),
             "reservation_expires_at": self.get_reservation_expires_at(order),
             "payment": _payment(order),

@@ -80,6 +80,7 @@ class OrderListCreateApi(ReplicaReadsMixin, ListModelMixin, GenericAPIView[Order
             "shipping_address": dict(data["shipping_address"]),
             "lines": [OrderLineRequest(line["sku"], line["quantity"]) for line in data["lines"]],
             "actor": actor,
+            "shipping_method": data["shipping_method"],
         }
         payment_method = data.get("payment_method")
 

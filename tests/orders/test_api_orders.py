@@ -69,8 +69,22 @@ def test_checkout_returns_the_order_with_integer_amounts(customer_client, stocke
     assert body["email"] == "buyer@example.com"
     assert body["shipping_address"]["country"] == "GB"
     assert body["lines"] == [
-        {"sku": "PEN", "name": "Pen", "quantity": 2, "unit_price": 250, "line_total": 500},
-        {"sku": "INK", "name": "Ink", "quantity": 1, "unit_price": 1199, "line_total": 1199},
+        {
+            "sku": "PEN",
+            "name": "Pen",
+            "quantity": 2,
+            "unit_price": 250,
+            "line_total": 500,
+            "tax_amount": 0,  # no tax rate for GB is configured
+        },
+        {
+            "sku": "INK",
+            "name": "Ink",
+            "quantity": 1,
+            "unit_price": 1199,
+            "line_total": 1199,
+            "tax_amount": 0,
+        },
     ]
     assert body["subtotal"] == 1699
     assert body["total"] == 1699
