@@ -16,6 +16,11 @@ def pricing_provider() -> PricingProvider:
     return FlatRateProvider()
 
 
+def quote_calls_out() -> bool:
+    """Whether a quote calls a remote service (then no transaction may be open around it)."""
+    return settings.TAX_PROVIDER == "http"
+
+
 def order_quote(request: PricingRequest) -> Quote:
     """Shipping and tax for an order's lines. Raise ShippingUnavailable when it cannot
     ship there that way, TaxServiceUnavailable when the tax service fails without a

@@ -49,6 +49,7 @@ from flows.transitions import order_transition_by_name
 from orders import selectors
 from orders.models import Order
 from orders.states import TRANSITIONS, OrderStatus
+from pricing.services import quote_calls_out
 
 
 class OrderListCreateApi(ReplicaReadsMixin, ListModelMixin, GenericAPIView[Order]):
@@ -99,8 +100,12 @@ class OrderListCreateApi(ReplicaReadsMixin, ListModelMixin, GenericAPIView[Order
             )
             return status.HTTP_201_CREATED, order_body(order_id, actor)
 
-        if not payment_method:
+        if not payment_method and not quote_calls_out():
+            # One transaction: the key is claimed and the order written together.
             return idempotent_response(request, payload=request.data, operation=place)
+        if not payment_method:
+            # The tax service is called before order_place opens its transaction.
+            return idempotent_response(request, payload=request.data, operation=place, atomic=False)
         # With a payment the provider is called between two transactions of its own.
         return idempotent_response(request, payload=request.data, operation=checkout, atomic=False)
 
