@@ -1,8 +1,9 @@
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Max, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django_fsm import can_proceed
 
@@ -39,6 +40,74 @@ def order_get_for(*, actor: Actor, order_id: uuid.UUID | str) -> Order:
     if order is None:
         raise NotFound("No such order.")
     return order
+
+
+def order_detail_for(*, actor: Actor, order_id: uuid.UUID | str) -> Order:
+    """The order if the actor may see it, with its lines and payments (three statements,
+    whatever their number)."""
+    try:
+        order = order_list_for(actor=actor).filter(pk=order_id).first()
+    except (ValueError, TypeError):
+        order = None
+    if order is None:
+        raise NotFound("No such order.")
+    return order
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class OrderVersion:
+    """What changes whenever the order's rendering can: the order row and its payments
+    (every write of either goes through save(), which sets updated_at; lines never
+    change once placed). Same value from a loaded order and from `order_version_for`."""
+
+    updated_at: datetime
+    payments_updated_at: datetime | None
+    payments: int
+
+    @classmethod
+    def of(cls, order: Order) -> "OrderVersion":
+        """From an order whose payments are loaded (order_detail_for)."""
+        payments = list(order.payments.all())
+        return cls(
+            updated_at=order.updated_at,
+            payments_updated_at=max((p.updated_at for p in payments), default=None),
+            payments=len(payments),
+        )
+
+    def tag_parts(self) -> tuple[int, int, int]:
+        changed = self.payments_updated_at
+        return (
+            (self.updated_at - _EPOCH) // _MICROSECOND,
+            0 if changed is None else (changed - _EPOCH) // _MICROSECOND,
+            self.payments,
+        )
+
+    @property
+    def last_modified(self) -> datetime:
+        changed = self.payments_updated_at
+        return self.updated_at if changed is None else max(self.updated_at, changed)
+
+
+def order_version_for(*, actor: Actor, order_id: uuid.UUID | str) -> OrderVersion:
+    """The order's version if the actor may see it: one statement (the order's row and
+    an aggregate over its payments' index), for a conditional GET."""
+    try:
+        row = (
+            _orders_visible_to(actor)
+            .filter(pk=order_id)
+            .annotate(payments_changed=Max("payments__updated_at"), payment_count=Count("payments"))
+            .values_list("updated_at", "payments_changed", "payment_count")
+            .first()
+        )
+    except (ValueError, TypeError):
+        row = None
+    if row is None:
+        raise NotFound("No such order.")
+    return OrderVersion(updated_at=row[0], payments_updated_at=row[1], payments=row[2])
 
 
 def order_history(*, order: Order) -> QuerySet[OrderStatusChange]:
