@@ -2,9 +2,11 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
-from django.db.models import Count, Max, Prefetch, Q, QuerySet
+from django.db import connections, router
+from django.db.models import Prefetch, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django_fsm import can_proceed
 
@@ -115,19 +117,38 @@ class OrderVersion:
         return self.updated_at if changed is None else max(self.updated_at, changed)
 
 
+@cache
+def _version_sql(for_customer: bool) -> str:
+    """The version statement, written once: building it with the ORM on every 304 cost
+    more Python than the rest of the request (about 2,400 calls)."""
+    payments = Order._meta.get_field("payments").related_model._meta
+    order_fk = payments.get_field("order").column
+    sql = (
+        f"SELECT o.updated_at, max(p.updated_at), count(p.{payments.pk.column}) "  # noqa: S608 - names from the models
+        f"FROM {Order._meta.db_table} o "
+        f"LEFT JOIN {payments.db_table} p ON p.{order_fk} = o.id "
+        "WHERE o.id = %s"
+    )
+    if for_customer:
+        sql += f" AND o.{Order._meta.get_field('customer').column} = %s"
+    return sql + " GROUP BY o.id"
+
+
 def order_version_for(*, actor: Actor, order_id: uuid.UUID | str) -> OrderVersion:
-    """The order's version if the actor may see it: one statement (the order's row and
-    an aggregate over its payments' index), for a conditional GET."""
+    """The order's version if the actor may see it (staff any, a customer their own):
+    one statement (the order's row and an aggregate over its payments' index), for a
+    conditional GET. Read where the router sends Order reads (the replica when the
+    request allows it)."""
     try:
-        row = (
-            _orders_visible_to(actor)
-            .filter(pk=order_id)
-            .annotate(payments_changed=Max("payments__updated_at"), payment_count=Count("payments"))
-            .values_list("updated_at", "payments_changed", "payment_count")
-            .first()
-        )
-    except (ValueError, TypeError):
-        row = None
+        pk = order_id if isinstance(order_id, uuid.UUID) else uuid.UUID(str(order_id))
+    except ValueError:
+        pk = None
+    row = None
+    if pk is not None and (actor.is_staff or actor.user is not None):
+        params: list[Any] = [pk] if actor.is_staff else [pk, actor.user.pk]  # type: ignore[union-attr]
+        with connections[router.db_for_read(Order)].cursor() as cursor:
+            cursor.execute(_version_sql(not actor.is_staff), params)
+            row = cursor.fetchone()
     if row is None:
         raise NotFound("No such order.")
     return OrderVersion(updated_at=row[0], payments_updated_at=row[1], payments=row[2])

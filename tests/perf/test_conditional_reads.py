@@ -17,7 +17,7 @@ from flows.cancel import order_cancel
 from inventory.api.product_list import CACHE_KEY
 from inventory.services import stock_adjust
 from tests.conftest import api_key_for
-from tests.factories import UserFactory
+from tests.factories import StaffFactory, UserFactory
 from tests.perf.test_query_budgets import place, products
 
 
@@ -69,6 +69,9 @@ def test_order_detail_answers_304_to_its_reader_only_and_a_changed_order_gets_a_
     # And a stranger or no key gets no 304: the tag goes through authorization
     assert get(live_server, path, stranger_key, **{"If-None-Match": etag})[0] == 404
     assert get(live_server, path, None, **{"If-None-Match": etag})[0] == 401
+    # (staff read every order: the same tag answers them 304 too)
+    staff_key = api_key_for(StaffFactory())
+    assert get(live_server, path, staff_key, **{"If-None-Match": etag})[0] == 304
 
     # When the order changes, Then the old tag no longer matches and the new one does
     order_cancel(order_id=order.pk, actor=Actor(user=customer), reason="changed my mind")
