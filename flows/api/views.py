@@ -61,6 +61,12 @@ class OrderListCreateApi(ReplicaReadsMixin, ListModelMixin, GenericAPIView[Order
     def get_queryset(self) -> QuerySet[Order]:
         return selectors.order_list_for(actor=Actor.from_request(self.request))
 
+    def paginate_queryset(self, queryset: Any) -> Any:
+        """The page, with its orders' lines and payments (one statement each)."""
+        page = super().paginate_queryset(queryset)
+        selectors.orders_related_load(list(page) if page is not None else [])
+        return page
+
     def get(self, request: Request) -> Response:
         return self.list(request)
 
