@@ -17,7 +17,7 @@ from flows.cancel import order_cancel
 from inventory.api.product_list import CACHE_KEY
 from inventory.services import stock_adjust
 from tests.conftest import api_key_for
-from tests.factories import StaffFactory, UserFactory
+from tests.factories import ProductFactory, StaffFactory, UserFactory
 from tests.perf.test_query_budgets import place, products
 
 
@@ -143,3 +143,24 @@ def test_cached_product_list_is_never_older_than_the_bound(
     assert seen == 1000 or time.monotonic() - stored_by >= 1  # cached (the lever works)
     time.sleep(max(0.0, stored_by + 1.05 - time.monotonic()))
     assert available() == 990
+
+
+@pytest.mark.django_db
+def test_the_product_list_renders_as_its_serializer_declares():
+    from inventory import selectors
+    from inventory.api.product_list import product_list_render
+    from inventory.api.serializers import ProductOutputSerializer
+
+    # Given products with and without stock, and one inactive
+    stocked = products(3)
+    ProductFactory(sku="EMPTY-1")
+    ProductFactory(sku="GONE-1", is_active=False)
+
+    # Then the direct rendering equals DRF's, row for row
+    declared = [
+        dict(row) for row in ProductOutputSerializer(selectors.product_list(), many=True).data
+    ]
+    rendered = product_list_render().products
+    assert rendered == declared
+    assert [row["sku"] for row in rendered] == sorted([p.sku for p in stocked] + ["EMPTY-1"])
+    assert {row["available"] for row in rendered} == {1000, 0}
