@@ -43,7 +43,7 @@ from flows.ship import SHIPPABLE_STATUSES
 from flows.transitions import USE_CASE_BY_TRANSITION, order_transition_by_name
 from flows.void import order_payments_void
 from inventory.models import Warehouse
-from orders.models import Order, OrderLine, OrderStatusChange
+from orders.models import Order, OrderLine, OrderStatusChange, Return
 from orders.states import STATUSES_USING_PAYMENT, TRANSITIONS
 from payments.models import Payment, PaymentOperation
 from payments.provider import payment_breaker_state
@@ -69,7 +69,10 @@ WHAT_HAPPENS = {
 
 def order_transition_legal(order: Order, transition: str) -> bool:
     """Whether the order can take the transition now, as its use case sees it: the
-    machine's own conditions, and ship also from confirmed (flows.ship routes first)."""
+    machine's own conditions, and ship also from confirmed (flows.ship routes first).
+    Transitions no use case takes by name (a refunded return's) are never offered."""
+    if transition not in USE_CASE_BY_TRANSITION:
+        return False
     if transition == "ship" and order.status in SHIPPABLE_STATUSES:
         return True
     return can_proceed(getattr(order, transition))
@@ -182,6 +185,46 @@ class OrderLineInline(ReadOnlyInline):
         return money_format(line.line_total, line.order.currency)
 
 
+class ReturnInline(ReadOnlyInline):
+    """The order's returns (RMA); staff act on them through the returns API."""
+
+    model = Return
+    fields = readonly_fields = (
+        "created_at",
+        "status",
+        "reason",
+        "lines_display",
+        "warehouse",
+        "refund_display",
+    )
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Part of the order: whoever may view the order sees its returns.
+        return bool(request.user.has_perm("orders.view_order"))
+
+    def get_queryset(self, request: HttpRequest) -> "QuerySet[Return]":
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("order", "warehouse")
+            .prefetch_related("lines__order_line")
+        )
+
+    @admin.display(description="units (disposition)")
+    def lines_display(self, return_request: Return) -> str:
+        return ", ".join(
+            f"{line.quantity} x {line.order_line.sku}"
+            + (f" ({line.disposition})" if line.disposition else "")
+            for line in return_request.lines.all()
+        )
+
+    @admin.display(description="refund")
+    def refund_display(self, return_request: Return) -> str:
+        if return_request.refund_amount is None:
+            return "-"
+        return money_format(return_request.refund_amount, return_request.order.currency)
+
+
 class PaymentAmountsMixin:
     """A payment's amounts in its currency, for lists and inlines."""
 
@@ -276,7 +319,7 @@ class OrderAdmin(admin.ModelAdmin):
     search_help_text = "Order number, email, SKU or payment intent id (pi_...)."
     date_hierarchy = "created_at"
     actions = None
-    inlines = [OrderLineInline, PaymentInline]
+    inlines = [OrderLineInline, PaymentInline, ReturnInline]
     fieldsets = [
         (None, {"fields": ["number", "status", "available_transitions", "customer", "email"]}),
         ("Shipping", {"fields": ["shipping_address_display"]}),

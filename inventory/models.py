@@ -113,6 +113,8 @@ class StockMovement(models.Model):
         RESERVE = "reserve", "Reserve"
         RELEASE = "release", "Release"
         SHIP = "ship", "Ship"
+        # Units a customer sent back, put on the shelf again (on_hand += quantity).
+        RETURN = "return", "Return"
 
     stock_item = models.ForeignKey(StockItem, on_delete=models.PROTECT, related_name="movements")
     kind = models.CharField(max_length=16, choices=Kind.choices)

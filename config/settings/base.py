@@ -316,6 +316,9 @@ ORDER_EVENT_STREAMS_PER_USER = env_int("ORDER_EVENT_STREAMS_PER_USER", 5)
 EVENT_STREAM_REDIS_URL = env_str("EVENT_STREAM_REDIS_URL", CACHE_REDIS_URL)
 ORDER_MAX_LINES = env_int("ORDER_MAX_LINES", 100)
 ORDER_MAX_LINE_QUANTITY = env_int("ORDER_MAX_LINE_QUANTITY", 1000)
+# A return opened within this many days of the order's delivery (or shipment) is authorized at
+# once; 0: every return waits for staff.
+RETURN_AUTO_AUTHORIZE_DAYS = env_int("RETURN_AUTO_AUTHORIZE_DAYS", 0)
 IDEMPOTENCY_KEY_TTL = timedelta(hours=env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24))
 # An in-progress key whose request died (crashed process) may be taken over after this.
 IDEMPOTENCY_LOCK_TIMEOUT = timedelta(seconds=env_int("IDEMPOTENCY_LOCK_TIMEOUT_SECONDS", 60))

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('orders', '0002_order_event_log'),
+        ('orders', '0003_returns'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
