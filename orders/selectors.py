@@ -144,11 +144,6 @@ class OrderVersion:
             self.payments,
         )
 
-    @property
-    def last_modified(self) -> datetime:
-        changed = self.payments_updated_at
-        return self.updated_at if changed is None else max(self.updated_at, changed)
-
 
 @cache
 def _version_sql(for_customer: bool) -> str:
