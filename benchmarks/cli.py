@@ -20,6 +20,7 @@ from benchmarks.phases import PhaseReport
 from benchmarks.procfs import background_load
 from benchmarks.report import floor_ratio, print_floor, print_inprocess
 from benchmarks.seed import seed
+from benchmarks.soak import WorkerMemory
 from benchmarks.source import REPO_ROOT, git, source_export
 
 
@@ -56,19 +57,24 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
         print("Machine: " + "; ".join(f"{key} {value}" for key, value in machine.items()))
         print(
             f"Seeded {args.warehouses} warehouses, {len(seeded.skus)} products "
-            f"({args.hot_products or 'all'} ordered from), {args.users} users "
+            f"({args.hot_products or 'all'} ordered from), {args.users} users, "
+            f"one customer with {seeded.history_orders} orders "
             f"in {time.perf_counter() - started:.1f}s"
         )
         inprocess = inprocess_analysis(args, seeded)
         print_inprocess(inprocess)
         reports: list[PhaseReport] = []
+        soak: list[WorkerMemory] = []
         acknowledged = 0
         if not args.no_http:
             background = background_load()
             print(f"\nBackground load before the HTTP phases: {background:.0f}% of all cores")
             machine["background_load"] = f"{background:.0f}%"
-            reports, acknowledged = http_phases(args, env, seeded, scratch)
-        correctness = correctness_check(inprocess.orders_created + acknowledged)
+            reports, acknowledged = http_phases(args, env, seeded, scratch, soak)
+        correctness = correctness_check(
+            inprocess.orders_created + acknowledged + seeded.history_orders,
+            history_customer_id=seeded.history_customer_id,
+        )
         verdict = "OK" if correctness.ok else "FAILED: " + "; ".join(correctness.problems)
         print(
             f"\nCorrectness ({correctness.orders} orders, {correctness.stock_items} stock items): "
@@ -96,6 +102,10 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
                         "phases": [report.__dict__ for report in reports],
                         "correctness": correctness.problems,
                         "floor": floor.__dict__ if floor else None,
+                        "soak": {
+                            "seconds": args.soak,
+                            "workers": [worker.as_dict() for worker in soak],
+                        },
                         "checkout_per_floor": floor_ratio(reports, floor),
                     },
                     indent=2,

@@ -20,6 +20,8 @@ def django_environment(args: argparse.Namespace) -> dict[str, str]:
         # themselves. Older refs ignore the variable.
         RATE_LIMIT_ENABLED=env.get("RATE_LIMIT_ENABLED") or "0",
     )
+    if getattr(args, "product_list_cache", 0):
+        env.update(PRODUCT_LIST_CACHE_SECONDS=str(args.product_list_cache))
     if args.api_key_cache:
         env.update(
             CACHE_REDIS_URL=args.api_key_cache,

@@ -13,12 +13,18 @@ from benchmarks.phases import PhaseReport, run_phase
 from benchmarks.report import print_phase
 from benchmarks.seed import Seeded
 from benchmarks.server import Gunicorn
+from benchmarks.soak import WorkerMemory, print_soak, sample_rss
 
 
 def http_phases(
-    args: argparse.Namespace, env: dict[str, str], seeded: Seeded, log_dir: Path
+    args: argparse.Namespace,
+    env: dict[str, str],
+    seeded: Seeded,
+    log_dir: Path,
+    soak: list[WorkerMemory] | None = None,
 ) -> tuple[list[PhaseReport], int]:
-    """Start gunicorn, run the phases, stop it. Return the reports and orders acknowledged."""
+    """Start gunicorn, run the phases (and the soak, whose per-worker memory is appended
+    to `soak`), stop it. Return the reports and orders acknowledged."""
     from django.db import connections
 
     database = database_name(args.database_url)
@@ -45,6 +51,8 @@ def http_phases(
             skus=skus,
             max_lines=args.max_lines,
             orders=[],
+            history_token=seeded.history_token,
+            conditional=args.conditional,
         )
         with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
             pool.submit(time.sleep, 0).result()  # start the client process before timing
@@ -68,15 +76,35 @@ def http_phases(
                 reads = replace(
                     checkout, duration=args.read_duration, seed=args.seed + 2, orders=created
                 )
+                history = f"GET /api/v1/orders/ ({seeded.history_orders} orders' first page)"
                 for name, kind in (
                     ("GET /api/v1/products/", "products"),
                     ("GET /api/v1/orders/{id}/", "order"),
+                    (history, "customer_orders"),
                 ):
-                    if kind == "order" and not created:
+                    if (kind == "order" and not created) or (
+                        kind == "customer_orders" and not seeded.history_token
+                    ):
                         continue
                     report, _ = run_phase(name, replace(reads, kind=kind), server, database, pool)
                     reports.append(report)
                     print_phase(report)
+            if args.soak > 0:
+                mixed = replace(
+                    checkout,
+                    kind="mixed",
+                    duration=args.soak,
+                    max_requests=None,
+                    seed=args.seed + 3,
+                    orders=created,
+                )
+                workers, result = sample_rss(
+                    server.worker_pids, pool.submit(run_load, mixed), args.soak_interval
+                )
+                acknowledged += result.statuses.get("201", 0)
+                print_soak(args.soak, workers, result)
+                if soak is not None:
+                    soak.extend(workers)
     finally:
         server.stop()
     return reports, acknowledged

@@ -144,6 +144,8 @@ def inprocess_analysis(args: argparse.Namespace, seeded: Seeded) -> InProcessRep
         counted_calls("order_place (service)", service)
         counted_calls("POST /api/v1/orders/ (WSGI)", request)
 
+    reads_inprocess(args, seeded, client, token, created_ids, report)
+
     if args.profile:
         timer = time.process_time if args.profile_clock == "cpu" else time.perf_counter
         profiler = cProfile.Profile(timer)
@@ -161,3 +163,79 @@ def inprocess_analysis(args: argparse.Namespace, seeded: Seeded) -> InProcessRep
             f" x{args.profile}, {args.profile_clock} clock"
         )
     return report
+
+
+def reads_inprocess(
+    args: argparse.Namespace,
+    seeded: Seeded,
+    client: InProcessClient,
+    token: str,
+    created_ids: list[str],
+    report: InProcessReport,
+) -> None:
+    """Statements, time and Python calls per read request through the WSGI app: order
+    detail, the history customer's first page of orders, the product list; plain and
+    conditional (If-None-Match with the ETag just sent: a 304)."""
+
+    def etag_of(path: str, read_token: str) -> str:
+        client.request("GET", path, token=read_token)
+        return client.last_headers.get("ETag", "")
+
+    detail = f"/api/v1/orders/{created_ids[-1]}/"
+    reads: list[tuple[str, Callable[[], Any]]] = [
+        ("GET /api/v1/products/", lambda: client.request("GET", "/api/v1/products/", token=token)),
+        ("GET /api/v1/orders/{id}/", lambda: client.request("GET", detail, token=token)),
+    ]
+    detail_tag = etag_of(detail, token)
+    products_tag = etag_of("/api/v1/products/", token)
+    if detail_tag:  # a --ref from before ETags sends none
+        reads.append(
+            (
+                "GET /api/v1/orders/{id}/ 304",
+                lambda: client.request("GET", detail, token=token, if_none_match=detail_tag),
+            )
+        )
+    if products_tag:
+        reads.append(
+            (
+                "GET /api/v1/products/ 304",
+                lambda: client.request(
+                    "GET", "/api/v1/products/", token=token, if_none_match=products_tag
+                ),
+            )
+        )
+    if seeded.history_token:
+        history = seeded.history_token
+        label = f"GET /api/v1/orders/ ({seeded.history_orders} orders)"
+        reads.append((label, lambda: client.request("GET", "/api/v1/orders/", token=history)))
+    for label, run in reads:
+        run()  # warm
+        status, _ = run()
+        if status not in (200, 304):
+            raise RuntimeError(f"in-process {label} answered {status}")
+        _, kinds = capture(run)
+        report.queries[label] = kinds
+        if args.inprocess_iterations > 0:
+            iterations = max(args.inprocess_iterations // 2, 1)
+            clock = DbClock()
+            with clock.installed():
+                start = time.perf_counter()
+                cpu_start = time.process_time()
+                for _ in range(iterations):
+                    run()
+                wall = time.perf_counter() - start
+                cpu = time.process_time() - cpu_start
+            profiler = cProfile.Profile()
+            profiler.enable()
+            for _ in range(20):
+                run()
+            profiler.disable()
+            report.timings[label + " (WSGI)"] = {
+                "iterations": iterations,
+                "wall_ms": 1000 * wall / iterations,
+                "db_ms": 1000 * clock.seconds / iterations,
+                "commit_ms": 1000 * clock.commit_seconds / iterations,
+                "python_ms": 1000 * (wall - clock.seconds) / iterations,
+                "process_cpu_ms": 1000 * cpu / iterations,
+                "python_calls": pstats.Stats(profiler).total_calls / 20,  # type: ignore[attr-defined]
+            }

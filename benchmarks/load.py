@@ -8,7 +8,6 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
 from benchmarks.payload import SHIPPING_ADDRESS, random_lines
 
@@ -16,7 +15,7 @@ from benchmarks.payload import SHIPPING_ADDRESS, random_lines
 @dataclass(frozen=True)
 class LoadSpec:
     port: int
-    kind: str  # "checkout", "products" or "order"
+    kind: str  # "checkout", "products", "order", "customer_orders" or "mixed"
     duration: float
     max_requests: int | None
     clients: int
@@ -25,6 +24,10 @@ class LoadSpec:
     skus: list[str]
     max_lines: int
     orders: list[tuple[str, str]]  # (token, order id), for "order"
+    # The customer with a long order history, for "customer_orders".
+    history_token: str = ""
+    # Send If-None-Match with the ETag last received for the same path.
+    conditional: bool = False
 
 
 @dataclass
@@ -47,7 +50,9 @@ class _Client:
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         self.reused = False
 
-    def send(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> Any:
+    def send(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes, int, str | None]:
         for attempt in (1, 2):
             reused = self.reused
             try:
@@ -55,7 +60,7 @@ class _Client:
                 response = self.conn.getresponse()
                 data = response.read()
                 self.reused = not response.will_close
-                return response.status, data, attempt - 1
+                return response.status, data, attempt - 1, response.getheader("ETag")
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
                 # A kept-alive connection the server closed while idle: retrying is safe
                 # (a checkout carries the same Idempotency-Key).
@@ -93,12 +98,16 @@ def run_load(spec: LoadSpec) -> LoadResult:
         rng = random.Random(spec.seed * 1_000 + index)  # noqa: S311 - load shape, not secrets
         client = _Client(spec.port)
         sequence = index
+        etags: dict[str, str] = {}
         start_barrier.wait()
         while not stop.is_set() and may_issue():
             token = rng.choice(spec.tokens)
             headers = {"Authorization": f"Token {token}", "Accept": "application/json"}
             body = None
-            if spec.kind == "checkout":
+            kind = spec.kind
+            if kind == "mixed":
+                kind = _mixed_kind(rng.random(), bool(spec.orders), bool(spec.history_token))
+            if kind == "checkout":
                 method, path = "POST", "/api/v1/orders/"
                 headers["Content-Type"] = "application/json"
                 headers["Idempotency-Key"] = uuid.uuid4().hex
@@ -110,26 +119,33 @@ def run_load(spec: LoadSpec) -> LoadResult:
                         "shipping_address": SHIPPING_ADDRESS,
                     }
                 ).encode()
-            elif spec.kind == "products":
+            elif kind == "products":
                 method, path = "GET", "/api/v1/products/"
+            elif kind == "customer_orders":
+                headers["Authorization"] = f"Token {spec.history_token}"
+                method, path = "GET", "/api/v1/orders/"
             else:
                 token, order_id = spec.orders[sequence % len(spec.orders)]
                 sequence += spec.clients
                 headers["Authorization"] = f"Token {token}"
                 method, path = "GET", f"/api/v1/orders/{order_id}/"
+            if spec.conditional and method == "GET" and path in etags:
+                headers["If-None-Match"] = etags[path]
             started = time.perf_counter()
             try:
-                status, data, retried = client.send(method, path, body, headers)
+                status, data, retried, etag = client.send(method, path, body, headers)
                 label = str(status)
                 retries[index] += retried
+                if etag and spec.conditional and method == "GET":
+                    etags[path] = etag
             except OSError as error:  # includes http.client errors on a dead socket
                 label, data = type(error).__name__, str(error).encode()
                 client = _Client(spec.port)
             latencies[index].append(time.perf_counter() - started)
             statuses[index][label] += 1
-            if label == "201" and spec.kind == "checkout":
+            if label == "201" and kind == "checkout":
                 created[index].append((token, json.loads(data)["id"]))
-            elif not label.startswith("2") and len(error_samples) < 5:
+            elif label[0] not in "23" and len(error_samples) < 5:
                 error_samples.append(f"{label}: {data[:300].decode(errors='replace')}")
 
     threads = [
@@ -156,3 +172,15 @@ def run_load(spec: LoadSpec) -> LoadResult:
         retries=sum(retries),
         error_samples=error_samples,
     )
+
+
+def _mixed_kind(draw: float, have_orders: bool, have_history: bool) -> str:
+    """The soak's mix: 10 % checkouts, 30 % product lists, 30 % order details, 30 % the
+    history customer's first page (a kind without its data falls back to the list)."""
+    if draw < 0.1:
+        return "checkout"
+    if draw < 0.4:
+        return "products"
+    if draw < 0.7:
+        return "order" if have_orders else "products"
+    return "customer_orders" if have_history else "products"

@@ -47,6 +47,36 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warehouses", type=int, default=3)
     parser.add_argument("--stock", type=int, default=1_000_000, help="units per stock item")
     parser.add_argument("--users", type=int, default=50)
+    parser.add_argument(
+        "--history-orders",
+        type=int,
+        default=1_000,
+        help="orders of one more customer, whose first page GET /api/v1/orders/ reads (0: none)",
+    )
+    parser.add_argument(
+        "--product-list-cache",
+        type=int,
+        default=0,
+        metavar="SECONDS",
+        help="PRODUCT_LIST_CACHE_SECONDS for the server (0: every product list is read from "
+        "the database); shared across workers with --api-key-cache's Redis, else per process",
+    )
+    parser.add_argument(
+        "--conditional",
+        action="store_true",
+        help="read phases send If-None-Match with the ETag each client last got (304s)",
+    )
+    parser.add_argument(
+        "--soak",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="after the phases, a mixed load (reads and checkouts) this long, sampling each "
+        "gunicorn worker's RSS; 600 for the 10-minute soak (0: skip)",
+    )
+    parser.add_argument(
+        "--soak-interval", type=float, default=5.0, help="seconds between RSS samples"
+    )
     parser.add_argument("--max-lines", type=int, default=3, help="lines per order: 1..N")
     parser.add_argument(
         "--inprocess-iterations",
@@ -108,6 +138,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.json = args.json.resolve()  # the run changes directory into the code under test
     if "bench" not in (urlsplit(args.database_url).path or ""):
         parser.error("the database name must contain 'bench': this script drops and recreates it")
+    if args.history_orders < 0 or args.product_list_cache < 0 or args.soak < 0:
+        parser.error("--history-orders, --product-list-cache and --soak must be at least 0")
+    if args.soak_interval <= 0:
+        parser.error("--soak-interval must be positive")
     if args.workers < 1 or args.clients < 1 or args.threads < 1:
         parser.error("--workers, --clients and --threads must be at least 1")
     if args.worker_class == "sync" and args.threads != 1:

@@ -54,7 +54,11 @@ def run_phase(
     memory = [proc_memory_kib(pid) for pid in workers_after]
     master = proc_memory_kib(server.process.pid)
     ordered = sorted(result.latencies)
-    ok = sum(count for status, count in result.statuses.items() if status.startswith("2"))
+    ok = sum(
+        count
+        for status, count in result.statuses.items()
+        if status.startswith("2") or status == "304"
+    )
     report = PhaseReport(
         name=name,
         requests=requests,

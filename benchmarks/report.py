@@ -13,7 +13,7 @@ def print_phase(report: PhaseReport) -> None:
     memory = report.memory_kib
     print(
         f"\n{report.name}: {report.requests} requests in {report.elapsed:.1f}s = "
-        f"{report.throughput:.1f}/s ({report.ok_throughput:.1f}/s 2xx)\n"
+        f"{report.throughput:.1f}/s ({report.ok_throughput:.1f}/s 2xx or 304)\n"
         f"  latency ms  p50 {latency['p50']:.1f}  p95 {latency['p95']:.1f}  "
         f"p99 {latency['p99']:.1f}  max {latency['max']:.1f}\n"
         f"  statuses    {report.statuses}  (client retries {report.retries})\n"

@@ -11,6 +11,10 @@ class Seeded:
     tokens: list[str]
     skus: list[str]
     user_ids: list[int]
+    # A customer with a long history (--history-orders delivered orders): their token.
+    history_token: str = ""
+    history_customer_id: int | None = None
+    history_orders: int = 0
 
 
 def seed(args: argparse.Namespace) -> Seeded:
@@ -59,11 +63,86 @@ def seed(args: argparse.Namespace) -> Seeded:
         for i in range(args.users)
     )
     tokens = api_keys_create(users) if apps.is_installed("access") else _drf_tokens_create(users)
-    return Seeded(
+    seeded = Seeded(
         tokens=tokens,
         skus=[product.sku for product in products],
         user_ids=[user.pk for user in users],
     )
+    if getattr(args, "history_orders", 0) > 0:
+        history_seed(args, seeded, products, rng)
+    return seeded
+
+
+def history_seed(args: argparse.Namespace, seeded: Seeded, products: list[Any], rng: Any) -> None:
+    """One more customer with `--history-orders` delivered orders of 1-3 lines, one a
+    minute back from now: three set-based statements (the orders, their created_at
+    spread by row number, the lines), no reservations (delivered stock is gone)."""
+    from django.contrib.auth.hashers import make_password
+    from django.contrib.auth.models import User
+    from django.db import connection
+    from django.utils import timezone
+
+    from orders.models import Order, OrderLine
+    from orders.states import OrderStatus
+
+    customer = User.objects.create(
+        username="bench-history",
+        email="bench-history@example.com",
+        password=make_password(None),
+    )
+    chosen = [
+        rng.sample(products, rng.randint(1, min(3, len(products))))
+        for _ in range(args.history_orders)
+    ]
+    address = {
+        "name": "Ada History",
+        "line1": "1 Long Road",
+        "city": "Berlin",
+        "postal_code": "10115",
+        "country": "DE",
+    }
+    now = timezone.now()
+    orders = Order.objects.bulk_create(
+        Order(
+            customer=customer,
+            email=customer.email,
+            shipping_address=address,
+            currency="EUR",
+            subtotal_amount=sum(p.price for p in lines),
+            total_amount=sum(p.price for p in lines),
+            status=OrderStatus.DELIVERED,
+            reservation_expires_at=now,
+        )
+        for lines in chosen
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE orders_order o SET created_at = now() - n.rank * interval '1 minute', "
+            "updated_at = now() - n.rank * interval '1 minute' "
+            "FROM (SELECT id, row_number() OVER (ORDER BY id) AS rank FROM orders_order "
+            "WHERE customer_id = %s) n WHERE o.id = n.id",
+            [customer.pk],
+        )
+    OrderLine.objects.bulk_create(
+        OrderLine(
+            order=order,
+            product=product,
+            sku=product.sku,
+            name=product.name,
+            unit_price=product.price,
+            quantity=1,
+            line_total=product.price,
+        )
+        for order, lines in zip(orders, chosen, strict=True)
+        for product in lines
+    )
+    # The created_at UPDATE left a dead version of every order (and its index entries);
+    # autovacuum would clear them soon in production, so clear them now.
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE orders_order")
+    seeded.history_token = api_keys_create([customer])[0]
+    seeded.history_customer_id = customer.pk
+    seeded.history_orders = len(orders)
 
 
 def api_keys_create(users: list[Any]) -> list[str]:

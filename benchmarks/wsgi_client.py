@@ -14,15 +14,24 @@ class InProcessClient:
         from django.core.wsgi import get_wsgi_application
 
         self.app = get_wsgi_application()
+        self.last_headers: dict[str, str] = {}
 
     def request(
-        self, method: str, path: str, *, token: str, body: Any = None, key: str | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str,
+        body: Any = None,
+        key: str | None = None,
+        query: str = "",
+        if_none_match: str | None = None,
     ) -> tuple[int, Any]:
         payload = b"" if body is None else json.dumps(body).encode()
         environ: dict[str, Any] = {
             "REQUEST_METHOD": method,
             "PATH_INFO": path,
-            "QUERY_STRING": "",
+            "QUERY_STRING": query,
             "SERVER_NAME": "127.0.0.1",
             "SERVER_PORT": "80",
             "SERVER_PROTOCOL": "HTTP/1.1",
@@ -41,10 +50,13 @@ class InProcessClient:
         }
         if key is not None:
             environ["HTTP_IDEMPOTENCY_KEY"] = key
+        if if_none_match is not None:
+            environ["HTTP_IF_NONE_MATCH"] = if_none_match
         statuses: list[str] = []
 
         def start_response(status: str, headers: Any, exc_info: Any = None) -> Callable[..., Any]:
             statuses.append(status)
+            self.last_headers = dict(headers)
             return lambda data: None
 
         result = self.app(environ, start_response)

@@ -63,7 +63,11 @@ class Order(ConcurrentTransitionMixin, TimeStampedModel):
                 condition=Q(status__in=OrderStatus.values), name="order_status_valid"
             ),
         ]
-        indexes = [models.Index(fields=["customer", "-created_at"])]
+        # A customer's orders newest first, as the list pages them (keyset on created_at,
+        # id breaking ties): a page is an index range scan whatever their number.
+        indexes = [
+            models.Index(fields=["customer", "-created_at", "-id"], name="order_customer_recent")
+        ]
 
     def __str__(self) -> str:
         return self.number

@@ -270,6 +270,13 @@ API_KEY_ROTATION_OVERLAP = timedelta(seconds=env_int("API_KEY_ROTATION_OVERLAP_S
 API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 0)
 API_KEY_CACHE = "default"
 
+# The product list with availability is kept in the shared cache for this long (0: off):
+# the availability it shows may be that many seconds old. Checkout always checks stock in
+# the database, so a stale list never oversells. Public data only: the same for every
+# caller (orders are never cached).
+PRODUCT_LIST_CACHE_SECONDS = env_int("PRODUCT_LIST_CACHE_SECONDS", 0)
+PRODUCT_LIST_CACHE = "default"
+
 # Rate limits per API key and per client IP, per class of endpoint (access.policy), over
 # one window. Behind N proxies that append to X-Forwarded-For, set the count to N.
 RATE_LIMIT_ENABLED = env_bool("RATE_LIMIT_ENABLED", True)

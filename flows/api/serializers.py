@@ -7,6 +7,7 @@ from rest_framework import serializers
 from rest_framework.fields import empty
 
 from core.api import fields
+from orders import selectors
 from orders.models import Order, OrderStatusChange
 from orders.states import TRANSITIONS, OrderStatus
 from payments.models import Payment
@@ -166,7 +167,7 @@ class OrderOutputSerializer(serializers.ModelSerializer):
                     "line_total": line.line_total,
                     "tax_amount": line.tax_amount,
                 }
-                for line in order.lines.all()
+                for line in selectors.order_lines(order)
             ],
             "subtotal": order.subtotal_amount,
             "shipping": order.shipping_amount,
@@ -209,7 +210,7 @@ def _address(address: dict[str, Any]) -> dict[str, Any]:
 
 
 def _payment(order: Order) -> dict[str, Any] | None:
-    payments = sorted(order.payments.all(), key=lambda p: (p.created_at, p.pk))
+    payments = sorted(selectors.order_payments(order), key=lambda p: (p.created_at, p.pk))
     if not payments:
         return None
     return dict(PaymentOutputSerializer(payments[-1]).data)

@@ -20,6 +20,7 @@ from access.errors import TransitionNotAllowed
 from access.policy import transition_allowed
 from access.roles import roles_of
 from core.actors import Actor
+from core.api.conditional import PRIVATE, entity_tag, if_none_match, not_modified, tagged
 from core.api.idempotency import IDEMPOTENCY_KEY_HEADER, idempotent_response
 from core.api.pagination import CreatedAtCursorPagination
 from core.idempotency import IdempotencyContext, idempotency_key_validate
@@ -60,6 +61,12 @@ class OrderListCreateApi(ReplicaReadsMixin, ListModelMixin, GenericAPIView[Order
 
     def get_queryset(self) -> QuerySet[Order]:
         return selectors.order_list_for(actor=Actor.from_request(self.request))
+
+    def paginate_queryset(self, queryset: Any) -> Any:
+        """The page, with its orders' lines and payments (one statement each)."""
+        page = super().paginate_queryset(queryset)
+        selectors.orders_related_load(list(page) if page is not None else [])
+        return page
 
     def get(self, request: Request) -> Response:
         return self.list(request)
@@ -110,10 +117,26 @@ class OrderListCreateApi(ReplicaReadsMixin, ListModelMixin, GenericAPIView[Order
         return idempotent_response(request, payload=request.data, operation=checkout, atomic=False)
 
 
+# Part of every order ETag: bump it when the order's rendering changes shape.
+ORDER_REPRESENTATION = "o1"
+
+
 class OrderDetailApi(ReplicaReadsMixin, APIView):
+    """The order, with an ETag from its version (the order row's and its payments'
+    updated_at): a GET with a matching If-None-Match is answered 304 after one statement
+    that reads only the version, not the lines or payments."""
+
     @extend_schema(responses=OrderOutputSerializer)
     def get(self, request: Request, order_id: uuid.UUID) -> Response:
-        return Response(order_body(order_id, Actor.from_request(request)))
+        actor = Actor.from_request(request)
+        if request.headers.get("If-None-Match"):
+            version = selectors.order_version_for(actor=actor, order_id=order_id)
+            etag = entity_tag(ORDER_REPRESENTATION, *version.tag_parts())
+            if if_none_match(request, etag):
+                return not_modified(etag, PRIVATE)
+        order = selectors.order_detail_for(actor=actor, order_id=order_id)
+        etag = entity_tag(ORDER_REPRESENTATION, *selectors.OrderVersion.of(order).tag_parts())
+        return tagged(Response(OrderOutputSerializer(order).data), etag, PRIVATE)
 
 
 class OrderHistoryApi(ReplicaReadsMixin, APIView):

@@ -8,7 +8,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.actors import Actor
+from core.api.conditional import PUBLIC_REVALIDATE, if_none_match, not_modified, tagged
 from inventory import selectors, services
+from inventory.api.product_list import product_list_current
 from inventory.api.serializers import (
     ProductInputSerializer,
     ProductOutputSerializer,
@@ -22,8 +24,12 @@ from inventory.api.serializers import (
 class ProductListCreateApi(APIView):
     @extend_schema(responses=ProductOutputSerializer(many=True))
     def get(self, request: Request) -> Response:
-        products = selectors.product_list()
-        return Response(ProductOutputSerializer(products, many=True).data)
+        """Active products with availability, possibly PRODUCT_LIST_CACHE_SECONDS old;
+        ETag from the content, 304 on a matching If-None-Match."""
+        current = product_list_current()
+        if if_none_match(request, current.etag):
+            return not_modified(current.etag, PUBLIC_REVALIDATE)
+        return tagged(Response(current.products), current.etag, PUBLIC_REVALIDATE)
 
     @extend_schema(request=ProductInputSerializer, responses={201: ProductOutputSerializer})
     def post(self, request: Request) -> Response:

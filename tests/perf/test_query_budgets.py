@@ -29,6 +29,10 @@ ORDER_LIST_BUDGET = 4
 ORDER_HISTORY_BUDGET = 3
 EVENT_FEED_BUDGET = 3
 ORDER_EVENTS_BUDGET = 3
+# A conditional GET whose ETag still matches: the key, then the order's version only.
+ORDER_DETAIL_NOT_MODIFIED_BUDGET = 2
+# The product list from the cache (PRODUCT_LIST_CACHE_SECONDS > 0): the key only.
+PRODUCT_LIST_CACHED_BUDGET = 1
 
 
 def client_for(user: Any) -> APIClient:
@@ -93,6 +97,50 @@ def test_order_detail_sends_the_same_statements_for_1_3_and_10_lines(django_asse
             response = client.get(f"/api/v1/orders/{order.pk}/")
         assert response.status_code == 200
         assert len(response.json()["lines"]) == lines
+
+
+@pytest.mark.django_db
+def test_an_unchanged_order_costs_one_statement_after_the_key(django_assert_num_queries):
+    # Given a customer's order of 10 lines with a payment, read once for its ETag
+    customer = UserFactory()
+    client = client_for(customer)
+    order = place(customer, products(10), lines=10)
+    client.post(
+        f"/api/v1/orders/{order.pk}/pay/",
+        {"payment_method": "pm_card_visa"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=new_idempotency_key(),
+    )
+    etag = client.get(f"/api/v1/orders/{order.pk}/")["ETag"]
+
+    # When it is read again with If-None-Match, Then 304 after the key and the version
+    with django_assert_num_queries(ORDER_DETAIL_NOT_MODIFIED_BUDGET):
+        response = client.get(f"/api/v1/orders/{order.pk}/", HTTP_IF_NONE_MATCH=etag)
+    assert response.status_code == 304
+
+
+@pytest.mark.django_db
+def test_the_cached_product_list_reads_no_product_or_stock(django_assert_num_queries, settings):
+    from django.core.cache import caches
+
+    from inventory.api.product_list import CACHE_KEY
+
+    # Given the product list cached, and filled by one read
+    settings.PRODUCT_LIST_CACHE_SECONDS = 60
+    caches["default"].delete(CACHE_KEY)
+    products(10)
+    client = client_for(UserFactory())
+    try:
+        # When it is read again (plainly, then conditionally), Then only the key is read
+        with django_assert_num_queries(PRODUCT_LIST_CACHED_BUDGET):
+            response = client.get("/api/v1/products/")
+        assert response.status_code == 200
+        assert len(response.json()) == 10
+        with django_assert_num_queries(PRODUCT_LIST_CACHED_BUDGET):
+            again = client.get("/api/v1/products/", HTTP_IF_NONE_MATCH=response["ETag"])
+        assert again.status_code == 304
+    finally:
+        caches["default"].delete(CACHE_KEY)
 
 
 @pytest.mark.django_db

@@ -1,0 +1,45 @@
+"""Conditional GETs (RFC 9110 section 13): an entity tag on a representation, and 304
+Not Modified when the client already holds it (If-None-Match).
+
+Views call these after authentication and authorization (a 304 is an answer about the
+resource, so only someone who may read it gets one) and set `Cache-Control: no-cache`
+(every use is revalidated) with `private` where the representation is one user's, so no
+shared cache keeps it.
+"""
+
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+PRIVATE = "private, no-cache"
+PUBLIC_REVALIDATE = "no-cache"
+
+
+def entity_tag(*parts: object) -> str:
+    """A strong entity tag (quoted) from the parts that identify a representation."""
+    return '"' + "-".join(str(part) for part in parts) + '"'
+
+
+def if_none_match(request: Request, etag: str) -> bool:
+    """Whether the request's If-None-Match names `etag` (weak comparison, as RFC 9110
+    prescribes for If-None-Match) or is `*`."""
+    header = request.headers.get("If-None-Match")
+    if not header:
+        return False
+    wanted = etag.removeprefix("W/")
+    for candidate in header.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == wanted:
+            return True
+    return False
+
+
+def not_modified(etag: str, cache_control: str) -> Response:
+    response = Response(status=status.HTTP_304_NOT_MODIFIED)
+    return tagged(response, etag, cache_control)
+
+
+def tagged(response: Response, etag: str, cache_control: str) -> Response:
+    response["ETag"] = etag
+    response["Cache-Control"] = cache_control
+    return response
