@@ -75,13 +75,15 @@ def shipment_report_apply(
             _shipped_after_cancel(
                 order, shipment, actor, carrier=carrier, tracking_number=tracking_number
             )
+        elif event == "delivered" and shipment.status == Shipment.Status.PARTIALLY_SHIPPED:
+            return shipment  # a part arrived; the rest has not left, so nothing changes
         elif shipment.status in (Shipment.Status.ACCEPTED, Shipment.Status.PARTIALLY_SHIPPED):
             _shipped_lines_apply(
                 order,
                 shipment,
                 actor,
                 event_id=event_id,
-                lines=None if event == "delivered" else lines,
+                lines=None if event == "delivered" else lines,  # delivered: all of it left
                 carrier=carrier,
                 tracking_number=tracking_number,
             )

@@ -306,3 +306,29 @@ def test_a_cancel_of_the_rest_racing_its_shipment_either_withdraws_or_ships_neve
     assert payment.status == Payment.Status.CAPTURED
     assert payment.operations.filter(kind="capture").count() == 1
     assert_stock_consistent()
+
+
+def test_a_delivered_report_for_a_part_ships_nothing_more(world, anonymous_client):
+    shipment = paid_routed_order(world)
+    world["fake"].ship_part(shipment.reference, [{"sku": world["cog"].sku, "quantity": 1}])
+    body = json.dumps(
+        {
+            "event": "delivered",
+            "event_id": "evt_part_delivered",
+            "shipment_reference": shipment.reference,
+        }
+    ).encode()
+
+    response = anonymous_client.post(
+        CALLBACK_URL,
+        data=body,
+        content_type="application/json",
+        HTTP_X_WAREHOUSE_CODE=shipment.warehouse.code,
+        HTTP_X_OMS_SIGNATURE=sign(body, WAREHOUSE_SECRET, int(time.time())),
+    )
+
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == Shipment.Status.PARTIALLY_SHIPPED
+    assert order_status(shipment) == OrderStatus.PARTIALLY_SHIPPED
+    assert list(shipment.order.lines.values_list("shipped_quantity", flat=True)) == [0, 1]
+    assert payment_of(shipment).status == Payment.Status.AUTHORIZED
