@@ -185,18 +185,27 @@ def _withdraw_rest(request: FulfilmentRequest, order: Order, actor: Actor, reaso
             reason=reason or f"rest of order {order.number} cancelled",
         )
         units: dict[str, int] = {}
+        names: dict[str, str] = {}
         for reservation in released:
             sku = reservation.order_line.sku
             units[sku] = units.get(sku, 0) + reservation.quantity
+            names[sku] = reservation.order_line.name
+        lines = [{"sku": sku, "quantity": q} for sku, q in sorted(units.items())]
         order_event_record(
             order=locked,
             type="order.rest_cancelled",
-            change={
-                "warehouse": request.warehouse.code,
-                "reason": reason,
-                "lines": [{"sku": sku, "quantity": q} for sku, q in sorted(units.items())],
-            },
+            change={"warehouse": request.warehouse.code, "reason": reason, "lines": lines},
         )
+        if lines:
+            outbox_publish(
+                topic="order.rest_cancelled",
+                payload={
+                    "order_id": str(order.pk),
+                    "request_id": request.pk,
+                    "lines": [{**line, "name": names[str(line["sku"])]} for line in lines],
+                },
+                key=f"order-rest-cancelled-{request.pk}",
+            )
     return True
 
 

@@ -26,7 +26,7 @@ from tests.factories import ProductFactory, StaffFactory, UserFactory, Warehouse
 from tests.fulfilment.conftest import ADDRESS, CALLBACK_URL, assert_problem
 from tests.support.fake_warehouse import WAREHOUSE_SECRET, wait_until
 
-pytest_plugins = ("tests.support.fake_warehouse", "tests.support.fake_stripe")
+pytest_plugins = ("tests.support.fake_warehouse", "tests.support.smtp", "tests.support.fake_stripe")
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("_fulfilment_settings", "stripe_provider"),
@@ -206,7 +206,9 @@ def test_a_report_of_more_units_than_are_left_is_refused(world, anonymous_client
     assert stock(world["gear"]) == (ON_HAND - 2, 1)
 
 
-def test_cancelling_the_rest_captures_what_shipped_and_releases_the_rest(world, fake_warehouse):
+def test_cancelling_the_rest_captures_what_shipped_and_releases_the_rest(
+    world, fake_warehouse, smtp_backend
+):
     shipment = paid_routed_order(world)
     gear, cog = world["gear"], world["cog"]
     fake_warehouse.ship_part(shipment.reference, [{"sku": gear.sku, "quantity": 1}])
@@ -230,6 +232,12 @@ def test_cancelling_the_rest_captures_what_shipped_and_releases_the_rest(world, 
         {"sku": s, "quantity": q} for s, q in sorted([(gear.sku, 2), (cog.sku, 2)])
     ]
     assert_stock_consistent()
+    # The customer is told what will not ship (and, as always, what shipped).
+    wait_until(lambda: len(smtp_backend.messages) == 3, what="three emails")
+    (told,) = [m for m in smtp_backend.messages if "was cancelled" in m.header("Subject")]
+    assert told.header("Subject") == f"Part of your order {order.number} was cancelled"
+    assert f"2 x Brass gear ({gear.sku})" in told.text
+    assert f"2 x Steel cog ({cog.sku})" in told.text
     # A return may take back only what shipped.
     too_many = token_client(StaffFactory(groups=["support"])).post(
         f"/api/v1/orders/{order.pk}/returns/",
