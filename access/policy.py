@@ -112,6 +112,14 @@ RULES: tuple[Rule, ...] = (
         {CUSTOMER, SUPPORT},
         "customer: own",
     ),
+    _rule(
+        "POST",
+        "/orders/{id}/cancel-rest/",
+        "order-cancel-rest",
+        Scope.ORDERS_WRITE,
+        {SUPPORT},
+        "a partially shipped order: what has not shipped",
+    ),
     _rule("POST", "/orders/{id}/ship/", "order-ship", Scope.SHIPMENTS_WRITE, {WAREHOUSE}),
     _rule(
         "POST",

@@ -7,11 +7,19 @@ payment and operation again and record the outcome: a capture ships the order an
 commits its reservations, in that one transaction. Whichever path records the capture
 first (this request, the webhook, the reconciler) ships the order; the others find it
 done. An order without a payment (paid offline) ships without a provider call.
+
+Partial shipments: a PaymentIntent is captured once (Stripe captures more than once only
+with multicapture, which the fake provider does not offer), so a partially shipped order
+is captured when nothing is left to ship: its last shipment left, or the rest was
+cancelled (flows.cancel). The capture takes the authorized amount less the value of the
+units that will never ship (`order_capture_amount`), never more than was authorized; the
+provider releases what is not captured.
 """
 
 import uuid
 
 from django.db import transaction
+from django.db.models import F
 
 from core.actors import Actor
 from flows.deliver import order_deliver_if_complete_locked
@@ -35,10 +43,24 @@ from payments.services.operations import (
 )
 from payments.services.outcomes import OutcomeKind, operation_send
 
-SHIPPABLE_STATUSES = (OrderStatus.CONFIRMED, OrderStatus.ROUTED)
+SHIPPABLE_STATUSES = (OrderStatus.CONFIRMED, OrderStatus.ROUTED, OrderStatus.PARTIALLY_SHIPPED)
+
+
+def order_capture_amount(*, order: Order, authorized: int) -> int:
+    """What to capture when the order ships: all that was authorized, less the value of
+    the units that did not ship when it ships in part (the rest was cancelled)."""
+    if order.status != OrderStatus.PARTIALLY_SHIPPED:
+        return authorized
+    unshipped = sum(
+        line.unit_price * (line.quantity - line.shipped_quantity) for line in order.lines.all()
+    )
+    return max(0, min(authorized, authorized - unshipped))
 
 
 def _ship_locked(*, order: Order, actor: Actor, reason: str) -> None:
+    if order.status != OrderStatus.PARTIALLY_SHIPPED:
+        # The whole order leaves at once: every unit of every line ships.
+        order.lines.update(shipped_quantity=F("quantity"))
     order_transition_locked(order=order, transition="ship", actor=actor, reason=reason)
     reservations_commit(
         order_line_ids=order.lines.values_list("pk", flat=True),
@@ -57,7 +79,7 @@ def order_capture_recorded_locked(
     """
     if order.status == OrderStatus.CONFIRMED:
         order_route_locked(order=order, actor=actor, reason="shipped manually")
-    if order.status == OrderStatus.ROUTED:
+    if order.status in (OrderStatus.ROUTED, OrderStatus.PARTIALLY_SHIPPED):
         _ship_locked(order=order, actor=actor, reason=reason)
 
 
@@ -75,7 +97,11 @@ def _capture_prepare(*, order_id: uuid.UUID | str) -> tuple[Payment, PaymentOper
             exclude_status=PaymentOperation.Status.FAILED,
         )
         if operation is None:
-            operation = operation_create(payment, PaymentOperation.Kind.CAPTURE, payment.amount)
+            operation = operation_create(
+                payment,
+                PaymentOperation.Kind.CAPTURE,
+                order_capture_amount(order=order, authorized=payment.amount),
+            )
         elif operation.status == PaymentOperation.Status.PENDING:
             raise OperationInProgress("The capture for this order is in flight.")
         else:
@@ -117,7 +143,16 @@ def order_ship(*, order_id: uuid.UUID | str, actor: Actor, reason: str = "") -> 
     """Ship the order: capture its authorized payment first when it has one.
 
     A capture with an unknown outcome is sent again with the same key on the next call.
+    A partially shipped order ships only once nothing is left at a warehouse (the rest
+    shipped or was cancelled).
     """
+    status = Order.objects.filter(pk=order_id).values_list("status", flat=True).first()
+    if status == OrderStatus.PARTIALLY_SHIPPED and not shipments_all_left(order_id=order_id):
+        raise InvalidTransition(
+            transition="ship",
+            current_status=status,
+            why="units are still at a warehouse: they ship, or the rest is cancelled",
+        )
     if Payment.objects.filter(order_id=order_id, status=Payment.Status.AUTHORIZED).exists():
         return _order_capture_and_ship(order_id=order_id, actor=actor, reason=reason)
     with transaction.atomic():
@@ -134,7 +169,9 @@ def order_ship_when_shipments_left(*, order_id: uuid.UUID | str, actor: Actor) -
     """
     if not shipments_all_left(order_id=order_id):
         return
-    if Order.objects.filter(pk=order_id, status=OrderStatus.ROUTED).exists():
+    if Order.objects.filter(
+        pk=order_id, status__in=[OrderStatus.ROUTED, OrderStatus.PARTIALLY_SHIPPED]
+    ).exists():
         order_ship(order_id=order_id, actor=actor, reason="warehouse shipped")
     with transaction.atomic():
         order = order_lock(order_id=order_id)

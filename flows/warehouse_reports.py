@@ -2,8 +2,14 @@
 delivered. Repeated reports change nothing.
 
 One transaction, the order then the shipment locked (flows.lock_objects):
-- shipped: the shipment is recorded as shipped and `shipment.shipped` is published;
-  capturing the payment talks to the provider, so a worker does it (flows.ship).
+- shipped: the units that left (the report's `lines`, or every unit of the request
+  still to ship when it names none) are recorded on the shipment and their order lines,
+  and their reservations at that warehouse are committed (they leave on_hand and
+  reserved). When units of the request are still to ship, the shipment and the order
+  are `partially_shipped` (the only place that takes `ship_partially`); once none are,
+  the shipment is shipped and `shipment.shipped` is published: capturing the payment
+  talks to the provider, so a worker does it (flows.ship). A report with an event_id
+  seen before on the shipment adds nothing.
 - delivered: the shipment is delivered, and the order too once all its shipments are
   (flows.deliver).
 - return_received: the units of an authorized return arrived at the reporting warehouse,
@@ -18,6 +24,7 @@ import uuid
 from collections.abc import Mapping
 
 from django.db import transaction
+from django.db.models import F
 
 from core.actors import Actor
 from core.errors import NotFound
@@ -27,18 +34,34 @@ from flows.lock_objects import order_lock, shipment_lock
 from flows.returns import return_receive_locked
 from fulfilment.errors import UnknownShipment
 from fulfilment.models import Shipment
-from fulfilment.services import shipment_deliver_locked, shipment_get, shipment_ship_locked
+from fulfilment.services import (
+    shipment_deliver_locked,
+    shipment_get,
+    shipment_lines_record_locked,
+    shipment_ship_locked,
+    shipment_ship_part_locked,
+    shipment_unshipped,
+)
 from inventory.models import Warehouse
-from inventory.services import reservations_ship_released
+from inventory.services import reservations_commit_quantity, reservations_ship_released
 from orders.audit import order_event_record
-from orders.models import Order, Return
+from orders.models import Order, OrderLine, Return
+from orders.services import order_transition_locked
 from orders.states import OrderStatus, ReturnStatus
 
 
 def shipment_report_apply(
-    *, warehouse: Warehouse, event: str, reference: str, carrier: str, tracking_number: str
+    *,
+    warehouse: Warehouse,
+    event: str,
+    reference: str,
+    carrier: str,
+    tracking_number: str,
+    event_id: str = "",
+    lines: dict[str, int] | None = None,
 ) -> Shipment:
-    """Apply a warehouse's shipped / delivered report."""
+    """Apply a warehouse's shipped / delivered report (`lines`: units per SKU that left;
+    None: all the request's units still to ship)."""
     actor = Actor.system()
     shipment = shipment_get(warehouse=warehouse, reference=reference)
     if shipment is None:
@@ -52,17 +75,81 @@ def shipment_report_apply(
             _shipped_after_cancel(
                 order, shipment, actor, carrier=carrier, tracking_number=tracking_number
             )
-        elif shipment_ship_locked(shipment, carrier=carrier, tracking_number=tracking_number):
-            _shipment_event(order, shipment)
-            outbox_publish(
-                topic="shipment.shipped",
-                payload={"order_id": str(order.pk), "shipment_id": shipment.pk},
-                key=f"shipment-shipped-{shipment.pk}",
+        elif event == "delivered" and shipment.status == Shipment.Status.PARTIALLY_SHIPPED:
+            return shipment  # a part arrived; the rest has not left, so nothing changes
+        elif shipment.status in (Shipment.Status.ACCEPTED, Shipment.Status.PARTIALLY_SHIPPED):
+            _shipped_lines_apply(
+                order,
+                shipment,
+                actor,
+                event_id=event_id,
+                lines=None if event == "delivered" else lines,  # delivered: all of it left
+                carrier=carrier,
+                tracking_number=tracking_number,
             )
+        elif shipment_ship_locked(shipment, carrier=carrier, tracking_number=tracking_number):
+            _shipment_shipped(order, shipment)  # shipped after its withdrawal
         if event == "delivered" and shipment_deliver_locked(shipment):
             _shipment_event(order, shipment)
             order_deliver_if_complete_locked(order=order, actor=actor)
     return shipment
+
+
+def _shipped_lines_apply(
+    order: Order,
+    shipment: Shipment,
+    actor: Actor,
+    *,
+    event_id: str,
+    lines: dict[str, int] | None,
+    carrier: str,
+    tracking_number: str,
+) -> None:
+    order_lines = {line.sku: line for line in order.lines.all()}
+    shipping = shipment_lines_record_locked(
+        shipment,
+        event_id=event_id,
+        lines=lines,
+        order_line_ids={sku: line.pk for sku, line in order_lines.items()},
+    )
+    if not shipping:
+        return  # a report applied before, or nothing left to ship
+    for sku, quantity in shipping.items():
+        line = order_lines[sku]
+        OrderLine.objects.filter(pk=line.pk).update(
+            shipped_quantity=F("shipped_quantity") + quantity
+        )
+        reservations_commit_quantity(
+            order_line_id=line.pk,
+            warehouse_id=shipment.warehouse_id,
+            quantity=quantity,
+            actor=actor,
+            reason=f"order {order.number}: {quantity} x {sku} shipped",
+        )
+    if shipment_unshipped(shipment):
+        shipment_ship_part_locked(shipment, carrier=carrier, tracking_number=tracking_number)
+        _shipment_event(order, shipment, shipped=shipping)
+        if order.status == OrderStatus.ROUTED:
+            order_transition_locked(
+                order=order,
+                transition="ship_partially",
+                actor=actor,
+                reason=f"warehouse {shipment.warehouse.code} shipped part of the order",
+            )
+        return
+    shipment_ship_locked(shipment, carrier=carrier, tracking_number=tracking_number)
+    _shipment_shipped(order, shipment, shipped=shipping)
+
+
+def _shipment_shipped(
+    order: Order, shipment: Shipment, shipped: dict[str, int] | None = None
+) -> None:
+    _shipment_event(order, shipment, shipped=shipped)
+    outbox_publish(
+        topic="shipment.shipped",
+        payload={"order_id": str(order.pk), "shipment_id": shipment.pk},
+        key=f"shipment-shipped-{shipment.pk}",
+    )
 
 
 def _shipped_after_cancel(
@@ -78,19 +165,20 @@ def _shipped_after_cancel(
         _shipment_event(order, shipment)
 
 
-def _shipment_event(order: Order, shipment: Shipment) -> None:
-    order_event_record(
-        order=order,
-        type=f"shipment.{shipment.status}",
-        change={
-            "shipment_id": shipment.pk,
-            "reference": shipment.reference,
-            "warehouse": shipment.warehouse.code,
-            "status": shipment.status,
-            "carrier": shipment.carrier,
-            "tracking_number": shipment.tracking_number,
-        },
-    )
+def _shipment_event(
+    order: Order, shipment: Shipment, *, shipped: dict[str, int] | None = None
+) -> None:
+    change: dict[str, object] = {
+        "shipment_id": shipment.pk,
+        "reference": shipment.reference,
+        "warehouse": shipment.warehouse.code,
+        "status": shipment.status,
+        "carrier": shipment.carrier,
+        "tracking_number": shipment.tracking_number,
+    }
+    if shipped is not None:
+        change["lines"] = [{"sku": sku, "quantity": q} for sku, q in sorted(shipped.items())]
+    order_event_record(order=order, type=f"shipment.{shipment.status}", change=change)
 
 
 def return_report_apply(

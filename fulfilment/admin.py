@@ -1,7 +1,7 @@
 from django.contrib import admin
 
-from core.admin import ReadOnlyAdmin
-from fulfilment.models import FulfilmentRequest, Shipment
+from core.admin import ReadOnlyAdmin, ReadOnlyInline
+from fulfilment.models import FulfilmentRequest, Shipment, ShipmentLine
 
 
 @admin.register(FulfilmentRequest)
@@ -12,8 +12,17 @@ class FulfilmentRequestAdmin(ReadOnlyAdmin):
     search_fields = ["order__number", "reject_reason", "last_error"]
 
 
+class ShipmentLineInline(ReadOnlyInline):
+    """The units each shipped report said left."""
+
+    model = ShipmentLine
+    fields = ["sku", "quantity", "event_id", "created_at"]
+    readonly_fields = ["sku", "quantity", "event_id", "created_at"]
+
+
 @admin.register(Shipment)
 class ShipmentAdmin(ReadOnlyAdmin):
+    inlines = [ShipmentLineInline]
     list_display = [
         "reference",
         "order",

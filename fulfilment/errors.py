@@ -13,6 +13,12 @@ class UnknownShipment(DomainError):
     title = "No such shipment for this warehouse"
 
 
+class ShipmentLinesInvalid(DomainError):
+    code = "shipment_lines_invalid"
+    status = 400
+    title = "The shipped lines are not lines of the request still to ship"
+
+
 class CallbackSignatureInvalid(DomainError):
     code = "callback_signature_invalid"
     status = 401

@@ -68,7 +68,9 @@ class FulfilmentRequest(ConcurrentTransitionMixin, TimeStampedModel):
 class Shipment(ConcurrentTransitionMixin, TimeStampedModel):
     class Status(models.TextChoices):
         ACCEPTED = "accepted", "Accepted"  # the warehouse will ship it
-        SHIPPED = "shipped", "Shipped"
+        # Some of its lines left; the rest is still to ship (or to withdraw).
+        PARTIALLY_SHIPPED = "partially_shipped", "Partially shipped"
+        SHIPPED = "shipped", "Shipped"  # every line left (or the rest was withdrawn)
         DELIVERED = "delivered", "Delivered"
         WITHDRAWN = "withdrawn", "Withdrawn"  # the order was cancelled before it left
 
@@ -81,7 +83,7 @@ class Shipment(ConcurrentTransitionMixin, TimeStampedModel):
     )
     reference = models.CharField(max_length=128)  # the warehouse's shipment id
     status = FSMField(
-        max_length=16, choices=Status.choices, default=Status.ACCEPTED, protected=True
+        max_length=20, choices=Status.choices, default=Status.ACCEPTED, protected=True
     )
     carrier = models.CharField(max_length=64, blank=True)
     tracking_number = models.CharField(max_length=128, blank=True)
@@ -99,9 +101,25 @@ class Shipment(ConcurrentTransitionMixin, TimeStampedModel):
     def __str__(self) -> str:
         return f"{self.reference} ({self.status})"
 
-    @transition(field=status, source=[Status.ACCEPTED, Status.WITHDRAWN], target=Status.SHIPPED)
+    @transition(
+        field=status,
+        source=[Status.ACCEPTED, Status.PARTIALLY_SHIPPED, Status.WITHDRAWN],
+        target=Status.SHIPPED,
+    )
     def ship(self) -> None:
         """It left the warehouse (even after a withdrawal: the record follows the goods)."""
+
+    @transition(
+        field=status,
+        source=[Status.ACCEPTED, Status.PARTIALLY_SHIPPED],
+        target=Status.PARTIALLY_SHIPPED,
+    )
+    def ship_part(self) -> None:
+        """Some of its lines left the warehouse; the rest has not."""
+
+    @transition(field=status, source=Status.PARTIALLY_SHIPPED, target=Status.SHIPPED)
+    def close(self) -> None:
+        """The warehouse withdrew the rest: what left is the whole shipment."""
 
     @transition(field=status, source=Status.SHIPPED, target=Status.DELIVERED)
     def deliver(self) -> None:
@@ -110,3 +128,30 @@ class Shipment(ConcurrentTransitionMixin, TimeStampedModel):
     @transition(field=status, source=Status.ACCEPTED, target=Status.WITHDRAWN)
     def withdraw(self) -> None:
         """The warehouse confirmed it will not ship it."""
+
+
+class ShipmentLine(TimeStampedModel):
+    """Units of one order line that left with a shipment, as one shipped report said."""
+
+    shipment = models.ForeignKey(Shipment, on_delete=models.PROTECT, related_name="lines")
+    order_line = models.ForeignKey(
+        "orders.OrderLine", on_delete=models.PROTECT, related_name="shipment_lines"
+    )
+    sku = models.CharField(max_length=64)
+    quantity = models.IntegerField()
+    # The warehouse's event_id of the report: a repeated report adds nothing.
+    event_id = models.CharField(max_length=128)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(quantity__gt=0), name="shipment_line_quantity_positive"
+            ),
+            models.UniqueConstraint(
+                fields=["shipment", "event_id", "sku"], name="shipment_line_once_per_report"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.sku}"

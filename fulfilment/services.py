@@ -16,10 +16,11 @@ from django.utils import timezone
 from core.breakers import circuit_breaker
 from core.errors import NotFound
 from core.metrics import breaker_source
+from fulfilment.errors import ShipmentLinesInvalid
 from fulfilment.gateways import base as warehouse_api
 from fulfilment.gateways.http import HttpWarehouseGateway
 from fulfilment.metrics import WAREHOUSE_CALLS
-from fulfilment.models import FulfilmentRequest, Shipment
+from fulfilment.models import FulfilmentRequest, Shipment, ShipmentLine
 from inventory.models import Warehouse
 
 CALLBACK_PATH = "/api/v1/fulfilment/callbacks/"
@@ -218,6 +219,85 @@ def fulfilment_request_withdrawn_locked(request_id: int) -> None:
     if shipment is not None and shipment.status == Shipment.Status.ACCEPTED:
         shipment.withdraw()
         shipment.save(update_fields=["status", "updated_at"])
+    elif shipment is not None and shipment.status == Shipment.Status.PARTIALLY_SHIPPED:
+        shipment.close()  # the rest is withdrawn: what left is all of it
+        shipment.save(update_fields=["status", "updated_at"])
+
+
+def fulfilment_requests_with_rest(*, order_id: uuid.UUID | str) -> list[FulfilmentRequest]:
+    """The order's accepted requests whose shipment has lines still to ship."""
+    return list(
+        FulfilmentRequest.objects.filter(
+            order_id=order_id,
+            status=FulfilmentRequest.Status.ACCEPTED,
+            shipment__status__in=[Shipment.Status.ACCEPTED, Shipment.Status.PARTIALLY_SHIPPED],
+        )
+        .select_related("warehouse")
+        .order_by("pk")
+    )
+
+
+def shipment_unshipped(shipment: Shipment) -> dict[str, int]:
+    """Units per SKU of the shipment's request that have not left yet."""
+    rest = {line["sku"]: int(line["quantity"]) for line in shipment.fulfilment_request.lines}
+    for sku, quantity in ShipmentLine.objects.filter(shipment=shipment).values_list(
+        "sku", "quantity"
+    ):
+        rest[sku] = rest.get(sku, 0) - quantity
+    return {sku: quantity for sku, quantity in rest.items() if quantity > 0}
+
+
+def shipment_lines_record_locked(
+    shipment: Shipment,
+    *,
+    event_id: str,
+    lines: dict[str, int] | None,
+    order_line_ids: dict[str, int],
+) -> dict[str, int]:
+    """Record the units a shipped report says left (None: every unit still to ship).
+
+    Return the units recorded per SKU: none for a report recorded before (same
+    event_id) or when nothing is left. Raise ShipmentLinesInvalid for a SKU the request
+    does not hold or more units than are still to ship.
+    """
+    if event_id and ShipmentLine.objects.filter(shipment=shipment, event_id=event_id).exists():
+        return {}
+    rest = shipment_unshipped(shipment)
+    if lines is None:
+        shipping = rest
+    else:
+        over = sorted(sku for sku, quantity in lines.items() if quantity > rest.get(sku, 0))
+        if over:
+            raise ShipmentLinesInvalid(
+                f"More units than are still to ship, or SKUs not in the request: {over}.",
+                skus=over,
+            )
+        shipping = {sku: quantity for sku, quantity in lines.items() if quantity > 0}
+    ShipmentLine.objects.bulk_create(
+        ShipmentLine(
+            shipment=shipment,
+            order_line_id=order_line_ids[sku],
+            sku=sku,
+            quantity=quantity,
+            event_id=event_id or f"report-{uuid.uuid4().hex}",
+        )
+        for sku, quantity in shipping.items()
+    )
+    return shipping
+
+
+def shipment_ship_part_locked(shipment: Shipment, *, carrier: str, tracking_number: str) -> bool:
+    """Record that some lines of the shipment left. Return whether it changed."""
+    if shipment.status not in (Shipment.Status.ACCEPTED, Shipment.Status.PARTIALLY_SHIPPED):
+        return False
+    shipment.ship_part()
+    shipment.carrier = carrier[:64]
+    shipment.tracking_number = tracking_number[:128]
+    shipment.shipped_at = shipment.shipped_at or timezone.now()
+    shipment.save(
+        update_fields=["status", "carrier", "tracking_number", "shipped_at", "updated_at"]
+    )
+    return True
 
 
 def fulfilment_requests_reopen_locked(request_ids: list[int]) -> list[FulfilmentRequest]:
@@ -235,15 +315,24 @@ def fulfilment_requests_reopen_locked(request_ids: list[int]) -> list[Fulfilment
 
 
 def shipments_shipped_exist(*, order_id: uuid.UUID | str) -> bool:
-    """Some shipment of the order was reported shipped (or delivered)."""
+    """Some shipment of the order was reported shipped (in part or all, or delivered)."""
     return Shipment.objects.filter(
-        order_id=order_id, status__in=[Shipment.Status.SHIPPED, Shipment.Status.DELIVERED]
+        order_id=order_id,
+        status__in=[
+            Shipment.Status.PARTIALLY_SHIPPED,
+            Shipment.Status.SHIPPED,
+            Shipment.Status.DELIVERED,
+        ],
     ).exists()
 
 
 def shipment_ship_locked(shipment: Shipment, *, carrier: str, tracking_number: str) -> bool:
     """Record that the shipment left the warehouse. Return whether it changed."""
-    if shipment.status not in (Shipment.Status.ACCEPTED, Shipment.Status.WITHDRAWN):
+    if shipment.status not in (
+        Shipment.Status.ACCEPTED,
+        Shipment.Status.PARTIALLY_SHIPPED,
+        Shipment.Status.WITHDRAWN,
+    ):
         return False
     shipment.ship()
     shipment.carrier = carrier[:64]

@@ -315,9 +315,14 @@ def _reservations_settle(
 
 
 def reservations_release(
-    *, order_line_ids: Iterable[int], actor: Actor, reason: str
+    *,
+    order_line_ids: Iterable[int],
+    actor: Actor,
+    reason: str,
+    warehouse_id: int | None = None,
 ) -> list[Reservation]:
-    """Give the held units of these order lines back to stock. Run inside a transaction."""
+    """Give the held units of these order lines (at one warehouse, when given) back to
+    stock. Run inside a transaction."""
     return _reservations_settle(
         order_line_ids=order_line_ids,
         new_status=Reservation.Status.RELEASED,
@@ -325,6 +330,7 @@ def reservations_release(
         ships=False,
         actor=actor,
         reason=reason,
+        warehouse_id=warehouse_id,
     )
 
 
@@ -340,6 +346,66 @@ def reservations_commit(
         actor=actor,
         reason=reason,
     )
+
+
+def reservations_commit_quantity(
+    *, order_line_id: int, warehouse_id: int, quantity: int, actor: Actor, reason: str
+) -> int:
+    """Ship `quantity` held units of one order line at one warehouse (a partial
+    shipment): a held reservation larger than what ships is split, the shipped part
+    committed. Run inside a transaction. Return the units committed (fewer when fewer
+    were held there)."""
+    held = list(
+        Reservation.objects.select_for_update()
+        .filter(
+            order_line_id=order_line_id,
+            stock_item__warehouse_id=warehouse_id,
+            status=Reservation.Status.HELD,
+        )
+        .order_by("pk")
+    )
+    committed: list[Reservation] = []
+    left = quantity
+    for reservation in held:
+        if left <= 0:
+            break
+        take = min(left, reservation.quantity)
+        if take == reservation.quantity:
+            reservation.status = Reservation.Status.COMMITTED
+            reservation.save(update_fields=["status", "updated_at"])
+            committed.append(reservation)
+        else:
+            reservation.quantity -= take
+            reservation.save(update_fields=["quantity", "updated_at"])
+            committed.append(
+                Reservation.objects.create(
+                    order_line_id=order_line_id,
+                    stock_item_id=reservation.stock_item_id,
+                    quantity=take,
+                    status=Reservation.Status.COMMITTED,
+                    expires_at=reservation.expires_at,
+                )
+            )
+        left -= take
+    if not committed:
+        return 0
+    StockMovement.objects.bulk_create(
+        StockMovement(
+            stock_item_id=reservation.stock_item_id,
+            kind=StockMovement.Kind.SHIP,
+            on_hand_delta=-reservation.quantity,
+            reserved_delta=-reservation.quantity,
+            reservation=reservation,
+            reason=reason,
+            actor=actor.user,
+            request_id=actor.request_id,
+        )
+        for reservation in committed
+    )
+    deltas = [StockDelta(r.stock_item_id, -r.quantity, -r.quantity) for r in committed]
+    if _stock_apply(deltas) != {d.stock_item_id for d in deltas}:
+        raise RuntimeError("Stock counters disagree with held reservations")
+    return quantity - left
 
 
 def reservations_move_off_warehouse(

@@ -66,3 +66,16 @@ def return_authorized_email(payload: dict[str, Any]) -> None:
         context={"return_id": payload["return_id"], "return_lines": payload["lines"]},
         dedup_key=f"return-{payload['return_id']}",
     )
+
+
+@outbox_handler(
+    "order.rest_cancelled", name="notifications.order_rest_cancelled_email", queue="emails"
+)
+def order_rest_cancelled_email(payload: dict[str, Any]) -> None:
+    """What will not ship, once per withdrawn fulfilment request."""
+    order_email_send(
+        order_id=payload["order_id"],
+        kind=EmailDelivery.Kind.ORDER_REST_CANCELLED,
+        context={"cancelled_lines": payload["lines"]},
+        dedup_key=f"rest-cancelled-{payload['request_id']}",
+    )

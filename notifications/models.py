@@ -26,6 +26,8 @@ class EmailDelivery(TimeStampedModel):
         REFUND_ISSUED = "refund_issued", "Refund issued"
         # A return was authorized: what to send back, and where.
         RETURN_AUTHORIZED = "return_authorized", "Return authorized"
+        # The unshipped rest of a partially shipped order was cancelled at a warehouse.
+        ORDER_REST_CANCELLED = "order_rest_cancelled", "Rest of order cancelled"
 
     class Status(models.TextChoices):
         # Not sent yet: never tried, being tried, or the last attempt failed (retryable).

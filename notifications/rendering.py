@@ -23,6 +23,7 @@ REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
     Kind.ORDER_SHIPPED: ("carrier", "tracking_number"),
     Kind.REFUND_ISSUED: ("refund_amount", "refunded_total"),
     Kind.RETURN_AUTHORIZED: ("return_id", "return_lines"),
+    Kind.ORDER_REST_CANCELLED: ("cancelled_lines",),
 }
 
 # What to tell a customer about a decline, by Stripe decline code. Codes that hint at
@@ -136,6 +137,11 @@ def _context_build(
         data["return_lines"] = [
             {"sku": str(line["sku"]), "name": str(line["name"]), "quantity": int(line["quantity"])}
             for line in context["return_lines"]
+        ]
+    elif kind == Kind.ORDER_REST_CANCELLED:
+        data["cancelled_lines"] = [
+            {"sku": str(line["sku"]), "name": str(line["name"]), "quantity": int(line["quantity"])}
+            for line in context["cancelled_lines"]
         ]
     elif kind == Kind.ORDER_REFUNDED:
         refunded = context.get("refunded_amount")

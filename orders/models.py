@@ -122,9 +122,17 @@ class Order(ConcurrentTransitionMixin, TimeStampedModel):
     def route(self) -> None:
         """A warehouse accepted the order."""
 
-    @transition(field=status, source=OrderStatus.ROUTED, target=OrderStatus.SHIPPED)
+    @transition(field=status, source=OrderStatus.ROUTED, target=OrderStatus.PARTIALLY_SHIPPED)
+    def ship_partially(self) -> None:
+        """Some of its units left a warehouse; others are still to ship."""
+
+    @transition(
+        field=status,
+        source=[OrderStatus.ROUTED, OrderStatus.PARTIALLY_SHIPPED],
+        target=OrderStatus.SHIPPED,
+    )
     def ship(self) -> None:
-        """The order left the warehouse."""
+        """The order left the warehouse (all of it, or all that was not cancelled)."""
 
     @transition(field=status, source=OrderStatus.SHIPPED, target=OrderStatus.DELIVERED)
     def deliver(self) -> None:
@@ -172,6 +180,9 @@ class OrderLine(models.Model):
     # Units in returns that are open or completed (not rejected or cancelled): raised by
     # the use case that opens a return, in its transaction, never beyond `quantity`.
     returned_quantity = models.IntegerField(default=0)
+    # Units that left a warehouse: raised by each shipped report (flows.warehouse_reports),
+    # or set to `quantity` when the whole order ships at once (flows.ship).
+    shipped_quantity = models.IntegerField(default=0)
 
     class Meta:
         ordering = ["id"]
@@ -182,6 +193,10 @@ class OrderLine(models.Model):
             models.CheckConstraint(
                 condition=Q(returned_quantity__gte=0) & Q(returned_quantity__lte=F("quantity")),
                 name="order_line_returned_within_quantity",
+            ),
+            models.CheckConstraint(
+                condition=Q(shipped_quantity__gte=0) & Q(shipped_quantity__lte=F("quantity")),
+                name="order_line_shipped_within_quantity",
             ),
             models.CheckConstraint(
                 condition=Q(line_total=F("unit_price") * F("quantity")),

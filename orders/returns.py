@@ -43,18 +43,18 @@ def return_create_locked(
         # order, and the CHECK constraint backs this guard in the database itself.
         counted = OrderLine.objects.filter(
             pk=line.order_line.pk,
-            returned_quantity__lte=F("quantity") - line.quantity,
+            returned_quantity__lte=F("shipped_quantity") - line.quantity,
         ).update(returned_quantity=F("returned_quantity") + line.quantity)
         if counted != 1:
             current = OrderLine.objects.get(pk=line.order_line.pk)
             raise ReturnExceedsShipped(
                 f"Line {current.sku}: {line.quantity} asked, but only "
-                f"{current.quantity - current.returned_quantity} of the {current.quantity} "
-                "shipped are not returned yet.",
+                f"{current.shipped_quantity - current.returned_quantity} of the "
+                f"{current.shipped_quantity} shipped are not returned yet.",
                 sku=current.sku,
-                shipped=current.quantity,
+                shipped=current.shipped_quantity,
                 returned=current.returned_quantity,
-                returnable=current.quantity - current.returned_quantity,
+                returnable=current.shipped_quantity - current.returned_quantity,
             )
     return_request = Return.objects.create(order=order, reason=reason[:500])
     ReturnLine.objects.bulk_create(
@@ -212,13 +212,14 @@ def return_refund_amount(*, order: Order, return_request: Return) -> int:
     units, value = _value(this_lines)
     units_before, value_before = _value(earlier_lines)
     amount = value
-    order_lines = list(order.lines.values_list("quantity", "tax_amount"))
-    lines_tax = sum(tax for _quantity, tax in order_lines)
+    order_lines = list(order.lines.values_list("shipped_quantity", "tax_amount"))
+    lines_tax = sum(tax for _shipped, tax in order_lines)
     if lines_tax > 0:
         amount += _line_tax_share(this_lines, earlier_lines)
     else:
         amount = units_refund_amount(order=order, value=value, value_before=value_before)
-    order_units = sum(quantity for quantity, _tax in order_lines)
+    # Shipping comes back with the last unit that shipped (see Partial shipments).
+    order_units = sum(shipped for shipped, _tax in order_lines)
     if units_before + units == order_units:
         amount += order.shipping_amount
         if lines_tax > 0:
@@ -233,4 +234,4 @@ def order_units_all_returned(*, order: Order) -> bool:
             return_request__order=order, return_request__status=ReturnStatus.REFUNDED
         ).values_list("quantity", flat=True)
     )
-    return refunded_units == sum(order.lines.values_list("quantity", flat=True))
+    return refunded_units == sum(order.lines.values_list("shipped_quantity", flat=True))

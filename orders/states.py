@@ -10,6 +10,8 @@ class OrderStatus(models.TextChoices):
     CONFIRMED = "confirmed", "Confirmed"
     # A warehouse accepted the fulfilment request.
     ROUTED = "routed", "Routed"
+    # Some units left a warehouse, others are still to ship; nothing captured yet.
+    PARTIALLY_SHIPPED = "partially_shipped", "Partially shipped"
     # Left the warehouse; stock committed (gone from on_hand and reserved).
     SHIPPED = "shipped", "Shipped"
     # Reached the customer.
@@ -39,6 +41,7 @@ TRANSITIONS = (
     "expire",
     "cancel",
     "route",
+    "ship_partially",
     "ship",
     "deliver",
     "refund",
@@ -54,6 +57,7 @@ STATUSES_USING_PAYMENT = frozenset(
     {
         OrderStatus.CONFIRMED,
         OrderStatus.ROUTED,
+        OrderStatus.PARTIALLY_SHIPPED,
         OrderStatus.SHIPPED,
         OrderStatus.DELIVERED,
         OrderStatus.REFUNDED,
@@ -97,7 +101,9 @@ EVENT_TYPES = (
     "payment.authorized",
     "payment.captured",
     "payment.refunded",
+    "shipment.partially_shipped",
     "shipment.shipped",
+    "order.rest_cancelled",
     "shipment.delivered",
     "stock.low",
     *(f"return.{status}" for status in ReturnStatus.values),

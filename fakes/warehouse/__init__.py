@@ -85,6 +85,14 @@ Control API (JSON, no authentication, loopback only; ``ControlClient`` wraps it)
   delivered, callback_failed, withdrawn). ``GET /_control/callbacks``: every callback attempt.
 * ``POST /_control/shipments/<reference>/shipped`` (or ``/delivered``): send that callback
   now, with retries, and answer how it went; meant for ``auto_callbacks: false``.
+* ``POST /_control/shipments/<reference>/ship-part`` with ``{"lines": [{"sku",
+  "quantity"}]}``: ship those units now (a partial shipment): POST a ``shipped``
+  callback that carries ``lines`` and a fresh ``event_id``, signed and retried like the
+  others, and answer ``{"delivered": bool, "shipment"}`` (the shipment lists its
+  ``parts``; state ``partially_shipped``). The rest may still ship (``/shipped``, whose
+  callback names no lines: all that is left) or be withdrawn; a withdrawal waits while a
+  part's callback is being sent. 409 ``invalid_part`` for a withdrawn shipment, one that
+  shipped whole, or bad lines. oms checks the units against what is left to ship.
 * ``POST /_control/shipments/<reference>/returns/<return_id>`` with ``{"lines": [{"sku",
   "disposition": "restock" | "dispose"}]}``: units of that shipment's order came back
   here; POST ``{"event": "return_received", "event_id", "return_id", "order_number",

@@ -45,6 +45,15 @@ class Shipment:
     dispatched: bool = False
     withdrawn: bool = False
     guard: threading.Lock = field(default_factory=threading.Lock)
+    # Held while a part's callback is sent: a withdrawal of the rest waits for it, so oms
+    # learns of every part that left before it hears the rest was withdrawn.
+    part_lock: threading.Lock = field(default_factory=threading.Lock)
+    parts: list[dict[str, Any]] = field(default_factory=list)  # [{event_id, lines}]
+
+    def dispatch_part(self) -> bool:
+        """Ship some lines unless the shipment was withdrawn or has shipped whole."""
+        with self.guard:
+            return not (self.withdrawn or self.dispatched)
 
     def dispatch(self) -> bool:
         """Ship the parcel unless it was withdrawn; tell whether it has shipped."""
@@ -56,7 +65,7 @@ class Shipment:
     def withdraw(self) -> bool:
         """Withdraw the shipment and cancel its callbacks unless the parcel has shipped;
         tell whether it is withdrawn."""
-        with self.guard:
+        with self.part_lock, self.guard:
             if self.dispatched:
                 return False
             self.withdrawn = True
@@ -75,6 +84,7 @@ class Shipment:
             "tracking_number": self.tracking_number,
             "accepted_at": self.accepted_at,
             "state": self.state,
+            "parts": list(self.parts),
         }
 
     def event_payload(self, event: str) -> dict[str, Any]:
@@ -165,6 +175,47 @@ class CallbackSender:
                 ):
                     return False
             shipment.state = "callback_failed"
+            return False
+
+    def send_part(
+        self, shipment: Shipment, lines: list[dict[str, Any]], behaviour: Behaviour
+    ) -> bool | None:
+        """Ship ``lines`` (``[{"sku", "quantity"}]``) of the shipment now: POST a signed
+        ``shipped`` callback that names them, with a fresh event_id, retrying with
+        backoff. None when the shipment was withdrawn or has shipped whole; else whether
+        the callback got a 2xx. A withdrawal of the rest waits until this is done."""
+        with shipment.part_lock:
+            if not shipment.dispatch_part():
+                return None
+            payload = {
+                **shipment.event_payload("shipped"),
+                "event_id": f"evt_{uuid.uuid4().hex}",
+                "lines": lines,
+                "occurred_at": now_iso(),
+            }
+            shipment.parts.append({"event_id": payload["event_id"], "lines": lines})
+            shipment.state = "partially_shipped"
+            body = json.dumps(payload, separators=(",", ":")).encode()
+            for attempt in range(1, behaviour.callback_attempts + 1):
+                headers = {
+                    "Content-Type": "application/json",
+                    "User-Agent": "fake-warehouse/1",
+                    WAREHOUSE_CODE_HEADER: shipment.warehouse_code,
+                    SIGNATURE_HEADER: sign(body, self._secret, int(time.time())),
+                }
+                status, error = post(
+                    shipment.callback_url, body, headers, behaviour.callback_timeout
+                )
+                logger.info(
+                    "callback shipped (part) %s attempt %d -> %s",
+                    shipment.shipment_reference,
+                    attempt,
+                    status if status is not None else error,
+                )
+                if status is not None and 200 <= status < 300:
+                    return True
+                if attempt < behaviour.callback_attempts:
+                    time.sleep(behaviour.callback_backoff * 2 ** (attempt - 1))
             return False
 
     def send_return_received(

@@ -46,6 +46,14 @@ def answer_control(fake: WarehouseService, method: str, path: str, body: bytes) 
             return error(404, "unknown_shipment", f"no shipment {parts[1]}")
         except (ValueError, AttributeError):
             return error(400, "invalid_body", 'send {"lines": [{"sku", "disposition"}]}')
+    if len(parts) == 3 and parts[0] == "shipments" and parts[2] == "ship-part":
+        try:
+            lines = json.loads(body or b"{}").get("lines", [])
+            return Answer(200, fake.ship_part(unquote(parts[1]), lines))
+        except KeyError:
+            return error(404, "unknown_shipment", f"no shipment {parts[1]}")
+        except (ValueError, AttributeError) as exc:
+            return error(409, "invalid_part", str(exc))
     if len(parts) == 3 and parts[0] == "shipments" and method == "POST":
         try:
             return Answer(200, fake.send_event(unquote(parts[1]), parts[2]))
@@ -94,6 +102,11 @@ class ControlClient:
 
     def send_event(self, shipment_reference: str, event: str) -> dict[str, Any]:
         return self._call("POST", f"shipments/{quote(shipment_reference, safe='')}/{event}")
+
+    def ship_part(self, shipment_reference: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
+        route = f"shipments/{quote(shipment_reference, safe='')}/ship-part"
+        answer: dict[str, Any] = self._call("POST", route, {"lines": lines})
+        return answer
 
     def send_return_received(
         self, shipment_reference: str, return_id: str, lines: list[dict[str, Any]]

@@ -241,6 +241,27 @@ class FakeWarehouse:
         delivered = self._callbacks.send(shipment, event, behaviour)
         return {"delivered": delivered, "shipment": shipment.as_json()}
 
+    def ship_part(self, shipment_reference: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
+        """Ship some lines of a shipment now (``[{"sku", "quantity"}]``): the signed
+        ``shipped`` callback naming them, with retries. The rest stays to ship or to
+        withdraw. Raise ``KeyError`` for an unknown shipment, ``ValueError`` for bad lines
+        or a shipment withdrawn or shipped whole."""
+        if not lines or not all(
+            isinstance(line, dict)
+            and isinstance(line.get("sku"), str)
+            and isinstance(line.get("quantity"), int)
+            and line["quantity"] > 0
+            for line in lines
+        ):
+            raise ValueError('send {"lines": [{"sku", "quantity"}]}')
+        with self._lock:
+            shipment = self._shipments[shipment_reference]
+            behaviour = copy.deepcopy(self._behaviour)
+        delivered = self._callbacks.send_part(shipment, lines, behaviour)
+        if delivered is None:
+            raise ValueError(f"shipment {shipment_reference} is withdrawn or has shipped")
+        return {"delivered": delivered, "shipment": shipment.as_json()}
+
     def send_return_received(
         self, shipment_reference: str, return_id: str, lines: list[dict[str, Any]]
     ) -> dict[str, Any]:

@@ -255,9 +255,17 @@ class WebhookAckSerializer(serializers.Serializer):
     duplicate = serializers.BooleanField()
 
 
+class ShippedLineSerializer(serializers.Serializer):
+    sku = fields.CharField(max_length=64)
+    quantity = StrictIntegerField(min_value=1)
+
+
 class ShipmentCallbackInputSerializer(serializers.Serializer):
     event = fields.ChoiceField(choices=["shipped", "delivered"])
+    event_id = fields.CharField(max_length=128, required=False, allow_blank=True, default="")
     shipment_reference = fields.CharField(max_length=128)
+    # The units that left (shipped only); absent: every unit of the request still to ship.
+    lines = ShippedLineSerializer(many=True, required=False, allow_empty=False)
     request_id = fields.CharField(max_length=64, required=False, allow_blank=True)
     carrier = fields.CharField(max_length=64, required=False, allow_blank=True, default="")
     tracking_number = fields.CharField(max_length=128, required=False, allow_blank=True, default="")

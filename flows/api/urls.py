@@ -8,6 +8,11 @@ urlpatterns = [
     path("orders/<uuid:order_id>/history/", views.OrderHistoryApi.as_view(), name="order-history"),
     path("orders/<uuid:order_id>/cancel/", views.OrderCancelApi.as_view(), name="order-cancel"),
     path(
+        "orders/<uuid:order_id>/cancel-rest/",
+        views.OrderCancelRestApi.as_view(),
+        name="order-cancel-rest",
+    ),
+    path(
         "orders/<uuid:order_id>/transitions/",
         views.OrderTransitionApi.as_view(),
         name="order-transition",

@@ -41,7 +41,7 @@ from flows.api.serializers import (
     OrderStatusChangeOutputSerializer,
     OrderTransitionInputSerializer,
 )
-from flows.cancel import order_cancel
+from flows.cancel import order_cancel, order_cancel_rest
 from flows.pay import order_pay
 from flows.place import OrderLineRequest, order_checkout, order_place
 from flows.refund import order_refund
@@ -168,6 +168,24 @@ class OrderCancelApi(OrderActionApi):
             return  # a retry after the cancel committed but before its response was stored
         context.checkpoint(str(order_id))
         order_cancel(order_id=order_id, actor=actor, reason=data["reason"])
+
+
+@order_action_schema(OrderCancelInputSerializer)
+class OrderCancelRestApi(OrderActionApi):
+    """Staff: cancel what has not shipped of a partially shipped order: warehouses
+    withdraw their rest, its stock is released, and the order ships with what left."""
+
+    input_serializer_class = OrderCancelInputSerializer
+
+    def perform(
+        self,
+        *,
+        order_id: uuid.UUID,
+        actor: Actor,
+        data: dict[str, Any],
+        context: IdempotencyContext,
+    ) -> None:
+        order_cancel_rest(order_id=order_id, actor=actor, reason=data["reason"])
 
 
 @order_action_schema(OrderTransitionInputSerializer)

@@ -1,6 +1,8 @@
 """What outside systems report to oms: Stripe events and warehouse callbacks. Both are
 anonymous and signed; each view verifies, then calls one use case."""
 
+from typing import Any
+
 from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework.permissions import AllowAny
@@ -81,5 +83,14 @@ class ShipmentCallbackApi(APIView):
             reference=data["shipment_reference"],
             carrier=data["carrier"],
             tracking_number=data["tracking_number"],
+            event_id=data["event_id"],
+            lines=_units_by_sku(data["lines"]) if "lines" in data else None,
         )
         return Response(ShipmentCallbackOutputSerializer(shipment).data)
+
+
+def _units_by_sku(lines: list[dict[str, Any]]) -> dict[str, int]:
+    units: dict[str, int] = {}
+    for line in lines:
+        units[line["sku"]] = units.get(line["sku"], 0) + line["quantity"]
+    return units

@@ -127,11 +127,16 @@ def payment_fail(payment: Payment, *, decline_code: str) -> bool:
 def payment_capture_record(
     payment: Payment, operation: PaymentOperation | None, *, amount_received: int
 ) -> None:
-    """Record a capture (from any path); a capture recorded before stays as it is."""
+    """Record a capture (from any path); a capture recorded before stays as it is.
+
+    A partial capture (the operation's amount, below the authorized amount) counts only
+    what it asked for: the provider may report the whole amount as received.
+    """
     operation_settle(operation, PaymentOperation.Status.SUCCEEDED)
     if payment.status == Payment.Status.AUTHORIZED:
         payment.capture()
-        payment.amount_captured = min(amount_received or payment.amount, payment.amount)
+        ceiling = payment.amount if operation is None else min(operation.amount, payment.amount)
+        payment.amount_captured = min(amount_received or ceiling, ceiling)
         payment.save(update_fields=["status", "amount_captured", "updated_at"])
 
 

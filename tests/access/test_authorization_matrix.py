@@ -66,6 +66,7 @@ MATRIX: dict[tuple[str, str], tuple[str | None, tuple[int, ...]]] = {
     ("GET", "order-history"): ("orders:read", (401, 401, 401, 401, 200, 200, 404, 403, 200, 200, 200, 200, 200, 404)),
     ("POST", "order-pay"): ("orders:write", (401, 401, 401, 401, 400, 403, 404, 403, 403, 403, 403, 403, 400, 404)),
     ("POST", "order-cancel"): ("orders:write", (401, 401, 401, 401, 400, 403, 404, 403, 400, 403, 403, 400, 400, 404)),
+    ("POST", "order-cancel-rest"): ("orders:write", (401, 401, 401, 401, 403, 403, 403, 403, 400, 403, 403, 400, 403, 403)),
     ("POST", "order-ship"): ("shipments:write", (401, 401, 401, 401, 403, 403, 403, 403, 403, 409, 403, 409, 403, 403)),
     ("POST", "order-refund"): ("refunds:write", (401, 401, 401, 401, 403, 403, 403, 403, 400, 403, 400, 400, 403, 403)),
     ("POST", "order-transition"): ("transitions:write", (401, 401, 401, 401, 403, 403, 403, 403, 400, 400, 400, 400, 403, 403)),
@@ -217,6 +218,7 @@ def request_for(method: str, name: str, world: dict[str, Any]) -> tuple[str, Any
     path = path.replace("<int:subscription_id>", str(MISSING_KEY_ID))
     bodies = {
         "order-cancel": {"reason": "x" * 501},
+        "order-cancel-rest": {"reason": "x" * 501},
         "order-refund": {"amount": 0},
         "order-ship": None,
         "notification-preferences": {"order_shipped": "not a boolean"},

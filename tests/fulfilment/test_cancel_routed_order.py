@@ -150,7 +150,8 @@ def test_cancel_is_refused_at_once_when_a_shipment_was_reported_shipped(
 
     assert_problem(response, 409, "order_at_warehouse")
     assert fake_warehouse.withdrawals() == []
-    assert reservation_statuses(order) == {"held"}
+    # The units left when the warehouse reported them shipped, before any capture.
+    assert reservation_statuses(order) == {"committed"}
 
 
 def test_a_cancel_refused_by_one_warehouse_asks_the_others_again(

@@ -8,6 +8,8 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from flows.warehouse_reports import shipment_report_apply
+from fulfilment.models import FulfilmentRequest, Shipment
 from inventory.models import Product, StockItem
 from orders.models import Order, OrderStatusChange
 from orders.states import TRANSITIONS, OrderStatus
@@ -21,6 +23,8 @@ PATH_TO_STATE: dict[str, list[str]] = {
     OrderStatus.PAYMENT_FAILED: ["fail_payment"],
     OrderStatus.CONFIRMED: ["confirm"],
     OrderStatus.ROUTED: ["confirm", "route"],
+    # Then a warehouse reports one unit shipped: see PARTIALLY_SHIPPED_UNITS.
+    OrderStatus.PARTIALLY_SHIPPED: ["confirm", "route"],
     OrderStatus.SHIPPED: ["confirm", "route", "ship"],
     OrderStatus.DELIVERED: ["confirm", "route", "ship", "deliver"],
     OrderStatus.REFUNDED: ["confirm", "route", "ship", "refund"],
@@ -57,6 +61,9 @@ RETURNED_UNITS: dict[str, int] = {
     OrderStatus.PARTIALLY_RETURNED: 1,
     OrderStatus.RETURNED: ORDER_QUANTITY,
 }
+# Units a warehouse reports shipped (flows.warehouse_reports) to reach the state; staff
+# cannot ship the rest by name while it is at the warehouse, nor cancel the order.
+PARTIALLY_SHIPPED_UNITS: dict[str, int] = {OrderStatus.PARTIALLY_SHIPPED: 1}
 ILLEGAL = [
     (state, name) for state in PATH_TO_STATE for name in TRANSITIONS if (state, name) not in LEGAL
 ]
@@ -114,6 +121,31 @@ def return_through_api(client: APIClient, order_id: str, sku: str, quantity: int
     assert step.json()["status"] == "refunded"
 
 
+def ship_part(order_id: str, sku: str, quantity: int) -> None:
+    """A warehouse accepted the order and reports `quantity` units of it shipped."""
+    order = Order.objects.get(pk=order_id)
+    line = order.lines.get()
+    warehouse = line.reservations.get().stock_item.warehouse
+    request = FulfilmentRequest.objects.create(
+        order=order,
+        warehouse=warehouse,
+        lines=[{"sku": sku, "name": line.name, "quantity": line.quantity}],
+        status=FulfilmentRequest.Status.ACCEPTED,
+    )
+    Shipment.objects.create(
+        order=order, warehouse=warehouse, fulfilment_request=request, reference=f"shp-{order_id}"
+    )
+    shipment_report_apply(
+        warehouse=warehouse,
+        event="shipped",
+        reference=f"shp-{order_id}",
+        carrier="DHL",
+        tracking_number="T1",
+        event_id="evt-part",
+        lines={sku: quantity},
+    )
+
+
 def stock_of(product: Product) -> tuple[int, int]:
     item = StockItem.objects.get(product=product)
     return item.on_hand, item.reserved
@@ -145,6 +177,8 @@ def order_in(customer_client, staff_client, product, place_order):
             assert step.status_code == 200, step.content
         if state in RETURNED_UNITS:
             return_through_api(staff_client, order_id, product.sku, RETURNED_UNITS[state])
+        if state in PARTIALLY_SHIPPED_UNITS:
+            ship_part(order_id, product.sku, PARTIALLY_SHIPPED_UNITS[state])
         assert Order.objects.get(pk=order_id).status == state
         return order_id
 
