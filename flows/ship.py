@@ -47,12 +47,17 @@ SHIPPABLE_STATUSES = (OrderStatus.CONFIRMED, OrderStatus.ROUTED, OrderStatus.PAR
 
 
 def order_capture_amount(*, order: Order, authorized: int) -> int:
-    """What to capture when the order ships: all that was authorized, less the value of
-    the units that did not ship when it ships in part (the rest was cancelled)."""
+    """What to capture when the order ships: all that was authorized, less the units that
+    did not ship when it ships in part (the rest was cancelled): their unit prices and
+    their lines' tax on them (a line's shipped units keep floor(tax x shipped / quantity),
+    the share a return of them would refund). Shipping and its tax are kept."""
     if order.status != OrderStatus.PARTIALLY_SHIPPED:
         return authorized
     unshipped = sum(
-        line.unit_price * (line.quantity - line.shipped_quantity) for line in order.lines.all()
+        line.unit_price * (line.quantity - line.shipped_quantity)
+        + line.tax_amount
+        - (line.tax_amount * line.shipped_quantity) // line.quantity
+        for line in order.lines.all()
     )
     return max(0, min(authorized, authorized - unshipped))
 

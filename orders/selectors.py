@@ -42,6 +42,7 @@ class OrderLineRow:
     quantity: int
     unit_price: int
     line_total: int
+    tax_amount: int
 
 
 def order_list_for(*, actor: Actor) -> QuerySet[Order]:
@@ -60,10 +61,14 @@ def orders_related_load(orders: list[Order]) -> None:
     rows = (
         OrderLine.objects.filter(order_id__in=ids)
         .order_by("id")
-        .values_list("order_id", "sku", "name", "quantity", "unit_price", "line_total")
+        .values_list(
+            "order_id", "sku", "name", "quantity", "unit_price", "line_total", "tax_amount"
+        )
     )
-    for order_id, sku, name, quantity, unit_price, line_total in rows:
-        lines[order_id].append(OrderLineRow(sku, name, quantity, unit_price, line_total))
+    for order_id, sku, name, quantity, unit_price, line_total, tax_amount in rows:
+        lines[order_id].append(
+            OrderLineRow(sku, name, quantity, unit_price, line_total, tax_amount)
+        )
     payments: dict[uuid.UUID, list[Any]] = {pk: [] for pk in ids}
     payment_model = Order._meta.get_field("payments").related_model
     for payment in payment_model._default_manager.filter(order_id__in=ids):

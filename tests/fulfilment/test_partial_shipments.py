@@ -340,3 +340,23 @@ def test_a_delivered_report_for_a_part_ships_nothing_more(world, anonymous_clien
     assert order_status(shipment) == OrderStatus.PARTIALLY_SHIPPED
     assert list(shipment.order.lines.values_list("shipped_quantity", flat=True)) == [0, 1]
     assert payment_of(shipment).status == Payment.Status.AUTHORIZED
+
+
+def test_a_cancelled_rest_is_not_charged_its_own_tax():
+    # given: 3 units at 10.00 with 6.00 tax, 1 unit shipped; 2 units at 5.00 with 2.00 tax,
+    # both shipped; 4.00 shipping kept
+    from types import SimpleNamespace
+
+    from flows.ship import order_capture_amount
+
+    lines = [
+        SimpleNamespace(unit_price=1000, quantity=3, shipped_quantity=1, tax_amount=600),
+        SimpleNamespace(unit_price=500, quantity=2, shipped_quantity=2, tax_amount=200),
+    ]
+    order = SimpleNamespace(
+        status=OrderStatus.PARTIALLY_SHIPPED, lines=SimpleNamespace(all=lambda: lines)
+    )
+    authorized = 3000 + 1000 + 800 + 400
+
+    # then: the 2 unshipped units and their 4.00 of tax are not captured
+    assert order_capture_amount(order=order, authorized=authorized) == authorized - 2000 - 400
