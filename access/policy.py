@@ -130,6 +130,69 @@ RULES: tuple[Rule, ...] = (
         "cancel, ship and refund: the roles of their own endpoints; any other: support",
     ),
     _rule(
+        "GET",
+        "/orders/{id}/returns/",
+        "order-return-list",
+        Scope.ORDERS_READ,
+        EVERYONE,
+        "customer: own",
+    ),
+    _rule(
+        "POST",
+        "/orders/{id}/returns/",
+        "order-return-list",
+        Scope.ORDERS_WRITE,
+        {CUSTOMER, SUPPORT},
+        "customer: own; units of a shipped or delivered order",
+    ),
+    _rule(
+        "GET",
+        "/orders/{id}/returns/{return_id}/",
+        "order-return-detail",
+        Scope.ORDERS_READ,
+        EVERYONE,
+        "customer: own",
+    ),
+    _rule(
+        "POST",
+        "/orders/{id}/returns/{return_id}/authorize/",
+        "order-return-authorize",
+        Scope.ORDERS_WRITE,
+        {SUPPORT},
+        "emails the customer what to send back",
+    ),
+    _rule(
+        "POST",
+        "/orders/{id}/returns/{return_id}/reject/",
+        "order-return-reject",
+        Scope.ORDERS_WRITE,
+        {SUPPORT},
+    ),
+    _rule(
+        "POST",
+        "/orders/{id}/returns/{return_id}/cancel/",
+        "order-return-cancel",
+        Scope.ORDERS_WRITE,
+        {CUSTOMER, SUPPORT},
+        "customer: own",
+    ),
+    _rule(
+        "POST",
+        "/orders/{id}/returns/{return_id}/receive/",
+        "order-return-receive",
+        Scope.SHIPMENTS_WRITE,
+        {SUPPORT, WAREHOUSE},
+        "per line `restock` (default) or `dispose`; the refund follows on a worker",
+    ),
+    _rule(
+        "POST",
+        "/orders/{id}/returns/{return_id}/refund/",
+        "order-return-refund",
+        Scope.REFUNDS_WRITE,
+        {SUPPORT, FINANCE},
+        "a received return, now (exactly once)",
+    ),
+    _rule(
         "GET", "/orders/{id}/events/", "order-events", Scope.ORDERS_READ, EVERYONE, "customer: own"
     ),
     _rule(
@@ -256,6 +319,13 @@ def transition_allowed(transition: str, *, roles: frozenset[str]) -> bool:
 # one table and cannot disagree. Order transitions are decided by transition_allowed.
 STAFF_ACTIONS: dict[str, tuple[tuple[str, str], ...]] = {
     "order.refund_amount": (("POST", "order-refund"),),
+    "order.refund_lines": (("POST", "order-refund"),),
+    "return.open": (("POST", "order-return-list"),),
+    "return.authorize": (("POST", "order-return-authorize"),),
+    "return.reject": (("POST", "order-return-reject"),),
+    "return.cancel": (("POST", "order-return-cancel"),),
+    "return.receive": (("POST", "order-return-receive"),),
+    "return.refund": (("POST", "order-return-refund"),),
     "stock.view": (("GET", "stock-list"),),
     "stock.adjust": (("POST", "stock-adjustment-create"),),
 }

@@ -1,5 +1,6 @@
 #!/bin/sh
-# A Celery worker for the given queues (default: all).
+# A Celery worker for the given queues (default: all) with a pool of its own size: the
+# compose stack runs one per kind of work (CELERY_QUEUES, CELERY_CONCURRENCY).
 set -eu
 # Metrics of an earlier run would be summed into this one's: start from an empty
 # multiprocess directory (pool processes write there; WORKER_METRICS_PORT serves it).

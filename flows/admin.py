@@ -3,9 +3,15 @@ its page: a button for each transition the order can take now and the staff user
 take (access.policy, the table the API uses), each leading to a confirmation page with
 a reason. Confirming runs the same use case as the API (flows.transitions; refunds with
 an amount through flows.refund, as POST /orders/{id}/refund/ does), once per form: the
-form carries an idempotency key that core.idempotency claims like an Idempotency-Key."""
+form carries an idempotency key that core.idempotency claims like an Idempotency-Key.
+Returns are handled the same way: open one, then authorize, reject, cancel, receive
+(restock or dispose, line by line) and refund it through flows.returns, each offered to
+the groups the returns API admits. A refund by line refunds units the customer keeps
+(a goodwill refund) at the returns' rule (orders.returns.units_refund_amount) through
+flows.refund."""
 
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import UTC
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -38,13 +44,30 @@ from core.idempotency import (
 )
 from core.models import IdempotencyKey
 from core.money import CURRENCY_DECIMALS, money_format
-from flows.refund import order_refund
+from flows.refund import REFUNDABLE_STATUSES, order_refund
+from flows.returns import (
+    ReturnLineRequest,
+    return_authorize,
+    return_cancel,
+    return_open,
+    return_receive,
+    return_refund,
+    return_reject,
+)
 from flows.ship import SHIPPABLE_STATUSES
 from flows.transitions import USE_CASE_BY_TRANSITION, order_transition_by_name
 from flows.void import order_payments_void
 from inventory.models import Warehouse
-from orders.models import Order, OrderLine, OrderStatusChange
-from orders.states import STATUSES_USING_PAYMENT, TRANSITIONS
+from orders.models import (
+    Order,
+    OrderLine,
+    OrderStatusChange,
+    Return,
+    ReturnLine,
+    ReturnStatusChange,
+)
+from orders.returns import return_refund_amount, units_refund_amount
+from orders.states import RETURNABLE_STATUSES, STATUSES_USING_PAYMENT, TRANSITIONS, ReturnStatus
 from payments.models import Payment, PaymentOperation
 from payments.provider import payment_breaker_state
 from payments.services.operations import VOIDABLE_STATUSES, refunds_in_flight_total
@@ -69,7 +92,10 @@ WHAT_HAPPENS = {
 
 def order_transition_legal(order: Order, transition: str) -> bool:
     """Whether the order can take the transition now, as its use case sees it: the
-    machine's own conditions, and ship also from confirmed (flows.ship routes first)."""
+    machine's own conditions, and ship also from confirmed (flows.ship routes first).
+    Transitions no use case takes by name (a refunded return's) are never offered."""
+    if transition not in USE_CASE_BY_TRANSITION:
+        return False
     if transition == "ship" and order.status in SHIPPABLE_STATUSES:
         return True
     return can_proceed(getattr(order, transition))
@@ -160,6 +186,153 @@ class OrderRefundForm(OrderActionForm):
         return amount
 
 
+RETURN_WHAT_HAPPENS = {
+    "authorize": "The customer may send the units back; they are emailed what to send.",
+    "reject": "The return is refused; its units may be returned again.",
+    "cancel": "The return is withdrawn; its units may be returned again.",
+    "receive": "The units arrived: each line is restocked (back on the shelf of the "
+    "warehouse below, or the one it shipped from) or disposed of.",
+    "refund": "Money goes back to the customer at the provider: the return's units at "
+    "their unit prices with their share of the tax (and the shipping with the order's "
+    "last unit), never more than is left of the capture.",
+}
+# The return's status once each action is done (a resubmitted form finds it so).
+RETURN_ACTION_STATUS = {
+    "authorize": ReturnStatus.AUTHORIZED,
+    "reject": ReturnStatus.REJECTED,
+    "cancel": ReturnStatus.CANCELLED,
+    "receive": ReturnStatus.RECEIVED,
+    "refund": ReturnStatus.REFUNDED,
+}
+REASON_MAX_LENGTH = 500  # a return's reason, as the returns API takes it
+
+
+class IdempotencyKeyForm(forms.Form):
+    idempotency_key = forms.CharField(
+        widget=forms.HiddenInput, max_length=IDEMPOTENCY_KEY_MAX_LENGTH
+    )
+
+
+class ReturnReasonForm(IdempotencyKeyForm):
+    reason = forms.CharField(
+        max_length=REASON_MAX_LENGTH,
+        help_text="Recorded with the return, e.g. 'arrived damaged'.",
+    )
+    field_order = ["reason", "idempotency_key"]
+
+
+def _quantity_fields(form: forms.Form, units: Sequence[tuple[OrderLine, int]], what: str) -> None:
+    """One quantity field per order line (named by its id), at most `units` each when
+    `what` is "refund"; a return's quantities are checked by its use case."""
+    for line, available in units:
+        form.fields[f"line_{line.pk}"] = forms.IntegerField(
+            label=f"{line.sku} ({line.name})",
+            min_value=0,
+            max_value=available if what == "refund" else None,
+            required=False,
+            initial=0,
+            help_text=f"{available} of {line.quantity} may be {what}ed.",
+        )
+
+
+def _quantities(
+    form: forms.Form, units: Sequence[tuple[OrderLine, int]]
+) -> list[tuple[OrderLine, int]]:
+    chosen = [(line, form.cleaned_data.get(f"line_{line.pk}") or 0) for line, _ in units]
+    return [(line, quantity) for line, quantity in chosen if quantity > 0]
+
+
+class ReturnOpenForm(ReturnReasonForm):
+    """Units to return per line (lines with returnable units) and why."""
+
+    def __init__(self, *args: Any, units: Sequence[tuple[OrderLine, int]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.units = units
+        _quantity_fields(self, units, "return")
+        self.order_fields([*(f"line_{line.pk}" for line, _ in units), "reason"])
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if not self.errors and not _quantities(self, self.units):
+            raise forms.ValidationError("Enter a quantity to return for at least one line.")
+        return cleaned
+
+    def lines(self) -> list[ReturnLineRequest]:
+        return [
+            ReturnLineRequest(line.sku, quantity)
+            for line, quantity in _quantities(self, self.units)
+        ]
+
+
+class ReturnReceiveForm(IdempotencyKeyForm):
+    """Per return line: restock or dispose; where the units arrived."""
+
+    def __init__(self, *args: Any, return_lines: Sequence[ReturnLine], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.return_lines = return_lines
+        for line in return_lines:
+            self.fields[f"disposition_{line.pk}"] = forms.ChoiceField(
+                label=f"{line.quantity} x {line.order_line.sku}",
+                choices=Return.Disposition.choices,
+                initial=Return.Disposition.RESTOCK,
+            )
+        self.fields["warehouse"] = forms.ChoiceField(
+            required=False,
+            choices=[
+                ("", "where each line shipped from"),
+                *Warehouse.objects.order_by("code").values_list("code", "code"),
+            ],
+            help_text="Where the units arrived (restocked lines go back on its shelves).",
+        )
+
+    def dispositions(self) -> dict[str, str]:
+        return {
+            line.order_line.sku: self.cleaned_data[f"disposition_{line.pk}"]
+            for line in self.return_lines
+        }
+
+
+class RefundLinesForm(OrderActionForm):
+    """Units of each line to refund although the customer keeps them (a goodwill refund,
+    e.g. damaged goods): at most the units not already in a return."""
+
+    def __init__(self, *args: Any, units: Sequence[tuple[OrderLine, int]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.units = units
+        _quantity_fields(self, units, "refund")
+        self.order_fields([*(f"line_{line.pk}" for line, _ in units), "reason"])
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if not self.errors and not _quantities(self, self.units):
+            raise forms.ValidationError("Enter a quantity to refund for at least one line.")
+        return cleaned
+
+    def lines(self) -> list[tuple[OrderLine, int]]:
+        return _quantities(self, self.units)
+
+
+def order_lines_refund_amount(order: Order, lines: Sequence[tuple[OrderLine, int]]) -> int:
+    """What refunding these units comes to: the returns' rule (unit prices and the
+    units' share of the order's tax), without shipping: the order still reached them."""
+    return units_refund_amount(
+        order=order, value=sum(line.unit_price * quantity for line, quantity in lines)
+    )
+
+
+def _returnable_units(order: Order) -> list[tuple[OrderLine, int]]:
+    """The order's lines with units not in a return yet, with how many."""
+    return [
+        (line, line.quantity - line.returned_quantity)
+        for line in order.lines.order_by("pk")
+        if line.quantity > line.returned_quantity
+    ]
+
+
+def return_action_legal(return_request: Return, action: str) -> bool:
+    return action in RETURN_ACTION_STATUS and can_proceed(getattr(return_request, action))
+
+
 class OrderLineInline(ReadOnlyInline):
     model = OrderLine
     fields = readonly_fields = (
@@ -180,6 +353,46 @@ class OrderLineInline(ReadOnlyInline):
     @admin.display(description="line total")
     def line_total_display(self, line: OrderLine) -> str:
         return money_format(line.line_total, line.order.currency)
+
+
+class ReturnInline(ReadOnlyInline):
+    """The order's returns (RMA); staff act on them from the order page's return actions."""
+
+    model = Return
+    fields = readonly_fields = (
+        "created_at",
+        "status",
+        "reason",
+        "lines_display",
+        "warehouse",
+        "refund_display",
+    )
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Part of the order: whoever may view the order sees its returns.
+        return bool(request.user.has_perm("orders.view_order"))
+
+    def get_queryset(self, request: HttpRequest) -> "QuerySet[Return]":
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("order", "warehouse")
+            .prefetch_related("lines__order_line")
+        )
+
+    @admin.display(description="units (disposition)")
+    def lines_display(self, return_request: Return) -> str:
+        return ", ".join(
+            f"{line.quantity} x {line.order_line.sku}"
+            + (f" ({line.disposition})" if line.disposition else "")
+            for line in return_request.lines.all()
+        )
+
+    @admin.display(description="refund")
+    def refund_display(self, return_request: Return) -> str:
+        if return_request.refund_amount is None:
+            return "-"
+        return money_format(return_request.refund_amount, return_request.order.currency)
 
 
 class PaymentAmountsMixin:
@@ -276,7 +489,7 @@ class OrderAdmin(admin.ModelAdmin):
     search_help_text = "Order number, email, SKU or payment intent id (pi_...)."
     date_hierarchy = "created_at"
     actions = None
-    inlines = [OrderLineInline, PaymentInline]
+    inlines = [OrderLineInline, PaymentInline, ReturnInline]
     fieldsets = [
         (None, {"fields": ["number", "status", "available_transitions", "customer", "email"]}),
         ("Shipping", {"fields": ["shipping_address_display"]}),
@@ -347,7 +560,22 @@ class OrderAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(self.order_action_view),
             name="orders_order_act",
         )
-        return [act, *super().get_urls()]
+        return_open_url = path(
+            "<path:object_id>/returns/open/",
+            self.admin_site.admin_view(self.return_open_view),
+            name="orders_order_return_open",
+        )
+        return_act = path(
+            "<path:object_id>/returns/<uuid:return_id>/<str:action>/",
+            self.admin_site.admin_view(self.return_action_view),
+            name="orders_order_return_act",
+        )
+        refund_lines = path(
+            "<path:object_id>/refund-lines/",
+            self.admin_site.admin_view(self.refund_lines_view),
+            name="orders_order_refund_lines",
+        )
+        return [return_open_url, return_act, refund_lines, act, *super().get_urls()]
 
     def change_view(
         self,
@@ -358,6 +586,8 @@ class OrderAdmin(admin.ModelAdmin):
     ) -> HttpResponse:
         order = self.get_object(request, unquote(object_id))
         actions = []
+        forms_offered: list[tuple[str, str, str]] = []
+        returns: list[tuple[Return, list[tuple[str, str, str]]]] = []
         if order is not None:
             actions = [
                 (
@@ -367,8 +597,66 @@ class OrderAdmin(admin.ModelAdmin):
                 )
                 for name in self.order_actions(request, order)
             ]
-        extra_context = {**(extra_context or {}), "order_actions": actions}
+            forms_offered = self.order_forms(request, order)
+            returns = [
+                (
+                    return_request,
+                    [
+                        (
+                            action,
+                            action.capitalize(),
+                            reverse(
+                                "admin:orders_order_return_act",
+                                args=[order.pk, return_request.pk, action],
+                            ),
+                        )
+                        for action in self.return_actions(request, return_request)
+                    ],
+                )
+                for return_request in order.returns.order_by("created_at", "pk")
+            ]
+        extra_context = {
+            **(extra_context or {}),
+            "order_actions": actions,
+            "order_forms": forms_offered,
+            "return_actions": returns,
+        }
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def order_forms(self, request: HttpRequest, order: Order) -> list[tuple[str, str, str]]:
+        """Open a return, refund by line: when the order takes them and the user may.
+        (Two queries whatever the order's status: a page's cost does not depend on it.)"""
+        offered = []
+        units = _returnable_units(order)
+        captured = self._refundable_payment(order) is not None
+        if (
+            order.status in RETURNABLE_STATUSES
+            and units
+            and self.has_staff_action_permission(request, "return.open")
+        ):
+            url = reverse("admin:orders_order_return_open", args=[order.pk])
+            offered.append(("return_open", "Open a return", url))
+        if (
+            order.status in REFUNDABLE_STATUSES
+            and units
+            and captured
+            and self.has_staff_action_permission(request, "order.refund_lines")
+        ):
+            url = reverse("admin:orders_order_refund_lines", args=[order.pk])
+            offered.append(("refund_lines", "Refund by line", url))
+        return offered
+
+    def return_actions(self, request: HttpRequest, return_request: Return) -> list[str]:
+        """The actions the return can take now that this user may take."""
+        return [
+            action
+            for action in RETURN_ACTION_STATUS
+            if return_action_legal(return_request, action)
+            and self.has_staff_action_permission(request, f"return.{action}")
+        ]
+
+    def has_staff_action_permission(self, request: HttpRequest, action: str) -> bool:
+        return self.has_view_permission(request) and staff_may(request, action)
 
     def order_action_view(
         self, request: HttpRequest, object_id: str, transition: str
@@ -515,6 +803,367 @@ class OrderAdmin(admin.ModelAdmin):
             request, f"{order.number}: {done}, now {result.body['status']}.", messages.SUCCESS
         )
 
+    # -- returns and refunds by line --------------------------------------------------
+
+    def _order_or_404(self, request: HttpRequest, object_id: str) -> Order:
+        order = self.get_object(request, unquote(object_id))
+        if order is None:
+            raise Http404("No such order.")
+        return order
+
+    def _form_page(
+        self,
+        request: HttpRequest,
+        order: Order,
+        *,
+        title: str,
+        step: str,
+        what_happens: str,
+        form: forms.Form,
+        amount: str | None = None,
+        confirming: bool = False,
+        summary: Sequence[str] = (),
+    ) -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "opts": self.opts,
+            "original": order,
+            "step": step,
+            "what_happens": what_happens,
+            "amount": amount,
+            "confirming": confirming,
+            "summary": summary,
+            "form": form,
+            "media": self.media + form.media,
+        }
+        return TemplateResponse(request, "admin/orders/order/form_confirm.html", context)
+
+    def _run_once(
+        self,
+        request: HttpRequest,
+        order: Order,
+        *,
+        key: str,
+        payload: dict[str, Any],
+        operation: Callable[[IdempotencyContext], tuple[int, Any]],
+    ) -> IdempotentResult | None:
+        """Run the operation once for the form's key; None (and a message) when it did
+        nothing now: in progress, refused by its use case, or submitted before."""
+        actor = Actor.from_request(request)
+        try:
+            result: IdempotentResult = idempotent_execute(
+                user=actor.require_user(),
+                key=key,
+                method="POST",
+                path=request.path,
+                payload=payload,
+                operation=operation,
+                atomic=False,
+            )
+        except RequestInProgress:
+            self.message_user(
+                request,
+                f"{order.number}: this confirmation is already being carried out.",
+                messages.WARNING,
+            )
+            return None
+        except DomainError as error:
+            self.message_user(request, f"{order.number}: {error.detail}", messages.ERROR)
+            return None
+        if result.replayed:
+            self.message_user(
+                request,
+                f"{order.number}: this confirmation was already submitted; nothing was done again.",
+                messages.WARNING,
+            )
+            return None
+        return result
+
+    @staticmethod
+    def _resubmitted(request: HttpRequest, data: Any) -> bool:
+        """Whether this form's idempotency key was submitted before."""
+        return data is not None and (
+            IdempotencyKey.objects.filter(
+                user=Actor.from_request(request).require_user(),
+                key=str(data.get("idempotency_key", "")),
+            ).exists()
+        )
+
+    def return_open_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Open a return (flows.returns.return_open, as POST /orders/{id}/returns/)."""
+        if not self.has_staff_action_permission(request, "return.open"):
+            raise PermissionDenied
+        order = self._order_or_404(request, object_id)
+        change_url = reverse("admin:orders_order_change", args=[order.pk])
+        units = _returnable_units(order)
+        data = request.POST if request.method == "POST" else None
+        if self._resubmitted(request, data):
+            # Answered by its first outcome: the units it returned are no longer left.
+            units = [(line, line.quantity) for line in order.lines.order_by("pk")]
+        if data is None and (order.status not in RETURNABLE_STATUSES or not units):
+            self.message_user(
+                request, f"{order.number} has no units to return ({order.status}).", messages.ERROR
+            )
+            return HttpResponseRedirect(change_url)
+        form = ReturnOpenForm(data, initial={"idempotency_key": uuid.uuid4().hex}, units=units)
+        if not form.is_valid():
+            return self._form_page(
+                request,
+                order,
+                title=f"Open a return of order {order.number}?",
+                step="open a return",
+                what_happens="The units count as returned on their lines; the return waits "
+                "for authorization (at once within the return window).",
+                form=form,
+            )
+        actor = Actor.from_request(request)
+        lines = form.lines()
+        reason: str = form.cleaned_data["reason"]
+
+        def operation(context: IdempotencyContext) -> tuple[int, Any]:
+            return_id = context.resource_id
+            if not return_id:
+                opened = return_open(
+                    order_id=order.pk,
+                    lines=lines,
+                    reason=reason,
+                    actor=actor,
+                    on_created=lambda created: context.checkpoint(str(created.pk)),
+                )
+                return_id = str(opened.pk)
+            return 201, {"id": return_id, "status": Return.objects.get(pk=return_id).status}
+
+        result = self._run_once(
+            request,
+            order,
+            key=form.cleaned_data["idempotency_key"],
+            payload={
+                "lines": [{"sku": line.sku, "quantity": line.quantity} for line in lines],
+                "reason": reason,
+            },
+            operation=operation,
+        )
+        if result is not None:
+            self.message_user(
+                request,
+                f"{order.number}: opened return {result.body['id'][:8]}, now "
+                f"{result.body['status']}.",
+                messages.SUCCESS,
+            )
+        return HttpResponseRedirect(change_url)
+
+    def return_action_view(
+        self, request: HttpRequest, object_id: str, return_id: uuid.UUID, action: str
+    ) -> HttpResponse:
+        """Authorize, reject, cancel, receive or refund one return of the order through
+        its use case in flows.returns, as POST /orders/{id}/returns/{return_id}/<action>/."""
+        if action not in RETURN_ACTION_STATUS:
+            raise Http404("No such return action.")
+        if not self.has_staff_action_permission(request, f"return.{action}"):
+            raise PermissionDenied
+        order = self._order_or_404(request, object_id)
+        return_request = Return.objects.filter(order=order, pk=return_id).first()
+        if return_request is None:
+            raise Http404("No such return.")
+        change_url = reverse("admin:orders_order_change", args=[order.pk])
+        short = str(return_request.pk)[:8]
+        data = request.POST if request.method == "POST" else None
+        if data is None and not return_action_legal(return_request, action):
+            self.message_user(
+                request,
+                f"{order.number}: return {short} cannot {action} now ({return_request.status}).",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(change_url)
+        initial = {"idempotency_key": uuid.uuid4().hex}
+        form: IdempotencyKeyForm
+        if action == "receive":
+            form = ReturnReceiveForm(
+                data,
+                initial=initial,
+                return_lines=list(return_request.lines.select_related("order_line").order_by("pk")),
+            )
+        else:
+            form = ReturnReasonForm(data, initial=initial)
+        if not form.is_valid():
+            amount = None
+            if action == "refund" and return_request.status == ReturnStatus.RECEIVED:
+                amount = money_format(
+                    return_refund_amount(order=order, return_request=return_request),
+                    order.currency,
+                )
+            return self._form_page(
+                request,
+                order,
+                title=f"{action.capitalize()} return {short} of order {order.number}?",
+                step=f"{action} return {short}",
+                what_happens=RETURN_WHAT_HAPPENS[action],
+                form=form,
+                amount=amount,
+            )
+        actor = Actor.from_request(request)
+        reason: str = form.cleaned_data.get("reason", "")
+        payload: dict[str, Any] = {"action": action, "reason": reason}
+        perform: Callable[[], Return]
+        if isinstance(form, ReturnReceiveForm):
+            dispositions = form.dispositions()
+            warehouse_code: str = form.cleaned_data["warehouse"]
+            payload.update(dispositions=dispositions, warehouse=warehouse_code)
+
+            def perform() -> Return:
+                return return_receive(
+                    order_id=order.pk,
+                    return_id=return_id,
+                    dispositions=dispositions,
+                    warehouse_code=warehouse_code,
+                    actor=actor,
+                )
+        elif action == "refund":
+
+            def perform() -> Return:
+                return return_refund(order_id=order.pk, return_id=return_id, actor=actor)
+        else:
+            use_case = {
+                "authorize": return_authorize,
+                "reject": return_reject,
+                "cancel": return_cancel,
+            }[action]
+
+            def perform() -> Return:
+                return use_case(order_id=order.pk, return_id=return_id, actor=actor, reason=reason)
+
+        def operation(context: IdempotencyContext) -> tuple[int, Any]:
+            # A retry after the action committed but before its outcome was stored finds
+            # the return done (as the returns API does).
+            done = (
+                context.resource_id
+                and Return.objects.get(pk=return_id).status == RETURN_ACTION_STATUS[action]
+            )
+            if not done:
+                context.checkpoint(str(return_id))
+                perform()
+            after = Return.objects.get(pk=return_id)
+            return 200, {"status": after.status, "refund_amount": after.refund_amount}
+
+        result = self._run_once(
+            request,
+            order,
+            key=form.cleaned_data["idempotency_key"],
+            payload=payload,
+            operation=operation,
+        )
+        if result is None:
+            return HttpResponseRedirect(change_url)
+        done = action
+        if action == "refund":
+            refunded = money_format(result.body["refund_amount"] or 0, order.currency)
+            done = f"refunded {refunded}"
+            # The refund use case records no reason: the admin log keeps who and why.
+            self.log_change(request, order, f"Refunded return {short} ({refunded}): {reason}")
+        self.message_user(
+            request,
+            f"{order.number}: return {short}: {done}, now {result.body['status']}.",
+            messages.SUCCESS,
+        )
+        return HttpResponseRedirect(change_url)
+
+    def refund_lines_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Refund units the customer keeps, by line, at the returns' rule; the amount is
+        shown on a confirmation step, then refunded through flows.refund once."""
+        if not self.has_staff_action_permission(request, "order.refund_lines"):
+            raise PermissionDenied
+        order = self._order_or_404(request, object_id)
+        change_url = reverse("admin:orders_order_change", args=[order.pk])
+        payment = self._refundable_payment(order)
+        units = _returnable_units(order)
+        data = request.POST if request.method == "POST" else None
+        if data is None and (
+            order.status not in REFUNDABLE_STATUSES or payment is None or not units
+        ):
+            self.message_user(
+                request,
+                f"{order.number} takes no refund by line ({order.status}).",
+                messages.ERROR,
+            )
+            return HttpResponseRedirect(change_url)
+        form = RefundLinesForm(data, initial={"idempotency_key": uuid.uuid4().hex}, units=units)
+        title = f"Refund order {order.number} by line?"
+        what_happens = (
+            "Money goes back to the customer at the provider for the units below, which "
+            "they keep: their unit prices and their share of the order's tax."
+        )
+        if not form.is_valid():
+            return self._form_page(
+                request,
+                order,
+                title=title,
+                step="refund by line",
+                what_happens=what_happens,
+                form=form,
+            )
+        lines = form.lines()
+        amount = order_lines_refund_amount(order, lines)
+        refundable = self._refundable(payment)
+        if refundable is not None and amount > refundable and not self._resubmitted(request, data):
+            form.add_error(
+                None,
+                f"{money_format(amount, order.currency)} is more than the "
+                f"{money_format(refundable, order.currency)} left to refund.",
+            )
+        if "_confirm" not in request.POST or form.errors:
+            # The confirmation step: the amount these units come to.
+            return self._form_page(
+                request,
+                order,
+                title=title,
+                step="refund by line",
+                what_happens=what_happens,
+                form=form,
+                amount=money_format(amount, order.currency),
+                confirming=not form.errors,
+                summary=[
+                    *(f"{quantity} x {line.sku} ({line.name})" for line, quantity in lines),
+                    f"Reason: {form.cleaned_data['reason']}",
+                ],
+            )
+        actor = Actor.from_request(request)
+        reason: str = form.cleaned_data["reason"]
+
+        def operation(context: IdempotencyContext) -> tuple[int, Any]:
+            # Exactly as POST /orders/{id}/refund/ with this amount.
+            after = order_refund(
+                order_id=order.pk,
+                amount=amount,
+                actor=actor,
+                resume_operation_id=int(context.resource_id) if context.resource_id else None,
+                on_prepared=lambda refund_operation: context.checkpoint(str(refund_operation.pk)),
+            )
+            return 200, {"status": after.status}
+
+        units_text = ", ".join(f"{quantity} x {line.sku}" for line, quantity in lines)
+        result = self._run_once(
+            request,
+            order,
+            key=form.cleaned_data["idempotency_key"],
+            payload={
+                "lines": {line.sku: quantity for line, quantity in lines},
+                "amount": amount,
+                "reason": reason,
+            },
+            operation=operation,
+        )
+        if result is not None:
+            refunded = money_format(amount, order.currency)
+            self.log_change(request, order, f"Refunded {refunded} for {units_text}: {reason}")
+            self.message_user(
+                request,
+                f"{order.number}: refunded {refunded} for {units_text}, now "
+                f"{result.body['status']}.",
+                messages.SUCCESS,
+            )
+        return HttpResponseRedirect(change_url)
+
     # -- what the pages show ----------------------------------------------------------
 
     @admin.display(description="payment status", ordering="payment_status")
@@ -542,7 +1191,8 @@ class OrderAdmin(admin.ModelAdmin):
 
     @admin.display(description="history (oldest first)")
     def history(self, order: Order) -> str:
-        """Status changes and refunds staff made here: when, what, who, why."""
+        """Status changes (the order's and its returns') and refunds staff made here:
+        when, what, who, why."""
         rows: list[tuple[Any, str, str, str]] = [
             (
                 change.created_at,
@@ -551,6 +1201,16 @@ class OrderAdmin(admin.ModelAdmin):
                 change.reason,
             )
             for change in OrderStatusChange.objects.filter(order=order).order_by("created_at", "pk")
+        ]
+        rows += [
+            (
+                change.created_at,
+                f"return {str(change.return_request_id)[:8]}: "
+                f"{change.from_status or '—'} → {change.to_status} ({change.transition})",
+                change.actor_label,
+                change.reason,
+            )
+            for change in ReturnStatusChange.objects.filter(return_request__order=order)
         ]
         refunds = LogEntry.objects.filter(
             content_type=ContentType.objects.get_for_model(Order),

@@ -5,6 +5,7 @@ from typing import Any
 
 from core.actors import Actor
 from core.outbox import outbox_handler
+from flows.returns import return_refund
 from flows.routing import order_route
 from flows.ship import order_ship_when_shipments_left
 from flows.void import order_payments_void
@@ -35,3 +36,11 @@ def void_for_order(payload: dict[str, Any]) -> None:
     order_id = payload["order_id"]
     if not order_payments_void(order_id=order_id, actor=Actor.system()):
         raise VoidPending(f"Authorization of order {order_id} not voided yet")
+
+
+@outbox_handler("return.received", name="payments.refund_return", queue="payments")
+def refund_return(payload: dict[str, Any]) -> None:
+    """A received return is refunded (retried until it is; the same operation each time)."""
+    return_refund(
+        order_id=payload["order_id"], return_id=payload["return_id"], actor=Actor.system()
+    )

@@ -36,16 +36,26 @@ from payments.services.operations import (
 )
 from payments.services.outcomes import OutcomeKind, operation_send
 
-REFUNDABLE_STATUSES = (OrderStatus.SHIPPED, OrderStatus.DELIVERED)
+REFUNDABLE_STATUSES = (
+    OrderStatus.SHIPPED,
+    OrderStatus.DELIVERED,
+    OrderStatus.PARTIALLY_RETURNED,
+)
 # Orders that never shipped: money captured on them is refunded without a transition.
 UNSHIPPED_STATUSES = (OrderStatus.CANCELLED, OrderStatus.EXPIRED)
 
 
 def refund_recorded_locked(
-    *, order: Order, payment: Payment, amount_refunded_total: int, actor: Actor
+    *,
+    order: Order,
+    payment: Payment,
+    amount_refunded_total: int,
+    actor: Actor,
+    full_refund_transition: bool = True,
 ) -> None:
     """Raise the payment's refunded amount to the provider's total; a fully refunded
-    shipped order moves to refunded."""
+    shipped order moves to refunded (unless `full_refund_transition` is off: a return's
+    refund, after which flows.returns decides the order's status)."""
     refunded_before = payment.amount_refunded
     fully_refunded = payment_refund_record(payment, amount_refunded_total=amount_refunded_total)
     if payment.amount_refunded > refunded_before:
@@ -63,7 +73,7 @@ def refund_recorded_locked(
         )
         refunded, currency = payment.amount_refunded - refunded_before, payment.currency
         transaction.on_commit(lambda: refund_observed(currency=currency, amount=refunded))
-    if fully_refunded and order.status in REFUNDABLE_STATUSES:
+    if full_refund_transition and fully_refunded and order.status in REFUNDABLE_STATUSES:
         order_transition_locked(
             order=order, transition="refund", actor=actor, reason="fully refunded"
         )
@@ -117,9 +127,11 @@ def order_refund(
     resume_operation_id: int | None = None,
     on_prepared: Callable[[PaymentOperation], None] | None = None,
     refundable_statuses: tuple[str, ...] = REFUNDABLE_STATUSES,
+    full_refund_transition: bool = True,
 ) -> Order:
     """Refund `amount` (all that is left when None). A full refund moves the order to
-    refunded; partial refunds keep its status and add to the payment's refunded amount.
+    refunded (unless `full_refund_transition` is off); partial refunds keep its status
+    and add to the payment's refunded amount.
 
     `resume_operation_id` re-sends an earlier refund operation (same key) instead of
     making a new one; `on_prepared` runs inside the transaction that records it.
@@ -157,6 +169,7 @@ def order_refund(
                 payment=locked.payment,
                 amount_refunded_total=refunds_succeeded_total(locked.payment),
                 actor=actor,
+                full_refund_transition=full_refund_transition,
             )
             return locked.order
         failure = operation_failure_record(locked.operation, outcome, action="refund")

@@ -6,25 +6,33 @@ One transaction, the order then the shipment locked (flows.lock_objects):
   capturing the payment talks to the provider, so a worker does it (flows.ship).
 - delivered: the shipment is delivered, and the order too once all its shipments are
   (flows.deliver).
+- return_received: the units of an authorized return arrived at the reporting warehouse,
+  each line restocked there or disposed of (flows.returns); a return received already
+  is left as it is.
 - shipped for an order that was cancelled (a warehouse that shipped without asking):
   the units left all the same, so they leave on_hand too (a `ship` movement on the
   released reservations); nothing is captured. The ledger stays true.
 """
 
+import uuid
+from collections.abc import Mapping
+
 from django.db import transaction
 
 from core.actors import Actor
+from core.errors import NotFound
 from core.outbox import outbox_publish
 from flows.deliver import order_deliver_if_complete_locked
-from flows.lock_objects import shipment_lock
+from flows.lock_objects import order_lock, shipment_lock
+from flows.returns import return_receive_locked
 from fulfilment.errors import UnknownShipment
 from fulfilment.models import Shipment
 from fulfilment.services import shipment_deliver_locked, shipment_get, shipment_ship_locked
 from inventory.models import Warehouse
 from inventory.services import reservations_ship_released
 from orders.audit import order_event_record
-from orders.models import Order
-from orders.states import OrderStatus
+from orders.models import Order, Return
+from orders.states import OrderStatus, ReturnStatus
 
 
 def shipment_report_apply(
@@ -83,3 +91,26 @@ def _shipment_event(order: Order, shipment: Shipment) -> None:
             "tracking_number": shipment.tracking_number,
         },
     )
+
+
+def return_report_apply(
+    *, warehouse: Warehouse, return_id: uuid.UUID | str, dispositions: Mapping[str, str]
+) -> Return:
+    """Apply a warehouse's return_received report: restock there (or dispose of) each
+    line of the authorized return. A repeated report changes nothing."""
+    order_id = Return.objects.filter(pk=return_id).values_list("order_id", flat=True).first()
+    if order_id is None:
+        raise NotFound(f"No return {return_id}.")
+    with transaction.atomic():
+        order = order_lock(order_id=order_id)
+        return_request = Return.objects.select_for_update().get(pk=return_id)
+        if return_request.status in (ReturnStatus.RECEIVED, ReturnStatus.REFUNDED):
+            return return_request
+        return_receive_locked(
+            order=order,
+            return_request=return_request,
+            dispositions=dispositions,
+            warehouse=warehouse,
+            actor=Actor.system(),
+        )
+    return return_request

@@ -122,6 +122,8 @@ class StockMovement(models.Model):
         SHIP = "ship", "Ship"
         # Units moved between buckets of one stock item: a set of rows summing to 0.
         REBALANCE = "rebalance", "Rebalance"
+        # Units a customer sent back, put on the shelf again (on_hand += quantity).
+        RETURN = "return", "Return"
 
     stock_item = models.ForeignKey(StockItem, on_delete=models.PROTECT, related_name="movements")
     kind = models.CharField(max_length=16, choices=Kind.choices)

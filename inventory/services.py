@@ -603,3 +603,25 @@ def stock_rebalance(
             "bucket"
         )
     )
+
+
+def stock_return(
+    *, product_id: int, warehouse_id: int, quantity: int, actor: Actor, reason: str
+) -> StockMovement:
+    """Put units a customer sent back on the shelf: on_hand += quantity, through a
+    `return` movement. Run inside a transaction."""
+    # A stock item split over buckets takes returns into its bucket 0.
+    stock_item, _ = StockItem.objects.get_or_create(
+        product_id=product_id, warehouse_id=warehouse_id, bucket=0
+    )
+    if _stock_apply([StockDelta(stock_item.pk, quantity, 0)]) != {stock_item.pk}:
+        # Adding to on_hand always keeps reserved <= on_hand.
+        raise RuntimeError("A return could not add to on_hand")
+    return StockMovement.objects.create(
+        stock_item=stock_item,
+        kind=StockMovement.Kind.RETURN,
+        on_hand_delta=quantity,
+        reason=reason[:255],
+        actor=actor.user,
+        request_id=actor.request_id,
+    )

@@ -55,3 +55,14 @@ def order_shipped_email(payload: dict[str, Any]) -> None:
             "tracking_number": tracking or "not available",
         },
     )
+
+
+@outbox_handler("return.authorized", name="notifications.return_authorized_email", queue="emails")
+def return_authorized_email(payload: dict[str, Any]) -> None:
+    """What to send back, once per return."""
+    order_email_send(
+        order_id=payload["order_id"],
+        kind=EmailDelivery.Kind.RETURN_AUTHORIZED,
+        context={"return_id": payload["return_id"], "return_lines": payload["lines"]},
+        dedup_key=f"return-{payload['return_id']}",
+    )

@@ -24,6 +24,8 @@ class EmailDelivery(TimeStampedModel):
         ORDER_DELIVERED = "order_delivered", "Order delivered"
         # One per refund through the provider, with that refund's amount.
         REFUND_ISSUED = "refund_issued", "Refund issued"
+        # A return was authorized: what to send back, and where.
+        RETURN_AUTHORIZED = "return_authorized", "Return authorized"
 
     class Status(models.TextChoices):
         # Not sent yet: never tried, being tried, or the last attempt failed (retryable).

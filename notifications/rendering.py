@@ -22,6 +22,7 @@ Kind = EmailDelivery.Kind
 REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
     Kind.ORDER_SHIPPED: ("carrier", "tracking_number"),
     Kind.REFUND_ISSUED: ("refund_amount", "refunded_total"),
+    Kind.RETURN_AUTHORIZED: ("return_id", "return_lines"),
 }
 
 # What to tell a customer about a decline, by Stripe decline code. Codes that hint at
@@ -130,6 +131,12 @@ def _context_build(
     elif kind == Kind.REFUND_ISSUED:
         data["refund_amount"] = money(int(context["refund_amount"]))
         data["refunded_total"] = money(int(context["refunded_total"]))
+    elif kind == Kind.RETURN_AUTHORIZED:
+        data["return_id"] = str(context["return_id"])
+        data["return_lines"] = [
+            {"sku": str(line["sku"]), "name": str(line["name"]), "quantity": int(line["quantity"])}
+            for line in context["return_lines"]
+        ]
     elif kind == Kind.ORDER_REFUNDED:
         refunded = context.get("refunded_amount")
         data["refunded_amount"] = money(

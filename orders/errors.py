@@ -21,3 +21,34 @@ class CurrencyMismatch(DomainError):
     code = "currency_mismatch"
     status = 422
     title = "All products in an order must share one currency"
+
+
+class ReturnExceedsShipped(DomainError):
+    code = "return_exceeds_shipped"
+    status = 409
+    title = "The return asks for more units than shipped and not yet returned"
+
+
+class InvalidReturnTransition(DomainError):
+    code = "invalid_return_transition"
+    status = 409
+    title = "Return transition not allowed"
+
+    def __init__(self, *, transition: str, current_status: str) -> None:
+        super().__init__(
+            f"Cannot {transition} a return in status '{current_status}'.",
+            transition=transition,
+            current_status=current_status,
+        )
+
+
+class ReturnNotReturnable(DomainError):
+    code = "order_not_returnable"
+    status = 409
+    title = "Only a shipped or delivered order can be returned"
+
+
+class ReturnLineUnknown(DomainError):
+    code = "return_line_unknown"
+    status = 422
+    title = "The return names a SKU the order does not have"

@@ -8,7 +8,7 @@ from django.utils import timezone
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from core.models import TimeStampedModel
-from orders.states import OrderStatus
+from orders.states import OrderStatus, ReturnStatus
 
 _ORDER_NUMBER_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32
 
@@ -125,11 +125,27 @@ class Order(ConcurrentTransitionMixin, TimeStampedModel):
 
     @transition(
         field=status,
-        source=[OrderStatus.SHIPPED, OrderStatus.DELIVERED],
+        source=[OrderStatus.SHIPPED, OrderStatus.DELIVERED, OrderStatus.PARTIALLY_RETURNED],
         target=OrderStatus.REFUNDED,
     )
     def refund(self) -> None:
         """Fully refunded."""
+
+    @transition(
+        field=status,
+        source=[OrderStatus.SHIPPED, OrderStatus.DELIVERED],
+        target=OrderStatus.PARTIALLY_RETURNED,
+    )
+    def return_partially(self) -> None:
+        """A return of some of the shipped units was refunded."""
+
+    @transition(
+        field=status,
+        source=[OrderStatus.SHIPPED, OrderStatus.DELIVERED, OrderStatus.PARTIALLY_RETURNED],
+        target=OrderStatus.RETURNED,
+    )
+    def return_fully(self) -> None:
+        """Returns of every shipped unit were refunded."""
 
 
 class OrderLine(models.Model):
@@ -144,12 +160,19 @@ class OrderLine(models.Model):
     unit_price = models.BigIntegerField()
     quantity = models.IntegerField()
     line_total = models.BigIntegerField()
+    # Units in returns that are open or completed (not rejected or cancelled): raised by
+    # the use case that opens a return, in its transaction, never beyond `quantity`.
+    returned_quantity = models.IntegerField(default=0)
 
     class Meta:
         ordering = ["id"]
         constraints = [
             models.CheckConstraint(
                 condition=Q(quantity__gt=0), name="order_line_quantity_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(returned_quantity__gte=0) & Q(returned_quantity__lte=F("quantity")),
+                name="order_line_returned_within_quantity",
             ),
             models.CheckConstraint(
                 condition=Q(line_total=F("unit_price") * F("quantity")),
@@ -219,3 +242,130 @@ class OrderEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.order_id} #{self.sequence} {self.type}"
+
+
+class Return(ConcurrentTransitionMixin, TimeStampedModel):
+    """A return (RMA): units of some lines of a shipped order coming back for a refund."""
+
+    class Disposition(models.TextChoices):
+        RESTOCK = "restock", "Restock"
+        DISPOSE = "dispose", "Dispose"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="returns")
+    status = FSMField(
+        default=ReturnStatus.REQUESTED,
+        choices=ReturnStatus.choices,
+        protected=True,
+        db_index=True,
+    )
+    reason = models.CharField(max_length=500)
+    # Where the units came back to (set on receipt).
+    warehouse = models.ForeignKey(
+        "inventory.Warehouse",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="returns",
+    )
+    # Minor units of the order's currency: what this return refunds, set when the refund
+    # is prepared (its lines, their share of tax, shipping with the last unit).
+    refund_amount = models.BigIntegerField(null=True, blank=True)
+    # The payments operation that refunds it (payments.PaymentOperation's id): one per
+    # return, so a retry re-sends the same provider idempotency key.
+    refund_operation_id = models.BigIntegerField(null=True, blank=True, unique=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=ReturnStatus.values), name="return_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(refund_amount__isnull=True) | Q(refund_amount__gte=0),
+                name="return_refund_amount_non_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"return {self.pk} of {self.order_id} ({self.status})"
+
+    # Transitions guard and change the status only; flows.returns does everything else.
+
+    @transition(field=status, source=ReturnStatus.REQUESTED, target=ReturnStatus.AUTHORIZED)
+    def authorize(self) -> None:
+        """Staff (or the return window) agreed: the units may be sent back."""
+
+    @transition(field=status, source=ReturnStatus.AUTHORIZED, target=ReturnStatus.RECEIVED)
+    def receive(self) -> None:
+        """The units arrived."""
+
+    @transition(field=status, source=ReturnStatus.RECEIVED, target=ReturnStatus.REFUNDED)
+    def refund(self) -> None:
+        """The refund went through."""
+
+    @transition(
+        field=status,
+        source=[ReturnStatus.REQUESTED, ReturnStatus.AUTHORIZED],
+        target=ReturnStatus.REJECTED,
+    )
+    def reject(self) -> None:
+        """Staff refused it."""
+
+    @transition(
+        field=status,
+        source=[ReturnStatus.REQUESTED, ReturnStatus.AUTHORIZED],
+        target=ReturnStatus.CANCELLED,
+    )
+    def cancel(self) -> None:
+        """Withdrawn."""
+
+
+# Every transition a return can take, by name (the Return model's transition methods).
+RETURN_TRANSITIONS = ("authorize", "receive", "refund", "reject", "cancel")
+
+
+class ReturnLine(models.Model):
+    return_request = models.ForeignKey(Return, on_delete=models.CASCADE, related_name="lines")
+    order_line = models.ForeignKey(OrderLine, on_delete=models.PROTECT, related_name="return_lines")
+    quantity = models.IntegerField()
+    # Set on receipt: back on the shelf (a `return` stock movement) or disposed of.
+    disposition = models.CharField(max_length=16, choices=Return.Disposition.choices, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(quantity__gt=0), name="return_line_quantity_positive"
+            ),
+            models.UniqueConstraint(
+                fields=["return_request", "order_line"], name="return_line_unique_order_line"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.order_line_id}"
+
+
+class ReturnStatusChange(models.Model):
+    """Audit trail of a return: one row per transition (and one for its opening)."""
+
+    return_request = models.ForeignKey(
+        Return, on_delete=models.CASCADE, related_name="status_changes"
+    )
+    from_status = models.CharField(max_length=32, blank=True)
+    to_status = models.CharField(max_length=32)
+    transition = models.CharField(max_length=32)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    actor_label = models.CharField(max_length=150)
+    reason = models.CharField(max_length=500, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.return_request_id}: {self.from_status or '-'} -> {self.to_status}"

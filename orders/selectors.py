@@ -8,7 +8,7 @@ from django_fsm import can_proceed
 
 from core.actors import Actor
 from core.errors import NotFound
-from orders.models import Order, OrderEvent, OrderStatusChange
+from orders.models import Order, OrderEvent, OrderStatusChange, Return
 from orders.states import CUSTOMER_TRANSITIONS, TRANSITIONS
 
 
@@ -114,3 +114,21 @@ def order_events_of(*, order: Order, after_sequence: int, limit: int) -> list[Or
             :limit
         ]
     )
+
+
+def order_returns(*, order: Order) -> QuerySet[Return]:
+    return (
+        order.returns.select_related("warehouse")
+        .prefetch_related("lines__order_line")
+        .order_by("created_at", "id")
+    )
+
+
+def order_return_get(*, order: Order, return_id: uuid.UUID | str) -> Return:
+    try:
+        found = order_returns(order=order).filter(pk=return_id).first()
+    except (ValueError, TypeError):
+        found = None
+    if found is None:
+        raise NotFound("No such return.")
+    return found

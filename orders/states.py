@@ -16,6 +16,10 @@ class OrderStatus(models.TextChoices):
     DELIVERED = "delivered", "Delivered"
     # Fully refunded after shipment.
     REFUNDED = "refunded", "Refunded"
+    # Some of the shipped units came back and were refunded (a return, see ReturnStatus).
+    PARTIALLY_RETURNED = "partially_returned", "Partially returned"
+    # Every shipped unit came back and was refunded through returns.
+    RETURNED = "returned", "Returned"
     # Cancelled before shipment; stock released.
     CANCELLED = "cancelled", "Cancelled"
     # Not paid before the reservation ran out; stock released.
@@ -23,7 +27,9 @@ class OrderStatus(models.TextChoices):
 
 
 # States an order never leaves.
-TERMINAL_STATUSES = frozenset({OrderStatus.REFUNDED, OrderStatus.CANCELLED, OrderStatus.EXPIRED})
+TERMINAL_STATUSES = frozenset(
+    {OrderStatus.REFUNDED, OrderStatus.RETURNED, OrderStatus.CANCELLED, OrderStatus.EXPIRED}
+)
 
 # Every transition an order can take, by name (the Order model's transition methods).
 TRANSITIONS = (
@@ -36,6 +42,8 @@ TRANSITIONS = (
     "ship",
     "deliver",
     "refund",
+    "return_partially",
+    "return_fully",
 )
 # Transitions a customer may ask for on their own order; the rest are staff or system.
 CUSTOMER_TRANSITIONS = frozenset({"cancel"})
@@ -49,8 +57,37 @@ STATUSES_USING_PAYMENT = frozenset(
         OrderStatus.SHIPPED,
         OrderStatus.DELIVERED,
         OrderStatus.REFUNDED,
+        OrderStatus.PARTIALLY_RETURNED,
+        OrderStatus.RETURNED,
     }
 )
+
+# Orders whose shipped units a customer may send back (a return).
+RETURNABLE_STATUSES = (
+    OrderStatus.SHIPPED,
+    OrderStatus.DELIVERED,
+    OrderStatus.PARTIALLY_RETURNED,
+)
+
+
+class ReturnStatus(models.TextChoices):
+    # Opened by the customer or support; its units count as returned on their lines.
+    REQUESTED = "requested", "Requested"
+    # Staff (or the return window) agreed: the customer sends the units back.
+    AUTHORIZED = "authorized", "Authorized"
+    # The units arrived: restocked or disposed of, line by line; the refund is due.
+    RECEIVED = "received", "Received"
+    # The refund went through (or nothing was left to refund).
+    REFUNDED = "refunded", "Refunded"
+    # Staff refused it; its units no longer count as returned.
+    REJECTED = "rejected", "Rejected"
+    # The customer or staff withdrew it; its units no longer count as returned.
+    CANCELLED = "cancelled", "Cancelled"
+
+
+# Returns whose units count against what may still be returned (open or completed).
+RETURN_OPEN_STATUSES = (ReturnStatus.REQUESTED, ReturnStatus.AUTHORIZED)
+RETURN_COUNTED_STATUSES = (*RETURN_OPEN_STATUSES, ReturnStatus.RECEIVED, ReturnStatus.REFUNDED)
 
 # Every type of event in the order event log (orders.models.OrderEvent).
 EVENT_TYPES = (
@@ -63,4 +100,5 @@ EVENT_TYPES = (
     "shipment.shipped",
     "shipment.delivered",
     "stock.low",
+    *(f"return.{status}" for status in ReturnStatus.values),
 )

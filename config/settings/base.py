@@ -309,6 +309,9 @@ ORDER_EVENT_STREAMS_PER_USER = env_int("ORDER_EVENT_STREAMS_PER_USER", 5)
 EVENT_STREAM_REDIS_URL = env_str("EVENT_STREAM_REDIS_URL", CACHE_REDIS_URL)
 ORDER_MAX_LINES = env_int("ORDER_MAX_LINES", 100)
 ORDER_MAX_LINE_QUANTITY = env_int("ORDER_MAX_LINE_QUANTITY", 1000)
+# A return opened within this many days of the order's delivery (or shipment) is authorized at
+# once; 0: every return waits for staff.
+RETURN_AUTO_AUTHORIZE_DAYS = env_int("RETURN_AUTO_AUTHORIZE_DAYS", 0)
 IDEMPOTENCY_KEY_TTL = timedelta(hours=env_int("IDEMPOTENCY_KEY_TTL_HOURS", 24))
 # An in-progress key whose request died (crashed process) may be taken over after this.
 IDEMPOTENCY_LOCK_TIMEOUT = timedelta(seconds=env_int("IDEMPOTENCY_LOCK_TIMEOUT_SECONDS", 60))
@@ -330,7 +333,8 @@ PAYMENT_BREAKER_RESET_SECONDS = env_int("PAYMENT_BREAKER_RESET_SECONDS", 30)
 # Operations with an unknown outcome younger than this are left to their request.
 PAYMENT_RECONCILE_GRACE_SECONDS = env_int("PAYMENT_RECONCILE_GRACE_SECONDS", 60)
 
-# Celery: Redis by default; RabbitMQ (amqp://...) works too.
+# Celery: Redis by default, or RabbitMQ (amqp://...), where config/celery.py declares
+# the task queues as quorum queues.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "") or "redis://127.0.0.1:6379/0"
 CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
     # Redis: unacknowledged tasks of a dead worker are redelivered after this.
@@ -342,6 +346,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
 }
+if CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
+    # RabbitMQ: a publish returns once the broker has the message (publisher confirms;
+    # on a quorum queue, once a majority of its replicas wrote it); one the broker did
+    # not take raises, and the outbox leaves the message pending for the sweeper.
+    CELERY_BROKER_TRANSPORT_OPTIONS["confirm_publish"] = True
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_SERIALIZER = "json"

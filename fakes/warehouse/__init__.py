@@ -85,6 +85,11 @@ Control API (JSON, no authentication, loopback only; ``ControlClient`` wraps it)
   delivered, callback_failed, withdrawn). ``GET /_control/callbacks``: every callback attempt.
 * ``POST /_control/shipments/<reference>/shipped`` (or ``/delivered``): send that callback
   now, with retries, and answer how it went; meant for ``auto_callbacks: false``.
+* ``POST /_control/shipments/<reference>/returns/<return_id>`` with ``{"lines": [{"sku",
+  "disposition": "restock" | "dispose"}]}``: units of that shipment's order came back
+  here; POST ``{"event": "return_received", "event_id", "return_id", "order_number",
+  "warehouse_code", "lines", "occurred_at"}`` to the shipment's ``callback_url``, signed
+  and retried like the others, and answer ``{"delivered": bool, "return_id"}``.
 * ``POST /_control/reset``: forget requests, keys, shipments, callbacks and withdrawals,
   cancel pending callbacks and restore the start-up behaviour.
 """

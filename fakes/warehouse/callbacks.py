@@ -1,4 +1,5 @@
-"""Shipments and their ``shipped`` / ``delivered`` callbacks to oms: signed, retried."""
+"""Shipments and their ``shipped`` / ``delivered`` callbacks to oms, and the
+``return_received`` callback of a customer's return: signed, retried."""
 
 from __future__ import annotations
 
@@ -165,6 +166,56 @@ class CallbackSender:
                     return False
             shipment.state = "callback_failed"
             return False
+
+    def send_return_received(
+        self,
+        *,
+        shipment: Shipment,
+        return_id: str,
+        lines: list[dict[str, Any]],
+        behaviour: Behaviour,
+    ) -> bool:
+        """POST one signed ``return_received`` callback (units of the shipment's order
+        came back here), retrying with backoff; tell whether it got a 2xx."""
+        payload = {
+            "event": "return_received",
+            "event_id": f"evt_{uuid.uuid4().hex}",
+            "return_id": return_id,
+            "order_number": shipment.order_number,
+            "warehouse_code": shipment.warehouse_code,
+            "lines": lines,
+            "occurred_at": now_iso(),
+        }
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        for attempt in range(1, behaviour.callback_attempts + 1):
+            headers = {
+                "Content-Type": "application/json",
+                "User-Agent": "fake-warehouse/1",
+                WAREHOUSE_CODE_HEADER: shipment.warehouse_code,
+                SIGNATURE_HEADER: sign(body, self._secret, int(time.time())),
+            }
+            status, error = post(shipment.callback_url, body, headers, behaviour.callback_timeout)
+            with self._lock:
+                self._attempts.append(
+                    {
+                        "at": now_iso(),
+                        "event": "return_received",
+                        "event_id": payload["event_id"],
+                        "shipment_reference": shipment.shipment_reference,
+                        "return_id": return_id,
+                        "url": shipment.callback_url,
+                        "attempt": attempt,
+                        "status": status,
+                        "error": error,
+                    }
+                )
+            if status is not None and 200 <= status < 300:
+                return True
+            if attempt < behaviour.callback_attempts and self._stopping.wait(
+                behaviour.callback_backoff * 2 ** (attempt - 1)
+            ):
+                return False
+        return False
 
     def _run(self, shipment: Shipment, behaviour: Behaviour) -> None:
         if shipment.cancelled.wait(behaviour.ship_after):

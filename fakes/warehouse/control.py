@@ -38,6 +38,14 @@ def answer_control(fake: WarehouseService, method: str, path: str, body: bytes) 
         fake.reset()
         return Answer(200, {"reset": True})
     parts = route.split("/")
+    if len(parts) == 4 and parts[0] == "shipments" and parts[2] == "returns" and method == "POST":
+        try:
+            lines = json.loads(body or b"{}").get("lines", [])
+            return Answer(200, fake.send_return_received(unquote(parts[1]), parts[3], lines))
+        except KeyError:
+            return error(404, "unknown_shipment", f"no shipment {parts[1]}")
+        except (ValueError, AttributeError):
+            return error(400, "invalid_body", 'send {"lines": [{"sku", "disposition"}]}')
     if len(parts) == 3 and parts[0] == "shipments" and method == "POST":
         try:
             return Answer(200, fake.send_event(unquote(parts[1]), parts[2]))
@@ -86,6 +94,13 @@ class ControlClient:
 
     def send_event(self, shipment_reference: str, event: str) -> dict[str, Any]:
         return self._call("POST", f"shipments/{quote(shipment_reference, safe='')}/{event}")
+
+    def send_return_received(
+        self, shipment_reference: str, return_id: str, lines: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        route = f"shipments/{quote(shipment_reference, safe='')}/returns/{return_id}"
+        answer: dict[str, Any] = self._call("POST", route, {"lines": lines})
+        return answer
 
     def reset(self) -> None:
         self._call("POST", "reset")

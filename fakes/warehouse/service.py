@@ -241,6 +241,23 @@ class FakeWarehouse:
         delivered = self._callbacks.send(shipment, event, behaviour)
         return {"delivered": delivered, "shipment": shipment.as_json()}
 
+    def send_return_received(
+        self, shipment_reference: str, return_id: str, lines: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """Report a customer's return (units of this shipment's order) received here: the
+        signed ``return_received`` callback to the shipment's callback URL, with retries.
+        ``lines``: ``[{"sku", "disposition": "restock" | "dispose"}]``.
+
+        Raise ``KeyError`` for an unknown shipment.
+        """
+        with self._lock:
+            shipment = self._shipments[shipment_reference]
+            behaviour = copy.deepcopy(self._behaviour)
+        delivered = self._callbacks.send_return_received(
+            shipment=shipment, return_id=return_id, lines=lines, behaviour=behaviour
+        )
+        return {"delivered": delivered, "return_id": return_id}
+
     # -- fulfilment requests and withdrawals --------------------------------------------
 
     def handle_fulfilment(self, body: bytes, key: str | None, signature: str | None) -> Reply:

@@ -252,3 +252,79 @@ class ShipmentCallbackInputSerializer(serializers.Serializer):
 class ShipmentCallbackOutputSerializer(serializers.Serializer):
     shipment_reference = fields.CharField(source="reference")
     status = fields.CharField()
+
+
+class ReturnLineInputSerializer(serializers.Serializer):
+    sku = fields.CharField(max_length=64)
+    quantity = StrictIntegerField(min_value=1, max_value=settings.ORDER_MAX_LINE_QUANTITY)
+
+
+class ReturnCreateInputSerializer(serializers.Serializer):
+    lines = serializers.ListField(
+        child=ReturnLineInputSerializer(), min_length=1, max_length=settings.ORDER_MAX_LINES
+    )
+    reason = fields.CharField(max_length=500)
+
+    def validate_lines(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        counts = Counter(line["sku"] for line in lines)
+        duplicates = sorted(sku for sku, count in counts.items() if count > 1)
+        if duplicates:
+            raise serializers.ValidationError(
+                f"Each SKU may appear on one line only; repeated: {', '.join(duplicates)}.",
+                code="duplicate_sku",
+            )
+        return lines
+
+
+class ReturnReasonInputSerializer(serializers.Serializer):
+    reason = fields.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class ReturnDispositionInputSerializer(serializers.Serializer):
+    sku = fields.CharField(max_length=64)
+    disposition = fields.ChoiceField(choices=["restock", "dispose"])
+
+
+class ReturnReceiveInputSerializer(serializers.Serializer):
+    # Per line: restock (default) or dispose.
+    lines = serializers.ListField(
+        child=ReturnDispositionInputSerializer(),
+        required=False,
+        default=list,
+        max_length=settings.ORDER_MAX_LINES,
+    )
+    # Where the units arrived (default: the warehouse each line shipped from).
+    warehouse = fields.CharField(max_length=32, required=False, allow_blank=True, default="")
+
+
+class ReturnLineOutputSerializer(serializers.Serializer):
+    sku = fields.CharField(source="order_line.sku")
+    name = fields.CharField(source="order_line.name")
+    quantity = serializers.IntegerField()
+    unit_price = serializers.IntegerField(source="order_line.unit_price")
+    disposition = fields.CharField()
+
+
+class ReturnOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    order_id = serializers.UUIDField()
+    status = fields.CharField()
+    reason = fields.CharField()
+    lines = ReturnLineOutputSerializer(many=True)
+    warehouse = fields.CharField(source="warehouse.code", allow_null=True, default=None)
+    # Minor units of the order's currency; null until the refund is prepared.
+    refund_amount = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class ReturnReceiptCallbackInputSerializer(serializers.Serializer):
+    event = fields.ChoiceField(choices=["return_received"])
+    return_id = serializers.UUIDField()
+    request_id = fields.CharField(max_length=64, required=False, allow_blank=True)
+    lines = serializers.ListField(
+        child=ReturnDispositionInputSerializer(),
+        required=False,
+        default=list,
+        max_length=settings.ORDER_MAX_LINES,
+    )

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from flows.api import views, webhooks
+from flows.api import returns, views, webhooks
 
 urlpatterns = [
     path("orders/", views.OrderListCreateApi.as_view(), name="order-list"),
@@ -15,6 +15,30 @@ urlpatterns = [
     path("orders/<uuid:order_id>/pay/", views.OrderPayApi.as_view(), name="order-pay"),
     path("orders/<uuid:order_id>/ship/", views.OrderShipApi.as_view(), name="order-ship"),
     path("orders/<uuid:order_id>/refund/", views.OrderRefundApi.as_view(), name="order-refund"),
+    path(
+        "orders/<uuid:order_id>/returns/",
+        returns.OrderReturnListCreateApi.as_view(),
+        name="order-return-list",
+    ),
+    path(
+        "orders/<uuid:order_id>/returns/<uuid:return_id>/",
+        returns.OrderReturnDetailApi.as_view(),
+        name="order-return-detail",
+    ),
+    *(
+        path(
+            f"orders/<uuid:order_id>/returns/<uuid:return_id>/{action}/",
+            view.as_view(),
+            name=f"order-return-{action}",
+        )
+        for action, view in (
+            ("authorize", returns.ReturnAuthorizeApi),
+            ("reject", returns.ReturnRejectApi),
+            ("cancel", returns.ReturnCancelApi),
+            ("receive", returns.ReturnReceiveApi),
+            ("refund", returns.ReturnRefundApi),
+        )
+    ),
     path("payments/stripe/webhook/", webhooks.StripeWebhookApi.as_view(), name="stripe-webhook"),
     path(
         "fulfilment/callbacks/",

@@ -11,12 +11,14 @@ from rest_framework.views import APIView
 from core.errors import DomainError
 from core.signing import SIGNATURE_HEADER, SignatureInvalid, verify
 from flows.api.serializers import (
+    ReturnOutputSerializer,
+    ReturnReceiptCallbackInputSerializer,
     ShipmentCallbackInputSerializer,
     ShipmentCallbackOutputSerializer,
     WebhookAckSerializer,
 )
 from flows.provider_reports import stripe_event_receive
-from flows.warehouse_reports import shipment_report_apply
+from flows.warehouse_reports import return_report_apply, shipment_report_apply
 from fulfilment.errors import CallbackSignatureInvalid
 from fulfilment.services import warehouse_get_by_code
 
@@ -38,7 +40,8 @@ class StripeWebhookApi(APIView):
 
 
 class ShipmentCallbackApi(APIView):
-    """Warehouses report shipped / delivered here, signed with their shared secret."""
+    """Warehouses report shipped / delivered (and return_received) here, signed with
+    their shared secret."""
 
     authentication_classes: list[type] = []
     permission_classes = [AllowAny]
@@ -57,6 +60,18 @@ class ShipmentCallbackApi(APIView):
             )
         except (SignatureInvalid, DomainError) as error:
             raise CallbackSignatureInvalid() from error
+        if isinstance(request.data, dict) and request.data.get("event") == "return_received":
+            return_serializer = ReturnReceiptCallbackInputSerializer(data=request.data)
+            return_serializer.is_valid(raise_exception=True)
+            received = return_report_apply(
+                warehouse=warehouse,
+                return_id=return_serializer.validated_data["return_id"],
+                dispositions={
+                    line["sku"]: line["disposition"]
+                    for line in return_serializer.validated_data["lines"]
+                },
+            )
+            return Response(ReturnOutputSerializer(received).data)
         serializer = ShipmentCallbackInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data

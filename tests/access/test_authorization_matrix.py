@@ -69,6 +69,15 @@ MATRIX: dict[tuple[str, str], tuple[str | None, tuple[int, ...]]] = {
     ("POST", "order-ship"): ("shipments:write", (401, 401, 401, 401, 403, 403, 403, 403, 403, 409, 403, 409, 403, 403)),
     ("POST", "order-refund"): ("refunds:write", (401, 401, 401, 401, 403, 403, 403, 403, 400, 403, 400, 400, 403, 403)),
     ("POST", "order-transition"): ("transitions:write", (401, 401, 401, 401, 403, 403, 403, 403, 400, 400, 400, 400, 403, 403)),
+    ("GET", "order-return-list"): ("orders:read", (401, 401, 401, 401, 200, 200, 404, 403, 200, 200, 200, 200, 200, 404)),
+    ("POST", "order-return-list"): ("orders:write", (401, 401, 401, 401, 400, 403, 404, 403, 400, 403, 403, 400, 400, 404)),
+    # Return actions and reads name a return that does not exist: 404 once allowed.
+    ("GET", "order-return-detail"): ("orders:read", (401, 401, 401, 401, 404, 404, 404, 403, 404, 404, 404, 404, 404, 404)),
+    ("POST", "order-return-authorize"): ("orders:write", (401, 401, 401, 401, 403, 403, 403, 403, 404, 403, 403, 404, 403, 403)),
+    ("POST", "order-return-reject"): ("orders:write", (401, 401, 401, 401, 403, 403, 403, 403, 404, 403, 403, 404, 403, 403)),
+    ("POST", "order-return-cancel"): ("orders:write", (401, 401, 401, 401, 404, 403, 404, 403, 404, 403, 403, 404, 404, 404)),
+    ("POST", "order-return-receive"): ("shipments:write", (401, 401, 401, 401, 403, 403, 403, 403, 404, 404, 403, 404, 403, 403)),
+    ("POST", "order-return-refund"): ("refunds:write", (401, 401, 401, 401, 403, 403, 403, 403, 404, 403, 404, 404, 403, 403)),
     ("GET", "order-events"): ("orders:read", (401, 401, 401, 401, 200, 200, 404, 403, 200, 200, 200, 200, 200, 404)),
     ("GET", "order-event-stream"): ("orders:read", (401, 401, 401, 401, 400, 400, 404, 403, 400, 400, 400, 400, 400, 404)),
     ("GET", "event-feed"): ("events:read", (401, 401, 401, 401, 403, 403, 403, 403, 200, 403, 403, 200, 403, 403)),
@@ -124,7 +133,9 @@ def test_the_policy_table_names_the_scopes_and_paths_this_table_expects():
         route = URL_ENDPOINTS[(rule.method, rule.url_name)]
         assert rule.scope == scope, rule
         documented = "/" + re.sub(
-            r"<\w+:(\w+)>", lambda m: "{sku}" if m[1] == "sku" else "{id}", route
+            r"<\w+:(\w+)>",
+            lambda m: "{" + m[1] + "}" if m[1] in ("sku", "return_id") else "{id}",
+            route,
         )
         assert documented == "/api/v1" + rule.path, rule
 
@@ -201,6 +212,7 @@ def request_for(method: str, name: str, world: dict[str, Any]) -> tuple[str, Any
     route = URL_ENDPOINTS[(method, name)]
     path = "/" + route.replace("<uuid:order_id>", str(world["order"].pk))
     path = path.replace("<str:sku>", world["product"].sku)
+    path = path.replace("<uuid:return_id>", str(uuid.uuid4()))
     path = path.replace("<int:key_id>", str(MISSING_KEY_ID))
     path = path.replace("<int:subscription_id>", str(MISSING_KEY_ID))
     bodies = {

@@ -1,7 +1,8 @@
 """The admin in a real browser: Debian's chromium driven by playwright against the live
 Django server and the test database. Staff log in, find an order by its number, ship it
 and refund part of it through the confirmation pages (the fake Stripe server captures and
-refunds), and read both in the history; a support user is refused a stock adjustment.
+refunds), and read both in the history; a support user opens a return from the order
+page and is refused a stock adjustment.
 Screenshots: var/test-artifacts/admin/."""
 
 from collections.abc import Callable, Iterator
@@ -65,7 +66,8 @@ def test_staff_find_ship_and_refund_an_order_and_support_may_not_adjust_stock(
     order = paid_order(routed=True)
     clerk = staff_in("warehouse", "finance")
     agent = staff_in("support")
-    item = StockItem.objects.get(product__sku=order.lines.get().sku)
+    line = order.lines.get()
+    item = StockItem.objects.get(product__sku=line.sku)
     with chromium_page() as page:
         # When the clerk logs in and finds the order by its number
         log_in(page, live_server.url, clerk.username)
@@ -91,12 +93,23 @@ def test_staff_find_ship_and_refund_an_order_and_support_may_not_adjust_stock(
         expect(history).to_contain_text(clerk.username)
         page.screenshot(path=ARTIFACTS / "2-shipped-and-refunded.png", full_page=True)
 
-        # When the support user tries to adjust stock
+        # When the support user opens a return of one unit from the order page
         page.context.clear_cookies()
         log_in(page, live_server.url, agent.username)
+        page.goto(f"{live_server.url}/admin/orders/order/{order.pk}/change/")
+        page.click("a.order-form[data-form=return_open]")
+        page.fill(f"#id_line_{line.pk}", "1")
+        page.fill("#id_reason", "too big")
+        page.click("input[name=_confirm]")
+        expect(page.locator(".messagelist")).to_contain_text("now requested")
+        # Then it is listed with the buttons support may use on it
+        expect(page.locator("#return-actions a.return-action")).to_have_count(3)
+        page.screenshot(path=ARTIFACTS / "3-return-opened.png", full_page=True)
+
+        # When the support user tries to adjust stock
         stock_page = page.goto(f"{live_server.url}/admin/inventory/stockitem/{item.pk}/")
         adjust = page.goto(f"{live_server.url}/admin/inventory/stockitem/{item.pk}/adjust/")
-        page.screenshot(path=ARTIFACTS / "3-support-refused-stock-adjustment.png", full_page=True)
+        page.screenshot(path=ARTIFACTS / "4-support-refused-stock-adjustment.png", full_page=True)
 
     # Then they may look at the stock but the adjustment is refused
     assert stock_page is not None
@@ -106,3 +119,4 @@ def test_staff_find_ship_and_refund_an_order_and_support_may_not_adjust_stock(
     payment = Payment.objects.get(order=order)
     assert order.status == OrderStatus.SHIPPED
     assert (payment.amount_captured, payment.amount_refunded) == (3998, 1234)
+    assert order.returns.get().lines.get().quantity == 1

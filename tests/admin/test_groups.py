@@ -1,5 +1,5 @@
 """Groups on the admin and the API from one table: for every staff group, the order
-buttons and stock views the admin offers are exactly what the API lets the same person
+and return buttons and stock views the admin offers are exactly what the API lets the same person
 do, asked of the API itself (a request without an Idempotency-Key, or without a body, is
 answered 403 when refused and 400 when allowed, and changes nothing). The group model
 permissions (access migration 0005) decide which records each group sees."""
@@ -16,11 +16,17 @@ from django.urls import reverse
 from access.policy import staff_action_allowed
 from access.roles import roles_of
 from core.actors import Actor
-from flows.admin import order_transition_legal
+from flows.admin import order_transition_legal, return_action_legal
 from flows.place import OrderLineRequest, order_place
+from flows.returns import (
+    ReturnLineRequest,
+    return_authorize,
+    return_open,
+    return_receive,
+)
 from flows.transitions import order_transition_by_name
 from inventory.models import Product, StockItem, StockMovement
-from orders.models import Order
+from orders.models import Order, Return
 from orders.states import TRANSITIONS
 from tests.conftest import stock_receive
 from tests.factories import ProductFactory, StaffFactory, UserFactory, WarehouseFactory
@@ -102,6 +108,115 @@ def test_admin_offers_each_group_exactly_the_order_actions_the_api_allows(
             assert client.get(url).status_code == 403, (groups, name)
     order.refresh_from_db()
     assert order.status == "delivered"  # nothing was changed by asking
+
+
+@pytest.fixture
+def order_with_returns(product: Product) -> tuple[Order, list[Return]]:
+    """A delivered order of 4 units with a return requested, one authorized and one
+    received (taken without a payment)."""
+    customer = UserFactory()
+    order = order_place(
+        customer=customer,
+        email=customer.email,
+        shipping_address=ADDRESS,
+        lines=[OrderLineRequest(sku=product.sku, quantity=4)],
+        actor=Actor(user=customer),
+    )
+    for transition in ("confirm", "route", "ship", "deliver"):
+        order_transition_by_name(order_id=order.pk, transition=transition, actor=Actor.system())
+    staff = Actor.system()
+    returns = []
+    for steps in range(3):
+        opened = return_open(
+            order_id=order.pk,
+            lines=[ReturnLineRequest(product.sku, 1)],
+            reason="probe",
+            actor=staff,
+        )
+        if steps >= 1:
+            return_authorize(order_id=order.pk, return_id=opened.pk, actor=staff)
+        if steps >= 2:
+            return_receive(
+                order_id=order.pk,
+                return_id=opened.pk,
+                dispositions={},
+                warehouse_code="",
+                actor=staff,
+            )
+        opened.refresh_from_db()
+        returns.append(opened)
+    order.refresh_from_db()
+    return order, returns
+
+
+# The buttons each group gets on a requested, an authorized and a received return.
+RETURN_BUTTONS = {
+    ("support",): [["authorize", "reject", "cancel"], ["reject", "cancel", "receive"], ["refund"]],
+    ("warehouse",): [[], ["receive"], []],
+    ("finance",): [[], [], ["refund"]],
+}
+
+
+def api_allows_return(client: Client, url: str) -> bool:
+    """Ask the returns API, without acting: 403 refused, 400 (no Idempotency-Key) allowed."""
+    response = client.post(url, {}, content_type="application/json")
+    assert response.status_code in (400, 403), response.status_code
+    return response.status_code == 400
+
+
+@pytest.mark.parametrize("groups", GROUPS, ids=lambda groups: "+".join(groups) or "none")
+def test_admin_offers_each_group_exactly_the_return_actions_the_api_allows(
+    client: Client, order_with_returns: tuple[Order, list[Return]], groups: tuple[str, ...]
+) -> None:
+    order, returns = order_with_returns
+    client.force_login(StaffFactory(groups=list(groups)))
+    base = f"/api/v1/orders/{order.pk}/returns/"
+
+    page = client.get(reverse("admin:orders_order_change", args=[order.pk]))
+    forms_offered = (
+        [name for name, _, _ in page.context["order_forms"]] if page.status_code == 200 else []
+    )
+    offered = (
+        {
+            str(r.pk): [name for name, _, _ in actions]
+            for r, actions in page.context["return_actions"]
+        }
+        if page.status_code == 200
+        else {str(r.pk): [] for r in returns}
+    )
+
+    # Open a return: offered exactly when POST .../returns/ is allowed
+    assert ("return_open" in forms_offered) == api_allows_return(client, base), groups
+    open_page = client.get(reverse("admin:orders_order_return_open", args=[order.pk]))
+    assert open_page.status_code == (200 if "return_open" in forms_offered else 403)
+    for return_request in returns:
+        legal = [
+            action
+            for action in ("authorize", "reject", "cancel", "receive", "refund")
+            if return_action_legal(return_request, action)
+        ]
+        allowed = [
+            action
+            for action in legal
+            if api_allows_return(client, f"{base}{return_request.pk}/{action}/")
+        ]
+        assert offered[str(return_request.pk)] == allowed, (groups, return_request.status)
+        # And a refused action's confirmation page is refused as well
+        for action in set(legal) - set(allowed):
+            url = reverse(
+                "admin:orders_order_return_act", args=[order.pk, return_request.pk, action]
+            )
+            assert client.get(url).status_code == 403, (groups, action)
+    # And what that comes to, for the three groups who work with returns
+    expected = RETURN_BUTTONS.get(groups)
+    if expected is not None:
+        assert [offered[str(r.pk)] for r in returns] == expected, groups
+    # Nothing was changed by asking
+    assert [Return.objects.get(pk=r.pk).status for r in returns] == [
+        "requested",
+        "authorized",
+        "received",
+    ]
 
 
 @pytest.mark.parametrize("groups", GROUPS, ids=lambda groups: "+".join(groups) or "none")

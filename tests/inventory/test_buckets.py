@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import transaction
 from django.db.models import Sum
 
 from core.actors import Actor
@@ -15,7 +16,13 @@ from flows.place import OrderLineRequest, order_place
 from inventory.errors import InsufficientStock, StockConflict
 from inventory.models import Reservation, StockItem, StockMovement
 from inventory.selectors import products_available, stock_ledger_totals
-from inventory.services import stock_adjust, stock_buckets_set, stock_plan, stock_rebalance
+from inventory.services import (
+    stock_adjust,
+    stock_buckets_set,
+    stock_plan,
+    stock_rebalance,
+    stock_return,
+)
 from tests.conftest import assert_stock_consistent, order_payload, stock_receive
 from tests.factories import ProductFactory, UserFactory, WarehouseFactory
 
@@ -214,4 +221,24 @@ def test_as_many_concurrent_checkouts_as_units_all_succeed(concurrently):
     # Then none is refused: a short bucket falls back to the others
     assert Counter(type(r).__name__ for r in results) == {"Order": 20}, results
     assert sum(b.reserved for b in buckets_of(product)) == 20
+    assert_stock_consistent()
+
+
+@pytest.mark.django_db
+def test_a_return_to_a_split_stock_item_lands_in_bucket_0_and_the_totals_add_up():
+    product, warehouse = ProductFactory(), WarehouseFactory()
+    stock_receive(product, warehouse, 4)
+    split(product, warehouse, 4)
+
+    with transaction.atomic():
+        stock_return(
+            product_id=product.pk,
+            warehouse_id=warehouse.pk,
+            quantity=3,
+            actor=Actor.system(),
+            reason="returned",
+        )
+
+    assert [b.on_hand for b in buckets_of(product)] == [4, 1, 1, 1]
+    assert products_available(product_ids=[product.pk]) == {product.pk: 7}
     assert_stock_consistent()

@@ -1,7 +1,8 @@
 """Random sequences of stock and order use cases keep the stock books straight.
 
 A Hypothesis state machine drives the services (adjustments, checkouts, payment
-failures and retries, confirm/route/ship, cancellations, expiries) against real
+failures and retries, confirm/route/ship, cancellations, expiries, returns restocked or
+disposed of) against real
 PostgreSQL and keeps a small model of what must be true. After every step the
 counters, the held reservations, the ledger, the model and the order history agree.
 Each run works on its own uniquely named warehouses and products and is rolled back.
@@ -32,11 +33,18 @@ from core.actors import Actor
 from flows.cancel import order_cancel
 from flows.expire import orders_expire_overdue
 from flows.place import OrderLineRequest, order_place
+from flows.returns import (
+    ReturnLineRequest,
+    return_authorize,
+    return_open,
+    return_receive,
+    return_refund,
+)
 from flows.transitions import order_transition_by_name
 from inventory.errors import InsufficientStock, StockConflict
 from inventory.models import Product, Reservation, StockItem, StockMovement, Warehouse
 from inventory.services import stock_adjust, stock_buckets_set, stock_rebalance
-from orders.errors import InvalidTransition
+from orders.errors import InvalidTransition, ReturnExceedsShipped, ReturnNotReturnable
 from orders.models import Order, OrderStatusChange
 from orders.states import OrderStatus
 from tests.conftest import order_payload
@@ -55,15 +63,19 @@ MACHINE: dict[str, tuple[frozenset[str], str]] = {
     "route": (frozenset({S.CONFIRMED}), S.ROUTED),
     "ship": (frozenset({S.ROUTED}), S.SHIPPED),
     "deliver": (frozenset({S.SHIPPED}), S.DELIVERED),
-    "refund": (frozenset({S.SHIPPED, S.DELIVERED}), S.REFUNDED),
+    "refund": (frozenset({S.SHIPPED, S.DELIVERED, S.PARTIALLY_RETURNED}), S.REFUNDED),
+    # Taken only by a refunded return (flows.returns), never by name.
+    "return_partially": (frozenset({S.SHIPPED, S.DELIVERED}), S.PARTIALLY_RETURNED),
+    "return_fully": (frozenset({S.SHIPPED, S.DELIVERED, S.PARTIALLY_RETURNED}), S.RETURNED),
 }
+RETURNABLE = frozenset({S.SHIPPED, S.DELIVERED, S.PARTIALLY_RETURNED})
 EDGES = {
     ("", S.PENDING_PAYMENT, "place"),
     *((source, target, name) for name, (sources, target) in MACHINE.items() for source in sources),
 }
 # Orders whose stock is held; shipped ones have committed it, the rest released it.
 HOLDING = frozenset({S.PENDING_PAYMENT, S.PAYMENT_FAILED, S.CONFIRMED, S.ROUTED})
-SHIPPED = frozenset({S.SHIPPED, S.DELIVERED, S.REFUNDED})
+SHIPPED = frozenset({S.SHIPPED, S.DELIVERED, S.REFUNDED, S.PARTIALLY_RETURNED, S.RETURNED})
 ADDRESS = order_payload([])["shipping_address"]
 # The next step of an order that goes well.
 HAPPY_PATH: dict[str, str] = {
@@ -96,6 +108,8 @@ class StockAndOrders(RuleBasedStateMachine):
         self.orders: list[uuid.UUID] = []
         self.status: dict[uuid.UUID, str] = {}
         self.lines: dict[uuid.UUID, dict[int, int]] = {}
+        # Units of each order's lines in (refunded) returns, by product index.
+        self.returned: dict[uuid.UUID, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         # What each order holds per stock position (learned from its reservations).
         self.holds: dict[uuid.UUID, dict[Key, int]] = {}
 
@@ -344,6 +358,65 @@ class StockAndOrders(RuleBasedStateMachine):
             self.status[order_id] = S.EXPIRED
             self.release(order_id, ships=False)
         assert orders_expire_overdue() == 0
+
+    @precondition(lambda self: self.orders)
+    @rule(
+        order_index=st.integers(0, 100),
+        line_index=st.integers(0, 2),
+        quantity=st.integers(1, 3),
+        warehouse_index=st.integers(0, 2),
+        restock=st.booleans(),
+        ship_first=st.booleans(),
+    )
+    def return_units(
+        self,
+        order_index: int,
+        line_index: int,
+        quantity: int,
+        warehouse_index: int,
+        restock: bool,
+        ship_first: bool,
+    ) -> None:
+        order_id = self.pick_order(order_index)
+        # Most orders never ship in a short run: take this one there first.
+        while ship_first and self.status[order_id] in (S.PENDING_PAYMENT, S.CONFIRMED, S.ROUTED):
+            self.apply_transition(order_id, HAPPY_PATH[self.status[order_id]])
+        lines = self.lines[order_id]
+        product_index = sorted(lines)[line_index % len(lines)]
+        call: dict[str, Any] = {
+            "order_id": order_id,
+            "lines": [ReturnLineRequest(self.products[product_index].sku, quantity)],
+            "reason": "state machine",
+            "actor": Actor(user=self.customer),
+        }
+        if self.status[order_id] not in RETURNABLE:
+            with pytest.raises(ReturnNotReturnable):
+                return_open(**call)
+            return
+        if self.returned[order_id][product_index] + quantity > lines[product_index]:
+            with pytest.raises(ReturnExceedsShipped):
+                return_open(**call)
+            return
+        opened = return_open(**call)
+        warehouse_index %= len(self.warehouses)
+        return_authorize(order_id=order_id, return_id=opened.pk, actor=Actor.system())
+        return_receive(
+            order_id=order_id,
+            return_id=opened.pk,
+            dispositions={self.products[product_index].sku: "restock" if restock else "dispose"},
+            warehouse_code=self.warehouses[warehouse_index].code,
+            actor=Actor.system(),
+        )
+        # Nothing was captured (paid outside oms): refunded with 0.
+        refunded = return_refund(order_id=order_id, return_id=opened.pk, actor=Actor.system())
+        assert (refunded.status, refunded.refund_amount) == ("refunded", 0)
+        if restock:
+            self.on_hand[(product_index, warehouse_index)] += quantity
+        self.returned[order_id][product_index] += quantity
+        if all(self.returned[order_id][index] == units for index, units in lines.items()):
+            self.status[order_id] = S.RETURNED
+        elif self.status[order_id] != S.PARTIALLY_RETURNED:
+            self.status[order_id] = S.PARTIALLY_RETURNED
 
     # Invariants
 

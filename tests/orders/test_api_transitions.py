@@ -24,6 +24,10 @@ PATH_TO_STATE: dict[str, list[str]] = {
     OrderStatus.SHIPPED: ["confirm", "route", "ship"],
     OrderStatus.DELIVERED: ["confirm", "route", "ship", "deliver"],
     OrderStatus.REFUNDED: ["confirm", "route", "ship", "refund"],
+    # Then a return of some (partially_returned) or all (returned) units, through the
+    # returns API: see RETURNED_UNITS.
+    OrderStatus.PARTIALLY_RETURNED: ["confirm", "route", "ship"],
+    OrderStatus.RETURNED: ["confirm", "route", "ship"],
     OrderStatus.CANCELLED: ["cancel"],
     OrderStatus.EXPIRED: ["expire"],
 }
@@ -44,6 +48,14 @@ LEGAL: dict[tuple[str, str], str] = {
     (OrderStatus.SHIPPED, "deliver"): OrderStatus.DELIVERED,
     (OrderStatus.SHIPPED, "refund"): OrderStatus.REFUNDED,
     (OrderStatus.DELIVERED, "refund"): OrderStatus.REFUNDED,
+    (OrderStatus.PARTIALLY_RETURNED, "refund"): OrderStatus.REFUNDED,
+}
+# return_partially and return_fully are taken only when a return is refunded
+# (flows.returns, tests/returns); by name they are refused from every state, so they are
+# among the ILLEGAL pairs here.
+RETURNED_UNITS: dict[str, int] = {
+    OrderStatus.PARTIALLY_RETURNED: 1,
+    OrderStatus.RETURNED: ORDER_QUANTITY,
 }
 ILLEGAL = [
     (state, name) for state in PATH_TO_STATE for name in TRANSITIONS if (state, name) not in LEGAL
@@ -81,6 +93,27 @@ def post_cancel(client: APIClient, order_id: str, **extra: Any) -> Any:
     )
 
 
+def return_through_api(client: APIClient, order_id: str, sku: str, quantity: int) -> None:
+    """Open, authorize, receive (restock) and refund a return (nothing was captured)."""
+    opened = client.post(
+        f"/api/v1/orders/{order_id}/returns/",
+        {"lines": [{"sku": sku, "quantity": quantity}], "reason": "test"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY=new_key(),
+    )
+    assert opened.status_code == 201, opened.content
+    return_id = opened.json()["id"]
+    for action in ("authorize", "receive", "refund"):
+        step = client.post(
+            f"/api/v1/orders/{order_id}/returns/{return_id}/{action}/",
+            {},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY=new_key(),
+        )
+        assert step.status_code == 200, step.content
+    assert step.json()["status"] == "refunded"
+
+
 def stock_of(product: Product) -> tuple[int, int]:
     item = StockItem.objects.get(product=product)
     return item.on_hand, item.reserved
@@ -110,6 +143,8 @@ def order_in(customer_client, staff_client, product, place_order):
         for name in PATH_TO_STATE[state]:
             step = post_transition(staff_client, order_id, name)
             assert step.status_code == 200, step.content
+        if state in RETURNED_UNITS:
+            return_through_api(staff_client, order_id, product.sku, RETURNED_UNITS[state])
         assert Order.objects.get(pk=order_id).status == state
         return order_id
 

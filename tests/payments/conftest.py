@@ -48,8 +48,16 @@ ORDER_STATUSES_TAKING_PAYMENT = (
     OrderStatus.SHIPPED,
     OrderStatus.DELIVERED,
     OrderStatus.REFUNDED,
+    OrderStatus.PARTIALLY_RETURNED,
+    OrderStatus.RETURNED,
 )
-ORDER_STATUSES_CAPTURED = (OrderStatus.SHIPPED, OrderStatus.DELIVERED, OrderStatus.REFUNDED)
+ORDER_STATUSES_CAPTURED = (
+    OrderStatus.SHIPPED,
+    OrderStatus.DELIVERED,
+    OrderStatus.REFUNDED,
+    OrderStatus.PARTIALLY_RETURNED,
+    OrderStatus.RETURNED,
+)
 
 
 @dataclass

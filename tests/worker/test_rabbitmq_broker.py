@@ -1,18 +1,15 @@
 """The same outbox delivery with RabbitMQ as the broker (CELERY_BROKER_URL=amqp://...).
 
-Uses the machine's RabbitMQ without changing it; messages left there by other runs name
-outbox rows this database does not have, and a worker drops those as done.
+Uses the machine's RabbitMQ in a vhost of the test's own (tests.support.rabbitmq),
+where the task queues are quorum queues.
 """
-
-import socket
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from fulfilment.models import FulfilmentRequest
 from notifications.models import EmailDelivery
-from tests.support.worker import app_on_broker, wait_for
+from tests.support.rabbitmq import RabbitMQBroker
+from tests.support.worker import wait_for
 from tests.worker.conftest import (
     checkout,
     emails_received,
@@ -30,25 +27,13 @@ pytest_plugins = (
     "tests.support.worker",
     "tests.support.smtp",
     "tests.support.fake_warehouse",
+    "tests.support.rabbitmq",
 )
-
-RABBITMQ_HOST, RABBITMQ_PORT = "127.0.0.1", 5672
-RABBITMQ_URL = f"amqp://guest:guest@{RABBITMQ_HOST}:{RABBITMQ_PORT}//"
-
-
-class _Broker:
-    url = RABBITMQ_URL
 
 
 @pytest.fixture
-def celery_broker(settings: Any) -> Iterator[_Broker]:
-    """Override the Redis broker of tests.support.worker with RabbitMQ for this module."""
-    try:
-        socket.create_connection((RABBITMQ_HOST, RABBITMQ_PORT), timeout=1).close()
-    except OSError:
-        pytest.skip("no RabbitMQ on 127.0.0.1:5672")
-    with app_on_broker(RABBITMQ_URL, settings):
-        yield _Broker()
+def celery_broker(rabbitmq_broker: RabbitMQBroker) -> RabbitMQBroker:
+    return rabbitmq_broker
 
 
 @pytest.mark.django_db(transaction=True)

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('inventory', '0004_product_low_stock_threshold'),
+        ('inventory', '0005_returns'),
     ]
 
     operations = [
@@ -26,7 +26,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='stockmovement',
             name='kind',
-            field=models.CharField(choices=[('receipt', 'Receipt'), ('adjustment', 'Adjustment'), ('reserve', 'Reserve'), ('release', 'Release'), ('ship', 'Ship'), ('rebalance', 'Rebalance')], max_length=16),
+            field=models.CharField(choices=[('receipt', 'Receipt'), ('adjustment', 'Adjustment'), ('reserve', 'Reserve'), ('release', 'Release'), ('ship', 'Ship'), ('rebalance', 'Rebalance'), ('return', 'Return')], max_length=16),
         ),
         migrations.AddConstraint(
             model_name='stockitem',
