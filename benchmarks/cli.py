@@ -57,7 +57,9 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
         print("Machine: " + "; ".join(f"{key} {value}" for key, value in machine.items()))
         print(
             f"Seeded {args.warehouses} warehouses, {len(seeded.skus)} products "
-            f"({args.hot_products or 'all'} ordered from), {args.users} users, "
+            f"({args.hot_products or 'all'} ordered from"
+            + (f", stock in {args.stock_buckets} buckets" if args.stock_buckets > 1 else "")
+            + f"), {args.users} users, "
             f"one customer with {seeded.history_orders} orders "
             f"in {time.perf_counter() - started:.1f}s"
         )

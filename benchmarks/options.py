@@ -44,6 +44,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=0,
         help="draw order lines from only the first N products (stock-row contention); 0: all",
     )
+    parser.add_argument(
+        "--stock-buckets",
+        type=int,
+        default=1,
+        help="split the stock items of the hot products (--hot-products; all when 0) over "
+        "N bucket rows (manage.py stock_buckets)",
+    )
     parser.add_argument("--warehouses", type=int, default=3)
     parser.add_argument("--stock", type=int, default=1_000_000, help="units per stock item")
     parser.add_argument("--users", type=int, default=50)
@@ -142,6 +149,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--history-orders, --product-list-cache and --soak must be at least 0")
     if args.soak_interval <= 0:
         parser.error("--soak-interval must be positive")
+    if args.stock_buckets < 1:
+        parser.error("--stock-buckets must be at least 1")
     if args.workers < 1 or args.clients < 1 or args.threads < 1:
         parser.error("--workers, --clients and --threads must be at least 1")
     if args.worker_class == "sync" and args.threads != 1:

@@ -57,6 +57,9 @@ def seed(args: argparse.Namespace) -> Seeded:
                 reason="benchmark stock",
                 actor=system,
             )
+    buckets = getattr(args, "stock_buckets", 1)  # the event benchmark's options have none
+    if buckets > 1:
+        _stock_split(products[: args.hot_products or None], buckets, system)
     unusable = make_password(None)
     users = User.objects.bulk_create(
         User(username=f"bench-{i:04d}", email=f"bench-{i:04d}@example.com", password=unusable)
@@ -143,6 +146,17 @@ def history_seed(args: argparse.Namespace, seeded: Seeded, products: list[Any], 
     seeded.history_token = api_keys_create([customer])[0]
     seeded.history_customer_id = customer.pk
     seeded.history_orders = len(orders)
+
+
+def _stock_split(products: list[Any], buckets: int, actor: Any) -> None:
+    """Split the products' stock items over bucket rows (--stock-buckets)."""
+    from inventory.models import StockItem
+    from inventory.services import stock_buckets_set
+
+    for sku, code in StockItem.objects.filter(product__in=products).values_list(
+        "product__sku", "warehouse__code"
+    ):
+        stock_buckets_set(sku=sku, warehouse_code=code, buckets=buckets, actor=actor)
 
 
 def api_keys_create(users: list[Any]) -> list[str]:

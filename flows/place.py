@@ -116,8 +116,9 @@ def _order_place(
         for sku, qty in quantities.items()
     ]
 
-    for _attempt in range(RESERVATION_ATTEMPTS):
-        plan = stock_plan(demand=demand, skus=skus)
+    for attempt in range(RESERVATION_ATTEMPTS):
+        # A re-plan after a lost race takes a hot product's fullest buckets first.
+        plan = stock_plan(demand=demand, skus=skus, fullest_buckets_first=attempt > 0)
         try:
             with transaction.atomic():
                 order, order_lines = order_create(

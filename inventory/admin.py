@@ -101,13 +101,22 @@ class StockReceiptForm(forms.Form):
 class StockItemAdmin(ReadOnlyAdmin):
     """Counters are read-only; staff change on_hand through the adjustment view."""
 
-    list_display = ["product", "warehouse", "on_hand", "reserved", "available", "updated_at"]
+    list_display = [
+        "product",
+        "warehouse",
+        "bucket",
+        "on_hand",
+        "reserved",
+        "available",
+        "updated_at",
+    ]
     list_filter = ["warehouse"]
     list_select_related = ["product", "warehouse"]
     search_fields = ["product__sku", "product__name", "warehouse__code"]
     fields = readonly_fields = (
         "product",
         "warehouse",
+        "bucket",
         "on_hand",
         "reserved",
         "available",

@@ -45,18 +45,24 @@ class Product(TimeStampedModel):
 
 
 class StockItem(TimeStampedModel):
-    """Units of one product in one warehouse: physically there, and held for orders."""
+    """Units of one product in one warehouse: physically there, and held for orders.
+
+    A hot product's stock in a warehouse may be split over several rows, its buckets
+    (0..N-1; one row, bucket 0, by default), so concurrent checkouts lock different rows.
+    Each bucket keeps the counters' rules on its own; the stock of a product in a
+    warehouse is the sum over its buckets (see `stock_buckets_set`)."""
 
     product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="stock_items")
     warehouse = models.ForeignKey(Warehouse, on_delete=models.PROTECT, related_name="stock_items")
+    bucket = models.PositiveSmallIntegerField(default=0)
     on_hand = models.IntegerField(default=0)
     reserved = models.IntegerField(default=0)
 
     class Meta:
-        ordering = ["product_id", "warehouse_id"]
+        ordering = ["product_id", "warehouse_id", "bucket"]
         constraints = [
             models.UniqueConstraint(
-                fields=["product", "warehouse"], name="stock_item_unique_per_warehouse"
+                fields=["product", "warehouse", "bucket"], name="stock_item_unique_bucket"
             ),
             models.CheckConstraint(
                 condition=Q(reserved__gte=0), name="stock_item_reserved_non_negative"
@@ -68,7 +74,8 @@ class StockItem(TimeStampedModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.product.sku}@{self.warehouse.code}"
+        suffix = f"#{self.bucket}" if self.bucket else ""
+        return f"{self.product.sku}@{self.warehouse.code}{suffix}"
 
     @property
     def available(self) -> int:
@@ -113,6 +120,8 @@ class StockMovement(models.Model):
         RESERVE = "reserve", "Reserve"
         RELEASE = "release", "Release"
         SHIP = "ship", "Ship"
+        # Units moved between buckets of one stock item: a set of rows summing to 0.
+        REBALANCE = "rebalance", "Rebalance"
         # Units a customer sent back, put on the shelf again (on_hand += quantity).
         RETURN = "return", "Return"
 

@@ -39,7 +39,7 @@ def warehouse_list() -> QuerySet[Warehouse]:
 
 def stock_item_list(*, sku: str | None = None) -> QuerySet[StockItem]:
     items = StockItem.objects.select_related("product", "warehouse").order_by(
-        "product__sku", "-warehouse__priority", "warehouse__code"
+        "product__sku", "-warehouse__priority", "warehouse__code", "bucket"
     )
     if sku:
         # PostgreSQL text cannot hold NUL: no SKU matches (and querying it would fail).

@@ -2,6 +2,7 @@
 for a reservation, `_RESERVE_SQL`, which keeps the same rule in one statement) and
 leaves a StockMovement row, so the ledger always re-derives the counters."""
 
+import random
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -107,7 +108,12 @@ def warehouse_create(
 def stock_adjust(
     *, sku: str, warehouse_code: str, quantity: int, reason: str, actor: Actor
 ) -> StockItem:
-    """Add (receipt, quantity > 0) or remove units on hand; never below what is reserved."""
+    """Add (receipt, quantity > 0) or remove units on hand; never below what is reserved.
+
+    A stock item split over buckets takes a receipt spread evenly over its buckets and
+    an adjustment down from its buckets with the most unreserved units first, one ledger
+    row per bucket touched. The returned item carries the counters summed over buckets.
+    """
     product = Product.objects.filter(sku=sku).first()
     if product is None:
         raise NotFound(f"Unknown SKU '{sku}'.")
@@ -115,25 +121,58 @@ def stock_adjust(
     if warehouse is None:
         raise NotFound(f"Unknown warehouse '{warehouse_code}'.")
     with transaction.atomic():
-        stock_item, _ = StockItem.objects.get_or_create(product=product, warehouse=warehouse)
-        if quantity != 0 and not _stock_apply([StockDelta(stock_item.pk, quantity, 0)]):
-            stock_item.refresh_from_db()
+        StockItem.objects.get_or_create(product=product, warehouse=warehouse, bucket=0)
+        buckets = list(
+            StockItem.objects.filter(product=product, warehouse=warehouse)
+            .order_by("pk")
+            .select_for_update(no_key=True)
+        )
+        on_hand = sum(b.on_hand for b in buckets)
+        reserved = sum(b.reserved for b in buckets)
+        split = _adjustment_split(buckets, quantity)
+        if split is None or (split and not _stock_apply(split)):
             raise StockConflict(
                 f"Adjusting {sku} at {warehouse_code} by {quantity} would leave on_hand "
-                f"{stock_item.on_hand + quantity} below reserved {stock_item.reserved}.",
-                on_hand=stock_item.on_hand,
-                reserved=stock_item.reserved,
+                f"{on_hand + quantity} below reserved {reserved}.",
+                on_hand=on_hand,
+                reserved=reserved,
             )
-        StockMovement.objects.create(
-            stock_item=stock_item,
-            kind=StockMovement.Kind.RECEIPT if quantity > 0 else StockMovement.Kind.ADJUSTMENT,
-            on_hand_delta=quantity,
-            reason=reason,
-            actor=actor.user,
-            request_id=actor.request_id,
+        kind = StockMovement.Kind.RECEIPT if quantity > 0 else StockMovement.Kind.ADJUSTMENT
+        StockMovement.objects.bulk_create(
+            StockMovement(
+                stock_item_id=delta.stock_item_id,
+                kind=kind,
+                on_hand_delta=delta.on_hand_delta,
+                reason=reason,
+                actor=actor.user,
+                request_id=actor.request_id,
+            )
+            for delta in (split or [StockDelta(buckets[0].pk, 0, 0)])
         )
-    stock_item.refresh_from_db()
-    return stock_item
+    item = buckets[0]
+    item.refresh_from_db()
+    if len(buckets) > 1:
+        item.on_hand, item.reserved = on_hand + quantity, reserved
+    return item
+
+
+def _adjustment_split(buckets: Sequence[StockItem], quantity: int) -> list[StockDelta] | None:
+    """Per-bucket on_hand deltas summing to `quantity` (None: not enough unreserved)."""
+    if quantity >= 0:
+        share, extra = divmod(quantity, len(buckets))
+        return [
+            StockDelta(bucket.pk, share + (1 if index < extra else 0), 0)
+            for index, bucket in enumerate(buckets)
+            if share + (1 if index < extra else 0)
+        ]
+    remaining = -quantity
+    deltas = []
+    for bucket in sorted(buckets, key=lambda b: (b.reserved - b.on_hand, b.pk)):
+        take = min(bucket.on_hand - bucket.reserved, remaining)
+        if take > 0:
+            deltas.append(StockDelta(bucket.pk, -take, 0))
+            remaining -= take
+    return None if remaining else deltas
 
 
 def stock_plan(
@@ -141,40 +180,88 @@ def stock_plan(
     demand: dict[int, int],
     skus: dict[int, str],
     exclude_warehouse_ids: Iterable[int] = (),
+    fullest_buckets_first: bool = False,
 ) -> list[Allocation]:
-    """Plan where the demand (product id -> quantity) is taken from, on a fresh read."""
+    """Plan where the demand (product id -> quantity) is taken from, on a fresh read.
+
+    Warehouses are chosen on the stock item's total over its buckets; within a stock
+    item split over buckets, the units come from a pseudo-randomly chosen bucket first
+    (so concurrent checkouts of a hot product lock different rows), then the next ones;
+    or, with `fullest_buckets_first` (a re-plan after a lost race), from the buckets with
+    the most units first.
+    """
     # Plain rows, not model instances: this read is on every checkout's path.
-    candidates = [
-        StockCandidate(
-            stock_item_id=stock_item_id,
+    rows = (
+        StockItem.objects.filter(
+            product_id__in=demand,
+            warehouse__is_active=True,
+            on_hand__gt=F("reserved"),
+        )
+        .exclude(warehouse_id__in=list(exclude_warehouse_ids))
+        .values_list(
+            "pk",
+            "product_id",
+            "warehouse_id",
+            "warehouse__priority",
+            "warehouse__code",
+            F("on_hand") - F("reserved"),
+        )
+    )
+    # One candidate per (product, warehouse), summed over buckets.
+    buckets: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
+    candidates: dict[tuple[int, int], StockCandidate] = {}
+    for stock_item_id, product_id, warehouse_id, priority, code, available in rows:
+        key = (product_id, warehouse_id)
+        buckets[key].append((stock_item_id, available))
+        known = candidates.get(key)
+        candidates[key] = StockCandidate(
+            stock_item_id=stock_item_id if known is None else known.stock_item_id,
             product_id=product_id,
             warehouse_id=warehouse_id,
             warehouse_priority=priority,
             warehouse_code=code,
-            available=available,
+            available=available + (0 if known is None else known.available),
         )
-        for stock_item_id, product_id, warehouse_id, priority, code, available in (
-            StockItem.objects.filter(
-                product_id__in=demand,
-                warehouse__is_active=True,
-                on_hand__gt=F("reserved"),
-            )
-            .exclude(warehouse_id__in=list(exclude_warehouse_ids))
-            .values_list(
-                "pk",
-                "product_id",
-                "warehouse_id",
-                "warehouse__priority",
-                "warehouse__code",
-                F("on_hand") - F("reserved"),
-            )
+    plan = allocate(demand, list(candidates.values()))
+    if plan is None:
+        short = short_products(demand, list(candidates.values())) or sorted(demand)
+        raise InsufficientStock(sorted(skus[pid] for pid in short))
+    if all(len(rows) == 1 for rows in buckets.values()):
+        return plan
+    return [
+        part
+        for allocation in plan
+        for part in _bucket_split(
+            allocation,
+            buckets[(allocation.product_id, allocation.warehouse_id)],
+            fullest_first=fullest_buckets_first,
         )
     ]
-    plan = allocate(demand, candidates)
-    if plan is None:
-        short = short_products(demand, candidates) or sorted(demand)
-        raise InsufficientStock(sorted(skus[pid] for pid in short))
-    return plan
+
+
+def _bucket_split(
+    allocation: Allocation, buckets: list[tuple[int, int]], *, fullest_first: bool
+) -> list[Allocation]:
+    """Take an allocation's units from the stock item's buckets ((id, available) pairs)."""
+    if len(buckets) == 1:
+        return [allocation]
+    if fullest_first:
+        ordered = sorted(buckets, key=lambda bucket: (-bucket[1], bucket[0]))
+    else:
+        ordered = sorted(buckets)
+        start = random.randrange(len(ordered))  # noqa: S311 - spreading load, not a secret
+        ordered = ordered[start:] + ordered[:start]
+    parts = []
+    remaining = allocation.quantity
+    for stock_item_id, available in ordered:
+        take = min(available, remaining)
+        parts.append(
+            Allocation(stock_item_id, allocation.product_id, allocation.warehouse_id, take)
+        )
+        remaining -= take
+        if remaining == 0:
+            break
+    return parts
 
 
 # Reserve planned units in one statement: lock the stock rows in primary-key order, add
@@ -507,13 +594,91 @@ def reservations_ship_released(
     return released
 
 
+def stock_buckets_set(
+    *, sku: str, warehouse_code: str, buckets: int, actor: Actor, reason: str = ""
+) -> list[StockItem]:
+    """Split a stock item over `buckets` rows (at least as many as it has: rows that the
+    ledger and reservations name stay), then spread its unreserved units evenly over them
+    (`stock_rebalance`). Return the buckets in bucket order."""
+    product = Product.objects.filter(sku=sku).first()
+    if product is None:
+        raise NotFound(f"Unknown SKU '{sku}'.")
+    warehouse = Warehouse.objects.filter(code=warehouse_code).first()
+    if warehouse is None:
+        raise NotFound(f"Unknown warehouse '{warehouse_code}'.")
+    with transaction.atomic():
+        existing = set(
+            StockItem.objects.filter(product=product, warehouse=warehouse).values_list(
+                "bucket", flat=True
+            )
+        )
+        if buckets < max(len(existing), 1):
+            raise ValueError(
+                f"{sku} at {warehouse_code} has {len(existing)} buckets; they can be added, "
+                "not removed (the ledger names each)."
+            )
+        StockItem.objects.bulk_create(
+            [
+                StockItem(product=product, warehouse=warehouse, bucket=bucket)
+                for bucket in range(buckets)
+                if bucket not in existing
+            ],
+            ignore_conflicts=True,
+        )
+        return stock_rebalance(
+            sku=sku, warehouse_code=warehouse_code, actor=actor, reason=reason or "buckets"
+        )
+
+
+def stock_rebalance(
+    *, sku: str, warehouse_code: str, actor: Actor, reason: str = ""
+) -> list[StockItem]:
+    """Spread a stock item's unreserved units evenly over its buckets: on_hand moves
+    between buckets through `rebalance` ledger rows that sum to 0 (reserved units stay in
+    the bucket that holds their reservation). Return the buckets in bucket order."""
+    with transaction.atomic():
+        buckets = list(
+            StockItem.objects.filter(product__sku=sku, warehouse__code=warehouse_code)
+            .order_by("pk")
+            .select_for_update(no_key=True)
+        )
+        if not buckets:
+            raise NotFound(f"No stock of '{sku}' at '{warehouse_code}'.")
+        buckets.sort(key=lambda bucket: bucket.bucket)
+        share, extra = divmod(sum(b.on_hand - b.reserved for b in buckets), len(buckets))
+        deltas = [
+            StockDelta(b.pk, b.reserved + share + (i < extra) - b.on_hand, 0)
+            for i, b in enumerate(buckets)
+        ]
+        deltas = [delta for delta in deltas if delta.on_hand_delta]
+        if _stock_apply(deltas) != {delta.stock_item_id for delta in deltas}:
+            raise RuntimeError("Locked buckets refused a rebalance that keeps their rules")
+        StockMovement.objects.bulk_create(
+            StockMovement(
+                stock_item_id=delta.stock_item_id,
+                kind=StockMovement.Kind.REBALANCE,
+                on_hand_delta=delta.on_hand_delta,
+                reason=reason or "rebalance",
+                actor=actor.user,
+                request_id=actor.request_id,
+            )
+            for delta in deltas
+        )
+    return list(
+        StockItem.objects.filter(product__sku=sku, warehouse__code=warehouse_code).order_by(
+            "bucket"
+        )
+    )
+
+
 def stock_return(
     *, product_id: int, warehouse_id: int, quantity: int, actor: Actor, reason: str
 ) -> StockMovement:
     """Put units a customer sent back on the shelf: on_hand += quantity, through a
     `return` movement. Run inside a transaction."""
+    # A stock item split over buckets takes returns into its bucket 0.
     stock_item, _ = StockItem.objects.get_or_create(
-        product_id=product_id, warehouse_id=warehouse_id
+        product_id=product_id, warehouse_id=warehouse_id, bucket=0
     )
     if _stock_apply([StockDelta(stock_item.pk, quantity, 0)]) != {stock_item.pk}:
         # Adding to on_hand always keeps reserved <= on_hand.

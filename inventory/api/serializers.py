@@ -58,7 +58,7 @@ class StockItemOutputSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = StockItem
-        fields = ["sku", "warehouse", "on_hand", "reserved", "available", "updated_at"]
+        fields = ["sku", "warehouse", "bucket", "on_hand", "reserved", "available", "updated_at"]
 
 
 class StockAdjustmentInputSerializer(serializers.Serializer):

@@ -17,7 +17,7 @@ from flows.cancel import order_cancel
 from flows.place import OrderLineRequest, order_place
 from inventory.errors import InsufficientStock, StockConflict
 from inventory.models import Reservation, StockItem, StockMovement
-from inventory.services import stock_adjust
+from inventory.services import stock_adjust, stock_buckets_set
 from orders.errors import InvalidTransition
 from orders.models import Order, OrderStatusChange
 from orders.states import OrderStatus
@@ -37,13 +37,26 @@ def checkout(url: str, headers: dict[str, str], lines: list[tuple[str, int]]) ->
     return requests.post(url, json=order_payload(lines), headers=headers, timeout=120)
 
 
-def ten_units_over_two_warehouses() -> tuple[Any, list[StockItem]]:
+def split_into_buckets(products: list[Any], buckets: int) -> list[StockItem]:
+    """Split every stock item of the products over `buckets` rows; return all rows."""
+    if buckets > 1:
+        for item in StockItem.objects.filter(product__in=products).select_related(
+            "product", "warehouse"
+        ):
+            stock_buckets_set(
+                sku=item.product.sku,
+                warehouse_code=item.warehouse.code,
+                buckets=buckets,
+                actor=Actor.system(),
+            )
+    return list(StockItem.objects.filter(product__in=products))
+
+
+def ten_units_over_two_warehouses(buckets: int = 1) -> tuple[Any, list[StockItem]]:
     product = ProductFactory()
-    items = [
-        stock_receive(product, WarehouseFactory(priority=1), 6),
-        stock_receive(product, WarehouseFactory(priority=0), 4),
-    ]
-    return product, items
+    stock_receive(product, WarehouseFactory(priority=1), 6)
+    stock_receive(product, WarehouseFactory(priority=0), 4)
+    return product, split_into_buckets([product], buckets)
 
 
 def held_quantity(**filters: Any) -> int:
@@ -68,9 +81,10 @@ def assert_orders_fully_reserved() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_checkouts_never_oversell(burst_live_server, concurrently):
+@pytest.mark.parametrize("buckets", [1, 4])
+def test_concurrent_checkouts_never_oversell(burst_live_server, concurrently, buckets):
     # Given 10 units over two warehouses and 50 customers
-    product, items = ten_units_over_two_warehouses()
+    product, items = ten_units_over_two_warehouses(buckets)
     url = f"{burst_live_server.url}/api/v1/orders/"
     headers = [token_headers(UserFactory(), f"checkout-{i}") for i in range(CHECKOUTS)]
 
@@ -94,9 +108,12 @@ def test_concurrent_checkouts_never_oversell(burst_live_server, concurrently):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_checkouts_of_random_quantities_never_oversell(burst_live_server, concurrently):
+@pytest.mark.parametrize("buckets", [1, 4])
+def test_concurrent_checkouts_of_random_quantities_never_oversell(
+    burst_live_server, concurrently, buckets
+):
     # Given 10 units over two warehouses
-    product, items = ten_units_over_two_warehouses()
+    product, items = ten_units_over_two_warehouses(buckets)
     url = f"{burst_live_server.url}/api/v1/orders/"
     rng = random.Random(20240601)
     wanted = [rng.randint(1, 3) for _ in range(CHECKOUTS)]
@@ -131,11 +148,17 @@ def test_concurrent_checkouts_of_random_quantities_never_oversell(burst_live_ser
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_multi_sku_checkouts_in_opposite_line_orders_do_not_deadlock(concurrently):
+@pytest.mark.parametrize("buckets", [1, 4])
+def test_concurrent_multi_sku_checkouts_in_opposite_line_orders_do_not_deadlock(
+    concurrently, buckets
+):
     # Given three SKUs split over two warehouses, less stock than all orders want
     products = [ProductFactory() for _ in range(3)]
     warehouses = [WarehouseFactory(priority=1), WarehouseFactory(priority=0)]
-    items = [stock_receive(p, w, 12) for p in products for w in warehouses]
+    for product in products:
+        for warehouse in warehouses:
+            stock_receive(product, warehouse, 12)
+    items = split_into_buckets(products, buckets)
     customers = [UserFactory() for _ in range(30)]
 
     def place_then_maybe_cancel(index: int) -> Order:

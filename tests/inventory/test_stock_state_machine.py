@@ -43,7 +43,7 @@ from flows.returns import (
 from flows.transitions import order_transition_by_name
 from inventory.errors import InsufficientStock, StockConflict
 from inventory.models import Product, Reservation, StockItem, StockMovement, Warehouse
-from inventory.services import stock_adjust
+from inventory.services import stock_adjust, stock_buckets_set, stock_rebalance
 from orders.errors import InvalidTransition, ReturnExceedsShipped, ReturnNotReturnable
 from orders.models import Order, OrderStatusChange
 from orders.states import OrderStatus
@@ -96,6 +96,9 @@ Key = tuple[int, int]  # (product index, warehouse index)
 
 
 class StockAndOrders(RuleBasedStateMachine):
+    # Bucket rows per stock item (product x warehouse); the model tracks their totals.
+    BUCKETS = 1
+
     def __init__(self) -> None:
         super().__init__()
         # A savepoint per run: teardown rolls the run's rows back.
@@ -153,6 +156,13 @@ class StockAndOrders(RuleBasedStateMachine):
                         actor=Actor.system(),
                     )
                     self.on_hand[(product_index, warehouse_index)] = quantity
+                if self.BUCKETS > 1:
+                    stock_buckets_set(
+                        sku=product.sku,
+                        warehouse_code=warehouse.code,
+                        buckets=self.BUCKETS,
+                        actor=Actor.system(),
+                    )
 
     # Helpers
 
@@ -278,6 +288,21 @@ class StockAndOrders(RuleBasedStateMachine):
         self.status[order.pk] = S.PENDING_PAYMENT
         self.lines[order.pk] = lines
         self.holds[order.pk] = dict(holds)
+
+    @precondition(lambda self: self.BUCKETS > 1)
+    @rule(product_index=st.integers(0, 2), warehouse_index=st.integers(0, 2))
+    def rebalance(self, product_index: int, warehouse_index: int) -> None:
+        product = self.products[product_index % len(self.products)]
+        warehouse = self.warehouses[warehouse_index % len(self.warehouses)]
+        key = (product_index % len(self.products), warehouse_index % len(self.warehouses))
+        buckets = stock_rebalance(
+            sku=product.sku, warehouse_code=warehouse.code, actor=Actor.system()
+        )
+        assert len(buckets) == self.BUCKETS
+        assert sum(b.on_hand for b in buckets) == self.on_hand[key]
+        assert sum(b.reserved for b in buckets) == self.reserved[key]
+        spare = [b.on_hand - b.reserved for b in buckets]
+        assert max(spare) - min(spare) <= 1
 
     @precondition(lambda self: self.orders)
     @rule(
@@ -421,15 +446,22 @@ class StockAndOrders(RuleBasedStateMachine):
             .annotate(total=Sum("quantity"))
             .values_list("stock_item_id", "total")
         )
-        seen: set[Key] = set()
+        totals: dict[Key, tuple[int, int]] = defaultdict(lambda: (0, 0))
         for item in items.values():
             key = self.key_of(item)
-            seen.add(key)
             assert 0 <= item.reserved <= item.on_hand, item
             assert ledger.get(item.pk, (0, 0)) == (item.on_hand, item.reserved), item
             assert item.reserved == held.get(item.pk, 0), item
-            assert (item.on_hand, item.reserved) == (self.on_hand[key], self.reserved[key])
-        for key in set(self.on_hand) - seen:
+            on_hand, reserved = totals[key]
+            totals[key] = (on_hand + item.on_hand, reserved + item.reserved)
+        for key, (on_hand, reserved) in totals.items():
+            assert (on_hand, reserved) == (self.on_hand[key], self.reserved[key]), key
+        if self.BUCKETS > 1:
+            counts: dict[Key, int] = defaultdict(int)
+            for item in items.values():
+                counts[self.key_of(item)] += 1
+            assert set(counts.values()) == {self.BUCKETS}
+        for key in set(self.on_hand) - set(totals):
             assert (self.on_hand[key], self.reserved[key]) == (0, 0), key
 
     @invariant()
@@ -473,6 +505,20 @@ class StockAndOrders(RuleBasedStateMachine):
 def test_stock_and_orders_stay_consistent_under_random_use_case_sequences():
     run_state_machine_as_test(
         StockAndOrders,
+        settings=settings(max_examples=40, stateful_step_count=25, deadline=None, database=None),
+    )
+
+
+class StockInBucketsAndOrders(StockAndOrders):
+    BUCKETS = 4
+
+
+@pytest.mark.django_db
+def test_stock_in_four_buckets_and_orders_stay_consistent_under_random_use_case_sequences():
+    """The same machine with every stock item split over 4 bucket rows: a checkout is
+    refused exactly when the total over buckets (and warehouses) is short."""
+    run_state_machine_as_test(
+        StockInBucketsAndOrders,
         settings=settings(max_examples=40, stateful_step_count=25, deadline=None, database=None),
     )
 
