@@ -51,6 +51,8 @@ def order_capture_amount(*, order: Order, authorized: int) -> int:
     did not ship when it ships in part (the rest was cancelled): their unit prices and
     their lines' tax on them (a line's shipped units keep floor(tax x shipped / quantity),
     the share a return of them would refund). Shipping and its tax are kept."""
+    # An edit may have lowered the total of an authorized order: capture no more than it.
+    authorized = min(authorized, order.total_amount)
     if order.status != OrderStatus.PARTIALLY_SHIPPED:
         return authorized
     unshipped = sum(
@@ -58,6 +60,7 @@ def order_capture_amount(*, order: Order, authorized: int) -> int:
         + line.tax_amount
         - (line.tax_amount * line.shipped_quantity) // line.quantity
         for line in order.lines.all()
+        if line.quantity
     )
     return max(0, min(authorized, authorized - unshipped))
 

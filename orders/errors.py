@@ -52,3 +52,27 @@ class ReturnLineUnknown(DomainError):
     code = "return_line_unknown"
     status = 422
     title = "The return names a SKU the order does not have"
+
+
+class OrderNotEditable(DomainError):
+    code = "order_not_editable"
+    status = 409
+    title = "Only an order not yet routed (and without a payment in flight) can be edited"
+
+
+class OrderChanged(DomainError):
+    code = "order_changed"
+    status = 409
+    title = "The order changed since the edit was previewed: ask for a new preview"
+
+
+class OrderEditInvalid(DomainError):
+    code = "order_edit_invalid"
+    status = 422
+    title = "The edit changes nothing, or leaves the order without lines"
+
+
+class OrderEditNeedsReauthorization(DomainError):
+    code = "order_edit_needs_reauthorization"
+    status = 409
+    title = "The edit raises the total of an authorized order: cancel and order again"

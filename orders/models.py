@@ -187,8 +187,9 @@ class OrderLine(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
+            # 0: a line an edit removed (flows.edit); its released reservations keep it.
             models.CheckConstraint(
-                condition=Q(quantity__gt=0), name="order_line_quantity_positive"
+                condition=Q(quantity__gte=0), name="order_line_quantity_non_negative"
             ),
             models.CheckConstraint(
                 condition=Q(returned_quantity__gte=0) & Q(returned_quantity__lte=F("quantity")),
@@ -394,3 +395,60 @@ class ReturnStatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.return_request_id}: {self.from_status or '-'} -> {self.to_status}"
+
+
+class OrderEdit(TimeStampedModel):
+    """One edit of an order before it is routed (flows.edit): the requested changes, priced
+    when proposed, applied at most once when committed."""
+
+    class Status(models.TextChoices):
+        PROPOSED = "proposed", "Proposed"
+        COMMITTED = "committed", "Committed"
+        FAILED = "failed", "Failed"
+        SUPERSEDED = "superseded", "Superseded"
+
+    class PaymentAction(models.TextChoices):
+        # No live authorization: the next payment simply uses the new total.
+        NONE = "none", "None"
+        # A confirmed order whose total rises needs a new authorization.
+        REAUTHORIZE = "reauthorize", "Reauthorize"
+        # A confirmed order whose total falls: the capture at shipment takes the new total.
+        REDUCE = "reduce", "Reduce"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="edits")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PROPOSED)
+    # The request: {sku: new quantity} (0 removes the line), and a new address or null.
+    lines = models.JSONField()
+    shipping_address = models.JSONField(null=True, blank=True)
+    # What the order was when priced; a commit on a changed order is refused.
+    base = models.JSONField()
+    # The priced preview.
+    subtotal_amount = models.BigIntegerField()
+    shipping_amount = models.BigIntegerField()
+    tax_amount = models.BigIntegerField()
+    total_amount = models.BigIntegerField()
+    line_taxes = models.JSONField()
+    payment_action = models.CharField(max_length=16, choices=PaymentAction.choices)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    committed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["proposed", "committed", "failed", "superseded"]),
+                name="order_edit_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    total_amount=F("subtotal_amount") + F("shipping_amount") + F("tax_amount")
+                ),
+                name="order_edit_total_is_sum",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"edit {self.pk} of {self.order_id} ({self.status})"

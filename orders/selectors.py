@@ -12,7 +12,7 @@ from django_fsm import can_proceed
 
 from core.actors import Actor
 from core.errors import NotFound
-from orders.models import Order, OrderEvent, OrderLine, OrderStatusChange, Return
+from orders.models import Order, OrderEdit, OrderEvent, OrderLine, OrderStatusChange, Return
 from orders.states import CUSTOMER_TRANSITIONS, TRANSITIONS
 
 
@@ -277,4 +277,11 @@ def order_return_get(*, order: Order, return_id: uuid.UUID | str) -> Return:
         found = None
     if found is None:
         raise NotFound("No such return.")
+    return found
+
+
+def order_edit_get(*, order: Order, edit_id: uuid.UUID | str) -> OrderEdit:
+    found = OrderEdit.objects.filter(order=order, pk=edit_id).first()
+    if found is None:
+        raise NotFound("No such edit.")
     return found

@@ -350,3 +350,52 @@ class ReturnReceiptCallbackInputSerializer(serializers.Serializer):
         default=list,
         max_length=settings.ORDER_MAX_LINES,
     )
+
+
+class OrderEditLineInputSerializer(serializers.Serializer):
+    sku = fields.CharField(max_length=64)
+    # The line's new quantity; 0 removes it.
+    quantity = StrictIntegerField(min_value=0, max_value=settings.ORDER_MAX_LINE_QUANTITY)
+
+
+class OrderEditInputSerializer(serializers.Serializer):
+    lines = serializers.ListField(
+        child=OrderEditLineInputSerializer(), required=False, max_length=settings.ORDER_MAX_LINES
+    )
+    shipping_address = ShippingAddressSerializer(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs.get("lines") and "shipping_address" not in attrs:
+            raise serializers.ValidationError(
+                "An edit changes lines, the shipping address, or both.", code="empty_edit"
+            )
+        return attrs
+
+    def validate_lines(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        counts = Counter(line["sku"] for line in lines)
+        duplicates = sorted(sku for sku, count in counts.items() if count > 1)
+        if duplicates:
+            raise serializers.ValidationError(
+                f"Each SKU may appear on one line only; repeated: {', '.join(duplicates)}.",
+                code="duplicate_sku",
+            )
+        return lines
+
+
+class OrderEditOutputSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    order_id = serializers.UUIDField()
+    status = fields.CharField()
+    # The request: SKU -> new quantity, and the new address (null: unchanged).
+    lines = serializers.DictField(child=serializers.IntegerField())
+    shipping_address = serializers.DictField(allow_null=True)
+    # The priced preview, in minor units of the order's currency.
+    subtotal = serializers.IntegerField(source="subtotal_amount")
+    shipping = serializers.IntegerField(source="shipping_amount")
+    tax = serializers.IntegerField(source="tax_amount")
+    total = serializers.IntegerField(source="total_amount")
+    line_taxes = serializers.DictField(child=serializers.IntegerField())
+    # none, reduce (capture at shipment takes the new total) or reauthorize (refused).
+    payment_action = fields.CharField()
+    created_at = serializers.DateTimeField()
+    committed_at = serializers.DateTimeField(allow_null=True)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from flows.api import returns, views, webhooks
+from flows.api import edits, returns, views, webhooks
 
 urlpatterns = [
     path("orders/", views.OrderListCreateApi.as_view(), name="order-list"),
@@ -20,6 +20,21 @@ urlpatterns = [
     path("orders/<uuid:order_id>/pay/", views.OrderPayApi.as_view(), name="order-pay"),
     path("orders/<uuid:order_id>/ship/", views.OrderShipApi.as_view(), name="order-ship"),
     path("orders/<uuid:order_id>/refund/", views.OrderRefundApi.as_view(), name="order-refund"),
+    path(
+        "orders/<uuid:order_id>/edits/",
+        edits.OrderEditCreateApi.as_view(),
+        name="order-edit-list",
+    ),
+    path(
+        "orders/<uuid:order_id>/edits/<uuid:edit_id>/",
+        edits.OrderEditDetailApi.as_view(),
+        name="order-edit-detail",
+    ),
+    path(
+        "orders/<uuid:order_id>/edits/<uuid:edit_id>/commit/",
+        edits.OrderEditCommitApi.as_view(),
+        name="order-edit-commit",
+    ),
     path(
         "orders/<uuid:order_id>/returns/",
         returns.OrderReturnListCreateApi.as_view(),

@@ -72,6 +72,10 @@ MATRIX: dict[tuple[str, str], tuple[str | None, tuple[int, ...]]] = {
     ("POST", "order-transition"): ("transitions:write", (401, 401, 401, 401, 403, 403, 403, 403, 400, 400, 400, 400, 403, 403)),
     ("GET", "order-return-list"): ("orders:read", (401, 401, 401, 401, 200, 200, 404, 403, 200, 200, 200, 200, 200, 404)),
     ("POST", "order-return-list"): ("orders:write", (401, 401, 401, 401, 400, 403, 404, 403, 400, 403, 403, 400, 400, 404)),
+    ("POST", "order-edit-list"): ("orders:write", (401, 401, 401, 401, 400, 403, 404, 403, 400, 403, 403, 400, 400, 404)),
+    # Edit reads and commits name an edit that does not exist: 404 once allowed.
+    ("GET", "order-edit-detail"): ("orders:read", (401, 401, 401, 401, 404, 404, 404, 403, 404, 404, 404, 404, 404, 404)),
+    ("POST", "order-edit-commit"): ("orders:write", (401, 401, 401, 401, 404, 403, 404, 403, 404, 403, 403, 404, 404, 404)),
     # Return actions and reads name a return that does not exist: 404 once allowed.
     ("GET", "order-return-detail"): ("orders:read", (401, 401, 401, 401, 404, 404, 404, 403, 404, 404, 404, 404, 404, 404)),
     ("POST", "order-return-authorize"): ("orders:write", (401, 401, 401, 401, 403, 403, 403, 403, 404, 403, 403, 404, 403, 403)),
@@ -135,7 +139,7 @@ def test_the_policy_table_names_the_scopes_and_paths_this_table_expects():
         assert rule.scope == scope, rule
         documented = "/" + re.sub(
             r"<\w+:(\w+)>",
-            lambda m: "{" + m[1] + "}" if m[1] in ("sku", "return_id") else "{id}",
+            lambda m: "{" + m[1] + "}" if m[1] in ("sku", "return_id", "edit_id") else "{id}",
             route,
         )
         assert documented == "/api/v1" + rule.path, rule
@@ -214,6 +218,7 @@ def request_for(method: str, name: str, world: dict[str, Any]) -> tuple[str, Any
     path = "/" + route.replace("<uuid:order_id>", str(world["order"].pk))
     path = path.replace("<str:sku>", world["product"].sku)
     path = path.replace("<uuid:return_id>", str(uuid.uuid4()))
+    path = path.replace("<uuid:edit_id>", str(uuid.uuid4()))
     path = path.replace("<int:key_id>", str(MISSING_KEY_ID))
     path = path.replace("<int:subscription_id>", str(MISSING_KEY_ID))
     bodies = {

@@ -354,7 +354,9 @@ def test_a_cancelled_rest_is_not_charged_its_own_tax():
         SimpleNamespace(unit_price=500, quantity=2, shipped_quantity=2, tax_amount=200),
     ]
     order = SimpleNamespace(
-        status=OrderStatus.PARTIALLY_SHIPPED, lines=SimpleNamespace(all=lambda: lines)
+        status=OrderStatus.PARTIALLY_SHIPPED,
+        lines=SimpleNamespace(all=lambda: lines),
+        total_amount=3000 + 1000 + 800 + 400,
     )
     authorized = 3000 + 1000 + 800 + 400
 
