@@ -101,7 +101,8 @@ def order_edit_propose(
     address = shipping_address if shipping_address is not None else order.shipping_address
     if not wanted:
         raise OrderEditInvalid("An edit cannot remove every line: cancel the order instead.")
-    if wanted == {sku: line.quantity for sku, line in current.items()} and (
+    # Lines an earlier edit removed stay with quantity 0: they are not part of the order.
+    if wanted == {sku: line.quantity for sku, line in current.items() if line.quantity} and (
         address == order.shipping_address
     ):
         raise OrderEditInvalid("The edit changes nothing.")

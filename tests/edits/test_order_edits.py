@@ -278,3 +278,18 @@ def test_an_edit_racing_a_checkout_for_the_last_unit_leaves_stock_exact(rates, s
     assert available(product) == 0
     order = Order.objects.get(pk=order_id)
     assert order.lines.get().quantity == (3 if edited == 200 else 2)
+
+
+def test_a_removed_line_can_come_back_and_a_no_op_is_refused(
+    rates, widget, gadget, customer_client
+):
+    order_id = place(customer_client, [(widget.sku, 2), (gadget.sku, 1)])
+    removed = propose(customer_client, order_id, lines=[(gadget.sku, 0)]).json()
+    assert commit(customer_client, order_id, removed["id"]).status_code == 200
+    # Asking again for what the order already is changes nothing.
+    response = propose(customer_client, order_id, lines=[(widget.sku, 2)])
+    assert response.status_code == 422
+    assert response.json()["code"] == "order_edit_invalid"
+    back = propose(customer_client, order_id, lines=[(gadget.sku, 2)]).json()
+    assert commit(customer_client, order_id, back["id"]).status_code == 200
+    assert (held(widget), held(gadget)) == (2, 2)

@@ -1,8 +1,8 @@
 """Random sequences of stock and order use cases keep the stock books straight.
 
-A Hypothesis state machine drives the services (adjustments, checkouts, payment
-failures and retries, confirm/route/ship, cancellations, expiries, returns restocked or
-disposed of) against real
+A Hypothesis state machine drives the services (adjustments, checkouts, order edits,
+payment failures and retries, confirm/route/ship, cancellations, expiries, returns
+restocked or disposed of) against real
 PostgreSQL and keeps a small model of what must be true. After every step the
 counters, the held reservations, the ledger, the model and the order history agree.
 Each run works on its own uniquely named warehouses and products and is rolled back.
@@ -31,6 +31,7 @@ from hypothesis.stateful import (
 
 from core.actors import Actor
 from flows.cancel import order_cancel
+from flows.edit import order_edit_commit, order_edit_propose
 from flows.expire import orders_expire_overdue
 from flows.place import OrderLineRequest, order_place
 from flows.returns import (
@@ -44,8 +45,15 @@ from flows.transitions import order_transition_by_name
 from inventory.errors import InsufficientStock, StockConflict
 from inventory.models import Product, Reservation, StockItem, StockMovement, Warehouse
 from inventory.services import stock_adjust, stock_buckets_set, stock_rebalance
-from orders.errors import InvalidTransition, ReturnExceedsShipped, ReturnNotReturnable
-from orders.models import Order, OrderStatusChange
+from orders.errors import (
+    InvalidTransition,
+    OrderEditInvalid,
+    OrderEditNeedsReauthorization,
+    OrderNotEditable,
+    ReturnExceedsShipped,
+    ReturnNotReturnable,
+)
+from orders.models import Order, OrderEdit, OrderStatusChange
 from orders.states import OrderStatus
 from tests.conftest import order_payload
 
@@ -81,6 +89,7 @@ PARTIAL_SHIPMENT_EDGES = {
     (S.PARTIALLY_SHIPPED, S.SHIPPED, "ship"),
 }
 HOLDING = frozenset({S.PENDING_PAYMENT, S.PAYMENT_FAILED, S.CONFIRMED, S.ROUTED})
+EDITABLE = frozenset({S.PENDING_PAYMENT, S.PAYMENT_FAILED, S.CONFIRMED})
 SHIPPED = frozenset({S.SHIPPED, S.DELIVERED, S.REFUNDED, S.PARTIALLY_RETURNED, S.RETURNED})
 ADDRESS = order_payload([])["shipping_address"]
 # The next step of an order that goes well.
@@ -118,6 +127,8 @@ class StockAndOrders(RuleBasedStateMachine):
         self.returned: dict[uuid.UUID, dict[int, int]] = defaultdict(lambda: defaultdict(int))
         # What each order holds per stock position (learned from its reservations).
         self.holds: dict[uuid.UUID, dict[Key, int]] = {}
+        # Units of each order's lines released by edits (lines that shrank or went).
+        self.edit_released: dict[uuid.UUID, dict[int, int]] = defaultdict(lambda: defaultdict(int))
 
     def teardown(self) -> None:
         transaction.set_rollback(True)
@@ -288,6 +299,69 @@ class StockAndOrders(RuleBasedStateMachine):
         self.status[order.pk] = S.PENDING_PAYMENT
         self.lines[order.pk] = lines
         self.holds[order.pk] = dict(holds)
+
+    @precondition(lambda self: self.orders)
+    @rule(
+        order_index=st.integers(0, 100),
+        wanted=st.dictionaries(st.integers(0, 2), st.integers(0, 9), min_size=1, max_size=3),
+    )
+    def edit(self, order_index: int, wanted: dict[int, int]) -> None:
+        order_id = self.pick_order(order_index)
+        old = self.lines[order_id]
+        changes = {index % len(self.products): quantity for index, quantity in wanted.items()}
+        changes = {i: q for i, q in changes.items() if q or old.get(i, 0)}
+        new = {**old, **changes}
+        call: dict[str, Any] = {
+            "order_id": order_id,
+            "lines": {self.products[i].sku: q for i, q in changes.items()},
+            "shipping_address": None,
+            "actor": Actor(user=self.customer),
+        }
+        if self.status[order_id] not in EDITABLE:
+            with pytest.raises(OrderNotEditable):
+                order_edit_propose(**call)
+            return
+        if not any(new.values()) or new == old:
+            with pytest.raises(OrderEditInvalid):
+                order_edit_propose(**call)
+            return
+        edit = order_edit_propose(**call)
+        commit = {"order_id": order_id, "edit_id": edit.pk, "actor": call["actor"]}
+        if edit.payment_action == OrderEdit.PaymentAction.REAUTHORIZE:
+            assert self.status[order_id] == S.CONFIRMED
+            with pytest.raises(OrderEditNeedsReauthorization):
+                order_edit_commit(**commit)
+            return
+        # Lines that shrink give all their units back first, then hold the new quantity;
+        # lines that grow hold the difference.
+        shrinking = {i for i, q in new.items() if q < old.get(i, 0)}
+        short = sorted(
+            self.products[i].sku
+            for i, q in new.items()
+            if (q if i in shrinking else q - old.get(i, 0))
+            > self.available(i) + (old[i] if i in shrinking else 0)
+        )
+        if short:
+            with pytest.raises(InsufficientStock):
+                order_edit_commit(**commit)
+            return
+        order_edit_commit(**commit)
+        for i in shrinking:
+            self.edit_released[order_id][i] += old[i]
+        before = self.holds.pop(order_id, {})
+        after: dict[Key, int] = defaultdict(int)
+        for reservation in Reservation.objects.filter(
+            order_line__order_id=order_id, status=Reservation.Status.HELD
+        ).select_related("stock_item"):
+            after[self.key_of(reservation.stock_item)] += reservation.quantity
+        for key in set(before) | set(after):
+            self.reserved[key] += after.get(key, 0) - before.get(key, 0)
+        self.holds[order_id] = dict(after)
+        self.lines[order_id] = new
+        lines = Order.objects.get(pk=order_id).lines.all()
+        assert {line.product_id: line.quantity for line in lines} == {
+            self.products[i].pk: q for i, q in new.items()
+        }
 
     @precondition(lambda self: self.BUCKETS > 1)
     @rule(product_index=st.integers(0, 2), warehouse_index=st.integers(0, 2))
@@ -480,6 +554,7 @@ class StockAndOrders(RuleBasedStateMachine):
                 held = by_status[(order_id, product_id, Reservation.Status.HELD)]
                 committed = by_status[(order_id, product_id, Reservation.Status.COMMITTED)]
                 released = by_status[(order_id, product_id, Reservation.Status.RELEASED)]
+                released -= self.edit_released[order_id][product_index]
                 if status in HOLDING:
                     assert (held, committed, released) == (quantity, 0, 0)
                 elif status in SHIPPED:
