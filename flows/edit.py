@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from core.actors import Actor
 from core.errors import NotFound
+from core.outbox import outbox_publish
 from flows.lock_objects import order_lock
 from inventory.errors import InsufficientStock, ReservationRaceLost, UnknownSku
 from inventory.models import Product
@@ -280,5 +281,11 @@ def _commit(
             "shipping_address_changed": edit.shipping_address is not None,
             "payment_action": edit.payment_action,
         },
+    )
+    # The customer is told, by a worker, once the edit has committed.
+    outbox_publish(
+        topic="order.edited",
+        payload={"order_id": str(order.pk), "edit_id": str(edit.pk)},
+        key=f"order-edited-{edit.pk}",
     )
     return edit

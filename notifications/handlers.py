@@ -68,6 +68,17 @@ def return_authorized_email(payload: dict[str, Any]) -> None:
     )
 
 
+@outbox_handler("order.edited", name="notifications.order_updated_email", queue="emails")
+def order_updated_email(payload: dict[str, Any]) -> None:
+    """The order as an edit left it, once per committed edit."""
+    order_email_send(
+        order_id=payload["order_id"],
+        kind=EmailDelivery.Kind.ORDER_UPDATED,
+        context={},
+        dedup_key=f"edit-{payload['edit_id']}",
+    )
+
+
 @outbox_handler(
     "order.rest_cancelled", name="notifications.order_rest_cancelled_email", queue="emails"
 )

@@ -28,6 +28,8 @@ class EmailDelivery(TimeStampedModel):
         RETURN_AUTHORIZED = "return_authorized", "Return authorized"
         # The unshipped rest of a partially shipped order was cancelled at a warehouse.
         ORDER_REST_CANCELLED = "order_rest_cancelled", "Rest of order cancelled"
+        # An edit (quantities, lines, address) was committed: the order as it is now.
+        ORDER_UPDATED = "order_updated", "Order updated"
 
     class Status(models.TextChoices):
         # Not sent yet: never tried, being tried, or the last attempt failed (retryable).

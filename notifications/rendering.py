@@ -108,6 +108,7 @@ def _context_build(
                 "line_total": money(line.line_total),
             }
             for line in order.lines.all()
+            if line.quantity > 0  # a line an edit removed stays, with nothing in it
         ],
         "subtotal": money(order.subtotal_amount),
         "shipping": money(order.shipping_amount),

@@ -14,7 +14,7 @@ from tests.factories import StaffFactory, UserFactory
 from tests.payments.conftest import GOOD_CARD, order_action, provider_totals
 from tests.pricing.conftest import DE_ADDRESS, checkout_post
 
-pytest_plugins = ("tests.support.fake_stripe", "tests.support.fault_proxy")
+pytest_plugins = ("tests.support.fake_stripe", "tests.support.fault_proxy", "tests.support.smtp")
 
 PRICE = 1000
 FR_ADDRESS = {**DE_ADDRESS, "city": "Paris", "postal_code": "75001", "country": "FR"}
@@ -293,3 +293,27 @@ def test_a_removed_line_can_come_back_and_a_no_op_is_refused(
     back = propose(customer_client, order_id, lines=[(gadget.sku, 2)]).json()
     assert commit(customer_client, order_id, back["id"]).status_code == 200
     assert (held(widget), held(gadget)) == (2, 2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_committed_edit_emails_the_order_as_it_is_now_once(
+    rates, widget, gadget, customer_client, smtp_backend
+):
+    # given: an order of 2 widgets and 1 gadget
+    order_id = place(customer_client, [(widget.sku, 2), (gadget.sku, 1)])
+    edit = propose(customer_client, order_id, lines=[(widget.sku, 3), (gadget.sku, 0)]).json()
+
+    # when the edit is committed, twice
+    key = new_idempotency_key()
+    assert commit(customer_client, order_id, edit["id"], key=key).status_code == 200
+    assert commit(customer_client, order_id, edit["id"], key=key).status_code == 200
+
+    # then one email shows the order as it is now: 3 widgets, no gadget line, new total
+    order = Order.objects.get(pk=order_id)
+    updated = [m for m in smtp_backend.messages if "was updated" in m.header("Subject")]
+    assert len(updated) == 1
+    (message,) = updated
+    assert message.header("Subject") == f"Your order {order.number} was updated"
+    assert f"3 x {widget.name} ({widget.sku})" in message.text
+    assert gadget.sku not in message.text
+    assert f"{order.total_amount // 100}.{order.total_amount % 100:02d}" in message.text
