@@ -137,16 +137,36 @@ def return_open(
     return return_request
 
 
+def _return_transition(
+    *,
+    order_id: uuid.UUID | str,
+    return_id: uuid.UUID | str,
+    transition: str,
+    actor: Actor,
+    reason: str,
+) -> tuple[Order, Return]:
+    """Lock the order and its return and take a staff or customer transition; the caller's
+    transaction must be open (it may publish more in it)."""
+    order = order_lock(order_id=order_id)
+    return_request = _return_lock(order=order, return_id=return_id)
+    return_transition_locked(
+        order=order,
+        return_request=return_request,
+        transition=transition,
+        actor=actor,
+        reason=reason,
+    )
+    return order, return_request
+
+
 def return_authorize(
     *, order_id: uuid.UUID | str, return_id: uuid.UUID | str, actor: Actor, reason: str = ""
 ) -> Return:
     """Staff: the customer may send the units back (they are emailed what to send)."""
     with transaction.atomic():
-        order = order_lock(order_id=order_id)
-        return_request = _return_lock(order=order, return_id=return_id)
-        return_transition_locked(
-            order=order,
-            return_request=return_request,
+        order, return_request = _return_transition(
+            order_id=order_id,
+            return_id=return_id,
             transition="authorize",
             actor=actor,
             reason=reason,
@@ -160,14 +180,8 @@ def return_reject(
 ) -> Return:
     """Staff: refuse an open return; its units may be returned again."""
     with transaction.atomic():
-        order = order_lock(order_id=order_id)
-        return_request = _return_lock(order=order, return_id=return_id)
-        return_transition_locked(
-            order=order,
-            return_request=return_request,
-            transition="reject",
-            actor=actor,
-            reason=reason,
+        _, return_request = _return_transition(
+            order_id=order_id, return_id=return_id, transition="reject", actor=actor, reason=reason
         )
     return return_request
 
@@ -177,14 +191,8 @@ def return_cancel(
 ) -> Return:
     """The customer or staff withdraw an open return; its units may be returned again."""
     with transaction.atomic():
-        order = order_lock(order_id=order_id)
-        return_request = _return_lock(order=order, return_id=return_id)
-        return_transition_locked(
-            order=order,
-            return_request=return_request,
-            transition="cancel",
-            actor=actor,
-            reason=reason,
+        _, return_request = _return_transition(
+            order_id=order_id, return_id=return_id, transition="cancel", actor=actor, reason=reason
         )
     return return_request
 
