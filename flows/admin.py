@@ -13,7 +13,6 @@ flows.refund."""
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django import forms
@@ -43,7 +42,7 @@ from core.idempotency import (
     idempotent_execute,
 )
 from core.models import IdempotencyKey
-from core.money import CURRENCY_DECIMALS, money_format
+from core.money import money_format, money_parse
 from flows.refund import REFUNDABLE_STATUSES, order_refund
 from flows.returns import (
     ReturnLineRequest,
@@ -111,25 +110,6 @@ def staff_may(request: HttpRequest, action: str) -> bool:
         roles = roles_of(user)
         request._oms_roles = roles  # type: ignore[attr-defined]
     return staff_action_allowed(action, roles=roles)
-
-
-def money_parse(text: str, currency: str) -> int:
-    """Major units as typed ("12.34") to integer minor units (1234) in the currency's
-    exponent, exactly; ValueError for anything else (more decimals than the currency has,
-    not a number, not positive)."""
-    decimals = CURRENCY_DECIMALS.get(currency.upper(), 2)
-    try:
-        amount = Decimal(text.strip().replace(",", ""))
-    except InvalidOperation as error:
-        raise ValueError("Enter an amount such as 12.34.") from error
-    if not amount.is_finite():
-        raise ValueError("Enter an amount such as 12.34.")
-    if amount <= 0:
-        raise ValueError("Enter an amount above zero.")
-    minor = amount.scaleb(decimals)
-    if minor != minor.to_integral_value():
-        raise ValueError(f"{currency} has {decimals} decimal places at most.")
-    return int(minor)
 
 
 class OrderActionForm(forms.Form):

@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from flows.admin import money_parse
+from core.money import money_parse
 from orders.models import Order, OrderStatusChange
 from orders.states import OrderStatus
 from payments.models import Payment, PaymentOperation
