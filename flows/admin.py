@@ -55,7 +55,7 @@ from flows.returns import (
 )
 from flows.ship import SHIPPABLE_STATUSES
 from flows.transitions import USE_CASE_BY_TRANSITION, order_transition_by_name
-from flows.void import order_payments_void
+from flows.void import order_payments_void, payment_void_unused
 from inventory.models import Warehouse
 from orders.models import (
     Order,
@@ -434,7 +434,8 @@ class PaymentStatusFilter(SimpleListFilter):
         value = self.value()
         if value is None:
             return queryset
-        # `payment_status` is OrderAdmin's annotation: the latest payment's status.
+        # `payment_status` is OrderAdmin's annotation: its current payment's status (else
+        # the latest one's).
         if value == "none":
             return queryset.filter(**{"payment_status__isnull": True})
         return queryset.filter(**{"payment_status": value})
@@ -443,7 +444,7 @@ class PaymentStatusFilter(SimpleListFilter):
 def _latest_payment_status() -> Subquery:
     return Subquery(
         Payment.objects.filter(order=OuterRef("pk"))
-        .order_by("-created_at", "-pk")
+        .order_by("-is_current", "-created_at", "-pk")
         .values("status")[:1]
     )
 
@@ -1293,13 +1294,15 @@ class PaymentAdmin(PaymentAmountsMixin, ReadOnlyAdmin):
         "order",
         "provider_payment_id",
         "status",
+        "is_current",
         "amount_display",
         "captured_display",
         "refunded_display",
         "decline_code",
+        "order_edit",
         "created_at",
     ]
-    list_filter = ["status", "provider", "currency", "created_at"]
+    list_filter = ["status", "is_current", "provider", "currency", "created_at"]
     list_select_related = ["order"]
     search_fields = ["order__number", "provider_payment_id", "decline_code"]
     date_hierarchy = "created_at"
@@ -1381,7 +1384,7 @@ class PaymentAdmin(PaymentAmountsMixin, ReadOnlyAdmin):
                     request, f"{label}: no authorization to void ({payment.status}).", messages.INFO
                 )
                 continue
-            if payment.order.status in STATUSES_USING_PAYMENT:
+            if payment.is_current and payment.order.status in STATUSES_USING_PAYMENT:
                 self.message_user(
                     request,
                     f"{label}: order {payment.order.status} still uses this authorization; "
@@ -1390,7 +1393,12 @@ class PaymentAdmin(PaymentAmountsMixin, ReadOnlyAdmin):
                 )
                 continue
             try:
-                order_payments_void(order_id=payment.order_id, actor=actor)
+                if payment.is_current:
+                    order_payments_void(order_id=payment.order_id, actor=actor)
+                else:
+                    # An order edit replaced it, or took it and did not use it (an edit
+                    # still proposed keeps its own: flows.void decides).
+                    payment_void_unused(payment_id=payment.pk, actor=actor)
             except DomainError as error:
                 self.message_user(request, f"{label}: {error.detail}", messages.ERROR)
                 continue

@@ -8,7 +8,7 @@ from core.outbox import outbox_handler
 from flows.returns import return_refund
 from flows.routing import order_route
 from flows.ship import order_ship_when_shipments_left
-from flows.void import order_payments_void
+from flows.void import order_payments_void, payment_void_unused
 from payments.errors import VoidPending
 
 
@@ -36,6 +36,14 @@ def void_for_order(payload: dict[str, Any]) -> None:
     order_id = payload["order_id"]
     if not order_payments_void(order_id=order_id, actor=Actor.system()):
         raise VoidPending(f"Authorization of order {order_id} not voided yet")
+
+
+@outbox_handler("payment.unused", name="payments.void_unused", queue="payments")
+def void_unused(payload: dict[str, Any]) -> None:
+    """An order edit replaced this authorization, or took it and did not use it."""
+    payment_id = payload["payment_id"]
+    if not payment_void_unused(payment_id=payment_id, actor=Actor.system()):
+        raise VoidPending(f"Authorization {payment_id} not voided yet")
 
 
 @outbox_handler("return.received", name="payments.refund_return", queue="payments")

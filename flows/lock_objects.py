@@ -54,8 +54,14 @@ def operation_lock(*, operation_id: int) -> LockedOperation:
 
 
 def order_payment_lock(*, order: Order, statuses: Sequence[str]) -> Payment | None:
-    """Lock the locked order's payment in one of `statuses` (at most one is live)."""
-    return Payment.objects.select_for_update().filter(order=order, status__in=statuses).first()
+    """Lock the locked order's payment in one of `statuses` (at most one live payment is
+    the order's: an edit's re-authorization not yet adopted, or the authorization it
+    replaced, is not)."""
+    return (
+        Payment.objects.select_for_update()
+        .filter(order=order, status__in=statuses, is_current=True)
+        .first()
+    )
 
 
 def order_operation_lock(

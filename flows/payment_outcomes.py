@@ -15,7 +15,7 @@ from core.actors import Actor
 from flows.lock_objects import order_lock
 from flows.ship import order_capture_recorded_locked
 from orders.audit import order_event_record
-from orders.models import Order
+from orders.models import Order, OrderEdit
 from orders.services import order_transition_locked
 from orders.states import STATUSES_USING_PAYMENT, OrderStatus
 from payments.gateways.base import IntentResult
@@ -91,10 +91,24 @@ _ORDER_EFFECTS: dict[IntentChange, Callable[[Order, IntentResult, Actor], bool]]
 
 # Payment changes that are events in the order's log (recorded before what they mean
 # for the order: payment.authorized comes before order.confirmed).
-_EVENT_BY_PAYMENT_STATUS = {
-    Payment.Status.AUTHORIZED: "payment.authorized",
-    Payment.Status.CAPTURED: "payment.captured",
+_EVENT_BY_PAYMENT_CHANGE = {
+    IntentChange.AUTHORIZED: "payment.authorized",
+    IntentChange.CAPTURED: "payment.captured",
+    IntentChange.VOIDED: "payment.voided",  # an authorization released, not an attempt
 }
+
+
+def payment_unused_locked(payment: Payment) -> bool:
+    """Whether the locked payment is not the order's and no order edit may still make it
+    so: the authorization an edit replaced, or an edit's re-authorization whose edit
+    will not commit (failed, superseded). Such an authorization is voided."""
+    if payment.is_current:
+        return False
+    if payment.order_edit_id is None:
+        return True
+    return not OrderEdit.objects.filter(
+        pk=payment.order_edit_id, status=OrderEdit.Status.PROPOSED
+    ).exists()
 
 
 def payment_intent_apply_locked(
@@ -104,13 +118,13 @@ def payment_intent_apply_locked(
     authorization must be voided (it exists but its order no longer wants it)."""
     status_before = payment.status
     change = intent_apply_to_payment(payment, intent)
-    if payment.status != status_before and payment.status in _EVENT_BY_PAYMENT_STATUS:
-        order_event_record(
-            order=order,
-            type=_EVENT_BY_PAYMENT_STATUS[payment.status],
-            change=payment_event_data(payment),
-        )
-    return _ORDER_EFFECTS[change](order, intent, actor)
+    event_type = _EVENT_BY_PAYMENT_CHANGE.get(change)
+    if payment.status != status_before and event_type is not None:
+        order_event_record(order=order, type=event_type, change=payment_event_data(payment))
+    needs_void = _ORDER_EFFECTS[change](order, intent, actor)
+    if change is IntentChange.AUTHORIZED and payment_unused_locked(payment):
+        return True
+    return needs_void
 
 
 def order_confirm(*, order_id: uuid.UUID | str, actor: Actor, reason: str = "") -> Order:

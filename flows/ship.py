@@ -161,7 +161,9 @@ def order_ship(*, order_id: uuid.UUID | str, actor: Actor, reason: str = "") -> 
             current_status=status,
             why="units are still at a warehouse: they ship, or the rest is cancelled",
         )
-    if Payment.objects.filter(order_id=order_id, status=Payment.Status.AUTHORIZED).exists():
+    if Payment.objects.filter(
+        order_id=order_id, status=Payment.Status.AUTHORIZED, is_current=True
+    ).exists():
         return _order_capture_and_ship(order_id=order_id, actor=actor, reason=reason)
     with transaction.atomic():
         order = order_lock(order_id=order_id)

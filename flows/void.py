@@ -3,9 +3,11 @@ attempt that authorized late).
 
 One path for every void: the outbox handler after an order is cancelled or expired,
 the reconciler's sweep of stray authorizations and the staff action all call
-`order_payments_void`. Sequence: (1) lock order and payment, record (or re-open) the
-void operation, commit; (2) cancel the PaymentIntent outside any transaction;
-(3) lock again and record the outcome through flows.payment_outcomes.
+`order_payments_void`; an authorization an order edit replaced (or took and did not
+use) is voided by `payment_void_unused`, from the outbox message the edit wrote.
+Sequence: (1) lock order and payment, record (or re-open) the void operation, commit;
+(2) cancel the PaymentIntent outside any transaction; (3) lock again and record the
+outcome through flows.payment_outcomes.
 """
 
 import uuid
@@ -14,7 +16,7 @@ from django.db import IntegrityError, transaction
 
 from core.actors import Actor
 from flows.lock_objects import operation_lock, payment_lock
-from flows.payment_outcomes import payment_intent_apply_locked
+from flows.payment_outcomes import payment_intent_apply_locked, payment_unused_locked
 from orders.states import STATUSES_USING_PAYMENT
 from payments.models import Payment, PaymentOperation
 from payments.services.operations import (
@@ -37,7 +39,13 @@ def _void_prepare(*, payment_id: int) -> tuple[Payment, PaymentOperation] | None
             payment.status not in VOIDABLE_STATUSES and not late
         ) or not payment.provider_payment_id:
             return None
-        if order.status in STATUSES_USING_PAYMENT and not late:
+        # An authorization an order edit replaced, or one an edit took and will not use,
+        # is released whatever the order's status.
+        if (
+            order.status in STATUSES_USING_PAYMENT
+            and not late
+            and not payment_unused_locked(payment)
+        ):
             return None
         operation = operation_open_locked(payment, PaymentOperation.Kind.VOID)
         if operation is None:
@@ -106,3 +114,12 @@ def order_payments_void(*, order_id: uuid.UUID | str, actor: Actor) -> bool:
         .exists()
     )
     return not still_open.exists() and not still_held
+
+
+def payment_void_unused(*, payment_id: int, actor: Actor) -> bool:
+    """Void an authorization that is not the order's (flows.payment_outcomes.
+    payment_unused_locked). Return True when nothing of it is left to void."""
+    payment_void(payment_id=payment_id, actor=actor)
+    return not Payment.objects.filter(
+        pk=payment_id, status__in=VOIDABLE_STATUSES, is_current=False
+    ).exists()

@@ -166,7 +166,7 @@ def _address_lines(address: Mapping[str, Any]) -> list[str]:
 
 def _last_decline_code(order: Order) -> str:
     payment = (
-        order.payments.filter(status=Payment.Status.FAILED)
+        order.payments.filter(status=Payment.Status.FAILED, is_current=True)
         .exclude(decline_code="")
         .order_by("-created_at", "-pk")
         .first()

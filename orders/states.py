@@ -101,6 +101,7 @@ EVENT_TYPES = (
     "payment.authorized",
     "payment.captured",
     "payment.refunded",
+    "payment.voided",
     "shipment.partially_shipped",
     "shipment.shipped",
     "order.rest_cancelled",

@@ -29,6 +29,17 @@ class Payment(ConcurrentTransitionMixin, TimeStampedModel):
     status = FSMField(max_length=32, choices=Status.choices, default=Status.PENDING, protected=True)
     client_secret = models.CharField(max_length=255, blank=True)
     decline_code = models.CharField(max_length=64, blank=True)
+    # Whether this is the order's payment. An order edit's re-authorization is not until
+    # its edit commits; the authorization it replaces is not from then on (and is voided).
+    is_current = models.BooleanField(default=True)
+    # The order edit this payment re-authorizes the order for (flows.edit): one per edit.
+    order_edit = models.OneToOneField(
+        "orders.OrderEdit",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="payment",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -41,13 +52,15 @@ class Payment(ConcurrentTransitionMixin, TimeStampedModel):
                 & Q(amount_refunded__lte=F("amount_captured")),
                 name="payment_amounts_consistent",
             ),
-            # At most one live authorization per order.
+            # At most one live authorization is the order's (an edit's re-authorization
+            # and the one it replaces are live side by side, only one of them current).
             models.UniqueConstraint(
                 fields=["order"],
                 condition=Q(
                     status__in=["pending", "requires_action", "authorized", "captured", "refunded"]
-                ),
-                name="payment_one_live_per_order",
+                )
+                & Q(is_current=True),
+                name="payment_one_current_live_per_order",
             ),
         ]
 

@@ -105,13 +105,29 @@ def operation_failure_record(
 
 
 def payment_create(
-    *, order_id: Any, payment_method: str, amount: int, currency: str
+    *, order_id: Any, payment_method: str, amount: int, currency: str, order_edit_id: Any = None
 ) -> tuple[Payment, PaymentOperation]:
-    """A new authorization attempt and its authorize operation."""
+    """A new authorization attempt and its authorize operation. An order edit's
+    re-authorization (`order_edit_id`) is not the order's payment until payment_replace."""
     payment = Payment.objects.create(
-        order_id=order_id, payment_method=payment_method, amount=amount, currency=currency
+        order_id=order_id,
+        payment_method=payment_method,
+        amount=amount,
+        currency=currency,
+        order_edit_id=order_edit_id,
+        is_current=order_edit_id is None,
     )
     return payment, operation_create(payment, PaymentOperation.Kind.AUTHORIZE, amount)
+
+
+def payment_replace(*, old: Payment | None, new: Payment) -> None:
+    """Make `new` the order's payment in place of `old` (both locked); `old` is left for
+    the caller to void."""
+    if old is not None:
+        old.is_current = False
+        old.save(update_fields=["is_current", "updated_at"])
+    new.is_current = True
+    new.save(update_fields=["is_current", "updated_at"])
 
 
 def payment_fail(payment: Payment, *, decline_code: str) -> bool:
