@@ -3,7 +3,9 @@
 - Operations whose outcome is unknown (a timeout, a dead process): read the provider's
   state back, or send the same operation again with the same key.
 - Orders waiting on 3-D Secure (or a lost response) longer than the grace period.
-- Authorizations whose order no longer wants them (cancelled, expired, failed): void.
+- Authorizations whose order no longer wants them (cancelled, expired, failed), or that
+  an order edit replaced or took and did not use: void. An edit's authorization that no
+  commit finished within ORDER_EDIT_AUTHORIZATION_HOLD: fail the edit, void it.
 - Money captured on an order that did not ship (cancelled or expired): refund it all.
 
 Each repair goes through the use case that owns it (pay, ship, void, refund), so the
@@ -16,10 +18,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from core.actors import Actor
+from flows.edit import order_edit_authorizations_release
 from flows.lock_objects import operation_lock, payment_lock
 from flows.payment_outcomes import payment_declined_locked, payment_intent_apply_locked
 from flows.refund import UNSHIPPED_STATUSES, order_refund, order_refund_unshipped_capture
@@ -172,14 +175,27 @@ def payments_reconcile(*, now: datetime | None = None) -> ReconcileReport:
         except UNREACHABLE:
             report.still_unknown += 1
 
-    # Authorizations whose order was cancelled, expired or failed its payment: void them.
+    # Edits whose re-authorization no commit finished: fail them, void it.
+    try:
+        report.voided += order_edit_authorizations_release(
+            held_before=now - settings.ORDER_EDIT_AUTHORIZATION_HOLD, actor=actor
+        )
+    except UNREACHABLE:
+        report.still_unknown += 1
+
+    # Authorizations whose order was cancelled, expired or failed its payment, or that
+    # are not the order's (an edit replaced it, or took it and did not use it): void
+    # them (flows.void decides; an edit still proposed may yet adopt its own).
     stray = Payment.objects.filter(
+        Q(
+            order__status__in=[
+                OrderStatus.CANCELLED,
+                OrderStatus.EXPIRED,
+                OrderStatus.PAYMENT_FAILED,
+            ]
+        )
+        | Q(is_current=False),
         status__in=VOIDABLE_STATUSES,
-        order__status__in=[
-            OrderStatus.CANCELLED,
-            OrderStatus.EXPIRED,
-            OrderStatus.PAYMENT_FAILED,
-        ],
     )
     for payment in stray:
         try:

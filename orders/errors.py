@@ -75,4 +75,4 @@ class OrderEditInvalid(DomainError):
 class OrderEditNeedsReauthorization(DomainError):
     code = "order_edit_needs_reauthorization"
     status = 409
-    title = "The edit raises the total of an authorized order: cancel and order again"
+    title = "The edit raises the order's total and no payment method is known: name one"

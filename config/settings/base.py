@@ -340,6 +340,11 @@ PAYMENT_BREAKER_FAIL_MAX = env_int("PAYMENT_BREAKER_FAIL_MAX", 5)
 PAYMENT_BREAKER_RESET_SECONDS = env_int("PAYMENT_BREAKER_RESET_SECONDS", 30)
 # Operations with an unknown outcome younger than this are left to their request.
 PAYMENT_RECONCILE_GRACE_SECONDS = env_int("PAYMENT_RECONCILE_GRACE_SECONDS", 60)
+# How long the reconciler keeps an order edit's re-authorization that no commit finished
+# (the commit died after the provider answered) before it voids it and fails the edit.
+ORDER_EDIT_AUTHORIZATION_HOLD = timedelta(
+    seconds=env_int("ORDER_EDIT_AUTHORIZATION_HOLD_SECONDS", 900)
+)
 
 # Celery: Redis by default, or RabbitMQ (amqp://...), where config/celery.py declares
 # the task queues as quorum queues.

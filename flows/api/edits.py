@@ -15,7 +15,11 @@ from core.actors import Actor
 from core.api.idempotency import IDEMPOTENCY_KEY_HEADER, idempotent_response
 from core.idempotency import IdempotencyContext, idempotency_key_validate
 from flows.api.actions import IDEMPOTENCY_KEY_PARAMETER
-from flows.api.serializers import OrderEditInputSerializer, OrderEditOutputSerializer
+from flows.api.serializers import (
+    OrderEditCommitInputSerializer,
+    OrderEditInputSerializer,
+    OrderEditOutputSerializer,
+)
 from flows.edit import order_edit_commit, order_edit_propose
 from orders import selectors
 
@@ -57,19 +61,25 @@ class OrderEditDetailApi(APIView):
 
 class OrderEditCommitApi(APIView):
     @extend_schema(
-        request=None,
+        request=OrderEditCommitInputSerializer,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={200: OrderEditOutputSerializer},
     )
     def post(self, request: Request, order_id: uuid.UUID, edit_id: uuid.UUID) -> Response:
-        """Apply the edit, all or nothing; a committed edit is answered as it is."""
+        """Apply the edit, all or nothing; a committed edit is answered as it is. An edit
+        that raises an authorized total re-authorizes it first."""
         idempotency_key_validate(request.headers.get(IDEMPOTENCY_KEY_HEADER))
         log_context.bind(order_id=order_id)
         actor = Actor.from_request(request)
         edit_body(order_id, edit_id, actor)
+        serializer = OrderEditCommitInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        payment_method = serializer.validated_data.get("payment_method", "")
 
         def operation(context: IdempotencyContext) -> tuple[int, Any]:
-            order_edit_commit(order_id=order_id, edit_id=edit_id, actor=actor)
+            order_edit_commit(
+                order_id=order_id, edit_id=edit_id, actor=actor, payment_method=payment_method
+            )
             return status.HTTP_200_OK, edit_body(order_id, edit_id, actor)
 
         return idempotent_response(request, payload=request.data, operation=operation, atomic=False)

@@ -382,6 +382,11 @@ class OrderEditInputSerializer(serializers.Serializer):
         return lines
 
 
+class OrderEditCommitInputSerializer(serializers.Serializer):
+    # For an edit that re-authorizes: pay with this instead of the order's payment method.
+    payment_method = fields.CharField(max_length=255, required=False)
+
+
 class OrderEditOutputSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     order_id = serializers.UUIDField()
@@ -395,7 +400,8 @@ class OrderEditOutputSerializer(serializers.Serializer):
     tax = serializers.IntegerField(source="tax_amount")
     total = serializers.IntegerField(source="total_amount")
     line_taxes = serializers.DictField(child=serializers.IntegerField())
-    # none, reduce (capture at shipment takes the new total) or reauthorize (refused).
+    # none, reduce (capture at shipment takes the new total) or reauthorize (the commit
+    # authorizes the new total, then voids the old authorization).
     payment_action = fields.CharField()
     created_at = serializers.DateTimeField()
     committed_at = serializers.DateTimeField(allow_null=True)

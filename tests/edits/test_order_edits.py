@@ -1,77 +1,24 @@
 """Order edits over HTTP, on real PostgreSQL, paying at the fake Stripe server."""
 
-from typing import Any
-
 import pytest
-from rest_framework.test import APIClient
 
-from inventory.models import Product, Reservation, StockItem
 from orders.models import Order, OrderEdit
 from payments.models import Payment
-from pricing.models import ShippingRate, TaxRate
 from tests.conftest import new_idempotency_key, order_payload, run_concurrently, token_client
+from tests.edits.conftest import (
+    FR_ADDRESS,
+    PRICE,
+    available,
+    commit,
+    held,
+    place,
+    propose,
+)
 from tests.factories import StaffFactory, UserFactory
 from tests.payments.conftest import GOOD_CARD, order_action, provider_totals
-from tests.pricing.conftest import DE_ADDRESS, checkout_post
+from tests.pricing.conftest import DE_ADDRESS
 
 pytest_plugins = ("tests.support.fake_stripe", "tests.support.fault_proxy", "tests.support.smtp")
-
-PRICE = 1000
-FR_ADDRESS = {**DE_ADDRESS, "city": "Paris", "postal_code": "75001", "country": "FR"}
-
-
-@pytest.fixture
-def rates(de_rates: None) -> None:
-    """DE as in tests/pricing; FR: 20% tax, shipping taxed, standard 7.00 EUR."""
-    TaxRate.objects.create(country="FR", basis_points=2000, shipping_taxable=True)
-    ShippingRate.objects.create(country="FR", method="standard", currency="EUR", amount=700)
-
-
-@pytest.fixture
-def widget(stocked_product: Any) -> Product:
-    return stocked_product(quantities={"main": 10}, price=PRICE, currency="EUR")
-
-
-@pytest.fixture
-def gadget(stocked_product: Any) -> Product:
-    return stocked_product(quantities={"main": 5}, price=2000, currency="EUR")
-
-
-def place(client: APIClient, lines: list[tuple[str, int]], card: str | None = None) -> str:
-    fields = {"payment_method": card} if card else {}
-    response = checkout_post(client, lines, **fields)
-    assert response.status_code == 201, response.json()
-    order_id: str = response.json()["id"]
-    return order_id
-
-
-def propose(client: APIClient, order_id: str, **payload: Any) -> Any:
-    if "lines" in payload:
-        payload["lines"] = [{"sku": sku, "quantity": qty} for sku, qty in payload["lines"]]
-    return client.post(f"/api/v1/orders/{order_id}/edits/", payload, format="json")
-
-
-def commit(client: APIClient, order_id: str, edit_id: str, key: str | None = None) -> Any:
-    return client.post(
-        f"/api/v1/orders/{order_id}/edits/{edit_id}/commit/",
-        {},
-        format="json",
-        HTTP_IDEMPOTENCY_KEY=key or new_idempotency_key(),
-    )
-
-
-def held(product: Product) -> int:
-    """Units of the product held by reservations, checked against the stock counters."""
-    reservations = Reservation.objects.filter(
-        stock_item__product=product, status=Reservation.Status.HELD
-    )
-    total = sum(r.quantity for r in reservations)
-    assert total == sum(s.reserved for s in StockItem.objects.filter(product=product))
-    return total
-
-
-def available(product: Product) -> int:
-    return sum(s.on_hand - s.reserved for s in StockItem.objects.filter(product=product))
 
 
 def test_quantity_increase_on_a_pending_order_reprices_and_reserves(rates, widget, customer_client):
@@ -231,22 +178,6 @@ def test_decrease_on_a_confirmed_order_captures_the_new_total(
     assert charge["amount"] - charge["amount_refunded"] == new_total
     assert provider_totals(fake_stripe, order_id)["captures"] == 1
     assert Payment.objects.get(order_id=order_id).amount_captured == new_total
-
-
-def test_increase_on_a_confirmed_order_is_refused_and_changes_nothing(
-    rates, provider, fake_stripe, widget, customer_client
-):
-    order_id = place(customer_client, [(widget.sku, 1)], card=GOOD_CARD)
-    before = Order.objects.get(pk=order_id).total_amount
-    edit = propose(customer_client, order_id, lines=[(widget.sku, 2)]).json()
-    assert edit["payment_action"] == "reauthorize"
-    response = commit(customer_client, order_id, edit["id"])
-    assert response.status_code == 409
-    assert response.json()["code"] == "order_edit_needs_reauthorization"
-    assert Order.objects.get(pk=order_id).total_amount == before
-    assert held(widget) == 1
-    totals = provider_totals(fake_stripe, order_id)
-    assert (totals["intents"], totals["authorized"]) == (1, 1)
 
 
 # Races.
