@@ -53,11 +53,11 @@ def increase(client: APIClient, order: Order, widget: Product, quantity: int) ->
 
 
 def intents_by_status(fake_stripe: FakeStripeServer, order: Order) -> dict[str, list[int]]:
-    """The order's PaymentIntents at the provider: status -> their amounts."""
+    """The order's PaymentIntents at the provider: status -> their amounts, ascending."""
     found: dict[str, list[int]] = {}
     for intent in fake_stripe.payment_intents(order_id=str(order.pk)):
         found.setdefault(intent["status"], []).append(int(intent["amount"]))
-    return found
+    return {status: sorted(amounts) for status, amounts in found.items()}
 
 
 def authorize_requests(provider: ProviderProxy, edit_id: str) -> list[Any]:
@@ -130,6 +130,29 @@ def test_an_increase_reauthorizes_then_shipping_captures_the_new_total(
     again = commit(customer_client, str(order.pk), edit["id"])
     assert again.status_code == 200
     assert len(fake_stripe.payment_intents(order_id=str(order.pk))) == 2
+
+    # and a refund is taken from the captured (new) payment
+    refund = order_action(staff_client, order.pk, "refund", {"amount": 500})
+    assert refund.status_code == 200, refund.json()
+    new_payment.refresh_from_db()
+    assert new_payment.amount_refunded == 500
+    assert provider_totals(fake_stripe, order.pk)["refunded"] == 500
+
+
+def test_a_cancel_after_a_reauthorization_voids_the_new_authorization(
+    rates, provider, fake_stripe, widget, customer_client
+):
+    order = confirmed_order(customer_client, widget)
+    edit = increase(customer_client, order, widget, 2)
+    assert commit(customer_client, str(order.pk), edit["id"]).status_code == 200
+
+    assert order_action(customer_client, order.pk, "cancel").status_code == 200
+
+    assert set(Payment.objects.filter(order=order).values_list("status", flat=True)) == {"voided"}
+    assert intents_by_status(fake_stripe, order) == {
+        "canceled": [order.total_amount, edit["total"]]
+    }
+    assert held(widget) == 0
 
 
 def test_a_declined_card_fails_the_edit_and_changes_nothing(
