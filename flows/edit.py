@@ -559,7 +559,7 @@ def _outcome_record_locked(
         )
         payment_fail(
             payment,
-            decline_code=outcome.error_code if outcome.kind is OutcomeKind.DECLINED else "rejected",
+            decline_code=outcome.error_code if outcome.kind is OutcomeKind.DECLINED else "",
         )
         return None
     # Unknown, or not sent (breaker open): the edit stays proposed and a retry sends the
@@ -633,9 +633,10 @@ def _reauthorization_record_once(
             order_number=order.number,
         )
     elif payment.status == Payment.Status.FAILED:
-        if payment.decline_code == "rejected":
+        if outcome is not None and outcome.kind is OutcomeKind.REJECTED:
             error = PaymentRejected(
-                f"The provider refused the re-authorization for edit {edit.pk}.",
+                f"The provider refused the re-authorization for edit {edit.pk}: "
+                f"{outcome.message or outcome.error_code}",
                 order_id=str(order.pk),
             )
         else:
@@ -654,7 +655,7 @@ def _reauthorization_record_once(
         )
     if edit.status == OrderEdit.Status.PROPOSED:
         _edit_fail_locked(edit)
-    payment.refresh_from_db()
+    # The savepoint rolled back only order and stock rows: the payment is as recorded.
     if payment.status in VOIDABLE_STATUSES:
         _payment_unused_publish(order=order, payment_id=payment.pk)
         return _Recorded(error, void_payment_ids=[payment.pk])
