@@ -3,10 +3,12 @@ HTTP, on real PostgreSQL, at the fake Stripe server behind the fault proxy: a ne
 PaymentIntent for the new total, then the old one voided; or a clear error and nothing
 changed, with no authorization left behind."""
 
+import threading
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import connections
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -431,3 +433,41 @@ def test_an_old_authorization_whose_void_failed_is_voided_later_once(
         "requires_capture": [edit["total"]],
     }
     assert len(provider.sent(CANCEL_PATH)) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_order_cancelled_while_the_provider_authorizes_voids_the_new_authorization(
+    rates, provider, fake_stripe, widget
+):
+    client = token_client(UserFactory())
+    order = confirmed_order(client, widget)
+    edit = increase(client, order, widget, 2)
+    # The provider authorizes the new total, but its answer is held ...
+    hold = provider.hold_response(path=AUTHORIZE_PATH)
+    results: list[Any] = []
+
+    def commit_in_thread() -> None:
+        try:
+            results.append(commit(client, str(order.pk), edit["id"]))
+        finally:
+            connections.close_all()
+
+    committing = threading.Thread(target=commit_in_thread)
+    committing.start()
+    assert hold.answered.wait(10)
+    # ... while the customer cancels the order.
+    assert order_action(client, order.pk, "cancel").status_code == 200
+    hold.release.set()
+    committing.join(30)
+
+    (response,) = results
+    assert response.status_code == 409, response.json()
+    assert response.json()["code"] == "order_not_editable"
+    assert Order.objects.get(pk=order.pk).status == "cancelled"
+    assert OrderEdit.objects.get(pk=edit["id"]).status == "failed"
+    assert set(Payment.objects.filter(order=order).values_list("status", flat=True)) == {"voided"}
+    assert intents_by_status(fake_stripe, order) == {
+        "canceled": sorted([order.total_amount, edit["total"]])
+    }
+    assert len(provider.sent(CANCEL_PATH)) == 2
+    assert held(widget) == 0
