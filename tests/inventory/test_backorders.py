@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
@@ -19,7 +20,7 @@ from flows.place import OrderLineRequest, order_place
 from flows.transitions import order_transition_by_name
 from inventory.errors import InsufficientStock
 from inventory.models import BackorderClaim, Product, Reservation
-from inventory.services import stock_adjust
+from inventory.services import stock_adjust, stock_return
 from orders.models import Order, OrderEvent, OrderStatusChange
 from orders.states import OrderStatus
 from tests.conftest import assert_stock_consistent, run_concurrently, stock_receive
@@ -403,4 +404,28 @@ def test_concurrent_receipts_never_allocate_a_unit_twice():
     assert [status_of(order) for order in orders] == [OrderStatus.CONFIRMED] * 4 + [
         OrderStatus.AWAITING_STOCK
     ] * 2
+    assert_backorders_consistent()
+
+
+@pytest.mark.django_db
+def test_a_returned_unit_put_back_on_the_shelf_goes_to_the_oldest_claim():
+    # given an order waiting for 1 unit
+    warehouse = WarehouseFactory()
+    product = backorderable(on_hand=0, limit=1, warehouse=warehouse)
+    order = authorize(place(product, 1))
+
+    # when a return restocks 1 unit there and the worker handles it
+    with transaction.atomic():
+        stock_return(
+            product_id=product.pk,
+            warehouse_id=warehouse.pk,
+            quantity=1,
+            actor=Actor.system(),
+            reason="return restock",
+        )
+    run_receipt_consumers()
+
+    # then the waiting order got it and goes on
+    assert (held(order), waiting(order)) == (1, 0)
+    assert status_of(order) == OrderStatus.CONFIRMED
     assert_backorders_consistent()
