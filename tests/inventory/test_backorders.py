@@ -15,6 +15,7 @@ from core.actors import Actor
 from core.models import OutboxMessage
 from core.outbox import outbox_handle
 from flows.cancel import order_cancel
+from flows.edit import order_edit_commit, order_edit_propose
 from flows.expire import orders_expire_overdue
 from flows.place import OrderLineRequest, order_place
 from flows.transitions import order_transition_by_name
@@ -24,7 +25,7 @@ from inventory.services import stock_adjust, stock_return
 from orders.models import Order, OrderEvent, OrderStatusChange
 from orders.states import OrderStatus
 from tests.conftest import assert_stock_consistent, run_concurrently, stock_receive
-from tests.factories import ProductFactory, UserFactory, WarehouseFactory
+from tests.factories import ProductFactory, StaffFactory, UserFactory, WarehouseFactory
 
 ADDRESS = {"name": "Ada", "line1": "1 Way", "city": "London", "postal_code": "N1", "country": "GB"}
 PRODUCTS_URL = "/api/v1/products/"
@@ -429,3 +430,53 @@ def test_a_returned_unit_put_back_on_the_shelf_goes_to_the_oldest_claim():
     assert (held(order), waiting(order)) == (1, 0)
     assert status_of(order) == OrderStatus.CONFIRMED
     assert_backorders_consistent()
+
+
+# Edits and the admin ----------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_an_edit_that_shrinks_a_backordered_line_gives_up_its_claim_and_holds_from_stock():
+    # given 3 units on hand and an unpaid order of 5 (3 held, 2 waiting)
+    product = backorderable(on_hand=3, limit=2)
+    order = place(product, 5)
+
+    # when the customer edits the line down to 3
+    edit = order_edit_propose(
+        order_id=order.pk, lines={product.sku: 3}, shipping_address=None, actor=Actor.system()
+    )
+    order_edit_commit(order_id=order.pk, edit_id=edit.pk, actor=Actor.system())
+
+    # then the 3 are held from stock and nothing waits any more
+    assert (held(order), waiting(order)) == (3, 0)
+    product.refresh_from_db()
+    assert product.backordered == 0
+    assert_backorders_consistent()
+
+
+@pytest.mark.django_db
+def test_staff_set_the_backorder_limit_in_the_admin_but_not_below_what_is_backordered(client):
+    # given a product with 2 units on backorder and a superuser
+    product = backorderable(on_hand=0, limit=4)
+    place(product, 2)
+    client.force_login(StaffFactory(is_superuser=True))
+    url = f"/admin/inventory/product/{product.pk}/change/"
+    form = {
+        "sku": product.sku,
+        "name": product.name,
+        "price": product.price,
+        "currency": product.currency,
+        "is_active": "on",
+        "low_stock_threshold": 0,
+    }
+
+    # when they lower the limit below 2, then to 2
+    refused = client.post(url, {**form, "backorder_limit": 1})
+    accepted = client.post(url, {**form, "backorder_limit": 2})
+
+    # then the first is a form error and the second is saved
+    assert refused.status_code == 200
+    assert "2 units are on backorder now" in refused.content.decode()
+    assert accepted.status_code == 302, accepted.content.decode()[:2000]
+    product.refresh_from_db()
+    assert (product.backorder_limit, product.backordered) == (2, 2)
