@@ -5,6 +5,7 @@ from typing import Any
 
 from core.actors import Actor
 from core.outbox import outbox_handler
+from flows.backorders import backorders_allocate
 from flows.returns import return_refund
 from flows.routing import order_route
 from flows.ship import order_ship_when_shipments_left
@@ -51,4 +52,15 @@ def refund_return(payload: dict[str, Any]) -> None:
     """A received return is refunded (retried until it is; the same operation each time)."""
     return_refund(
         order_id=payload["order_id"], return_id=payload["return_id"], actor=Actor.system()
+    )
+
+
+@outbox_handler("stock.received", name="inventory.allocate_backorders", queue="routing")
+def allocate_backorders(payload: dict[str, Any]) -> None:
+    """A receipt of a product that allows backorders: orders it covered go on."""
+    backorders_allocate(
+        product_id=payload["product_id"],
+        warehouse_id=payload["warehouse_id"],
+        order_ids=payload["order_ids"],
+        actor=Actor.system(),
     )

@@ -3,7 +3,7 @@
 Every path that learns how a payment went (the checkout's or pay's own provider call,
 the Stripe webhook, the reconciler) ends here, inside its transaction with the order
 and payment locked (flows.lock_objects). This module is the only one that takes the
-order's `confirm` and `fail_payment` transitions.
+order's `confirm`, `await_stock` and `fail_payment` transitions.
 """
 
 import uuid
@@ -14,6 +14,7 @@ from django.db import transaction
 from core.actors import Actor
 from flows.lock_objects import order_lock
 from flows.ship import order_capture_recorded_locked
+from inventory.selectors import order_backordered_units
 from orders.audit import order_event_record
 from orders.models import Order, OrderEdit
 from orders.services import order_transition_locked
@@ -25,7 +26,12 @@ from payments.services.operations import payment_event_data, payment_fail
 
 
 def order_confirm_locked(*, order: Order, actor: Actor, reason: str) -> None:
-    """The payment is authorized: the order is confirmed (and routed by the outbox)."""
+    """The payment is authorized: the order is confirmed (and routed by the outbox), or,
+    while some of its units are backordered, awaits stock (flows.backorders moves it on
+    once receipts cover them)."""
+    if order.status == OrderStatus.PENDING_PAYMENT and order_backordered_units(order_id=order.pk):
+        order_transition_locked(order=order, transition="await_stock", actor=actor, reason=reason)
+        return
     order_transition_locked(order=order, transition="confirm", actor=actor, reason=reason)
 
 

@@ -1,9 +1,12 @@
 """Place an order: reserve its stock, and (at checkout with a payment method) pay for it.
 
 Transactions: one for the order, its lines, the audit row and the reservation (the
-conditional stock update last: the stock rows are the hot ones). With a payment
-method, the payment then runs as flows.pay does: its own transactions around, never
-across, the provider call.
+conditional stock update last: the stock rows are the hot ones). A product that allows
+backorders and is short gives what it has, and the rest becomes a backorder claim in
+the same transaction, its product's counter raised by a conditional update within its
+limit (inventory.backorders); a paid order with claims awaits stock (flows.backorders).
+With a payment method, the payment then runs as flows.pay does: its own transactions
+around, never across, the provider call.
 """
 
 import logging
@@ -20,10 +23,16 @@ from django.utils import timezone
 from core.actors import Actor
 from flows.metrics import checkout_observed
 from flows.pay import order_pay
+from inventory.backorders import BackorderRequest, backorder_claims_create
 from inventory.errors import InsufficientStock, ReservationRaceLost, UnknownSku
 from inventory.models import Product
 from inventory.selectors import products_available
-from inventory.services import ReservationRequest, stock_plan, stock_reserve
+from inventory.services import (
+    ReservationRequest,
+    stock_plan,
+    stock_plan_backordering,
+    stock_reserve,
+)
 from orders.audit import order_event_record
 from orders.errors import CurrencyMismatch
 from orders.models import Order
@@ -116,9 +125,19 @@ def _order_place(
         for sku, qty in quantities.items()
     ]
 
+    backordering = [product.pk for product in products.values() if product.backorder_limit > 0]
     for attempt in range(RESERVATION_ATTEMPTS):
         # A re-plan after a lost race takes a hot product's fullest buckets first.
-        plan = stock_plan(demand=demand, skus=skus, fullest_buckets_first=attempt > 0)
+        shortfall: dict[int, int] = {}
+        if backordering:
+            plan, shortfall = stock_plan_backordering(
+                demand=demand,
+                skus=skus,
+                backordering_product_ids=backordering,
+                fullest_buckets_first=attempt > 0,
+            )
+        else:
+            plan = stock_plan(demand=demand, skus=skus, fullest_buckets_first=attempt > 0)
         try:
             with transaction.atomic():
                 order, order_lines = order_create(
@@ -136,14 +155,25 @@ def _order_place(
                 if on_created is not None:
                     on_created(order)
                 # Last: the stock rows are the hot ones; hold their locks briefly.
-                stock_reserve(
+                if plan:
+                    stock_reserve(
+                        requests=[
+                            ReservationRequest(line.pk, line.product_id, line.sku, line.quantity)
+                            for line in order_lines
+                        ],
+                        plan=plan,
+                        expires_at=order.reservation_expires_at,
+                        actor=actor,
+                    )
+                # Then what no stock covers queues, within the products' backorder limits
+                # (their rows are the hot ones for a backordered product).
+                backorder_claims_create(
                     requests=[
-                        ReservationRequest(line.pk, line.product_id, line.sku, line.quantity)
+                        BackorderRequest(line.pk, line.product_id, shortfall[line.product_id])
                         for line in order_lines
+                        if line.product_id in shortfall
                     ],
-                    plan=plan,
                     expires_at=order.reservation_expires_at,
-                    actor=actor,
                 )
                 _stock_low_record(order, [products[sku] for sku in quantities], quantities)
             return order

@@ -37,18 +37,23 @@ def held_lines_by_warehouse(order: Order) -> dict[int, list[dict[str, Any]]]:
     held = Reservation.objects.filter(
         order_line__order=order, status=Reservation.Status.HELD
     ).order_by("stock_item__warehouse_id", "order_line_id")
-    lines: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    lines: dict[int, dict[str, dict[str, Any]]] = defaultdict(dict)
     for reservation in held.values(
         "stock_item__warehouse_id", "order_line__sku", "order_line__name", "quantity"
     ):
-        lines[reservation["stock_item__warehouse_id"]].append(
+        # A line may hold several reservations at one warehouse (stock buckets, units
+        # allocated to a backorder claim by later receipts): the warehouse gets it once.
+        by_sku = lines[reservation["stock_item__warehouse_id"]]
+        line = by_sku.setdefault(
+            reservation["order_line__sku"],
             {
                 "sku": reservation["order_line__sku"],
                 "name": reservation["order_line__name"],
-                "quantity": reservation["quantity"],
-            }
+                "quantity": 0,
+            },
         )
-    return dict(lines)
+        line["quantity"] += reservation["quantity"]
+    return {warehouse_id: list(by_sku.values()) for warehouse_id, by_sku in lines.items()}
 
 
 def order_route_if_accepted(*, order_id: uuid.UUID | str, actor: Actor) -> None:

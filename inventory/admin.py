@@ -21,7 +21,14 @@ from core.admin import ReadOnlyAdmin
 from core.errors import DomainError
 from core.money import money_format
 from inventory.api.serializers import MAX_ADJUSTMENT
-from inventory.models import Product, Reservation, StockItem, StockMovement, Warehouse
+from inventory.models import (
+    BackorderClaim,
+    Product,
+    Reservation,
+    StockItem,
+    StockMovement,
+    Warehouse,
+)
 from inventory.services import stock_adjust
 
 
@@ -37,7 +44,28 @@ class WarehouseAdmin(admin.ModelAdmin):
 class ProductAdminForm(forms.ModelForm):
     class Meta:
         model = Product
-        fields = ["sku", "name", "price", "currency", "is_active", "low_stock_threshold"]
+        fields = [
+            "sku",
+            "name",
+            "price",
+            "currency",
+            "is_active",
+            "low_stock_threshold",
+            "backorder_limit",
+        ]
+        help_texts = {
+            "backorder_limit": "Units checkouts may take beyond the stock, to wait for a "
+            "receipt (0: no backorders).",
+        }
+
+    def clean_backorder_limit(self) -> int:
+        limit = int(self.cleaned_data["backorder_limit"])
+        backordered = self.instance.backordered if self.instance.pk else 0
+        if limit < backordered:
+            raise forms.ValidationError(
+                f"{backordered} units are on backorder now; the limit cannot go below that."
+            )
+        return limit
 
     def clean_currency(self) -> str:
         currency = str(self.cleaned_data["currency"]).upper()
@@ -55,6 +83,8 @@ class ProductAdmin(admin.ModelAdmin):
         "price_display",
         "is_active",
         "low_stock_threshold",
+        "backorder_limit",
+        "backordered",
         "created_at",
     ]
     list_filter = ["is_active", "currency"]
@@ -276,6 +306,29 @@ class ReservationAdmin(ReadOnlyAdmin):
     @admin.display(description="order", ordering="order_line__order__number")
     def order_number(self, reservation: Reservation) -> str:
         return reservation.order_line.order.number
+
+
+@admin.register(BackorderClaim)
+class BackorderClaimAdmin(ReadOnlyAdmin):
+    """A product's backorder queue: oldest first is the order receipts serve."""
+
+    list_display = [
+        "id",
+        "order_number",
+        "product",
+        "quantity",
+        "allocated",
+        "status",
+        "created_at",
+    ]
+    list_filter = ["status", "created_at"]
+    list_select_related = ["order_line__order", "product"]
+    search_fields = ["order_line__order__number", "product__sku"]
+    ordering = ["id"]
+
+    @admin.display(description="order", ordering="order_line__order__number")
+    def order_number(self, claim: BackorderClaim) -> str:
+        return claim.order_line.order.number
 
 
 @admin.register(StockMovement)

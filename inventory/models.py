@@ -33,15 +33,34 @@ class Product(TimeStampedModel):
     is_active = models.BooleanField(default=True)
     # A checkout that takes available stock below this writes a stock.low event (0: never).
     low_stock_threshold = models.PositiveIntegerField(default=0)
+    # How many units checkouts may take beyond the stock, waiting for a receipt (0: none).
+    backorder_limit = models.PositiveIntegerField(default=0)
+    # Units of open backorder claims (BackorderClaim): raised by a checkout's conditional
+    # update, never beyond backorder_limit; lowered as receipts cover claims or claims
+    # are released.
+    backordered = models.IntegerField(default=0)
 
     class Meta:
         ordering = ["sku"]
         constraints = [
             models.CheckConstraint(condition=Q(price__gte=0), name="product_price_non_negative"),
+            models.CheckConstraint(
+                condition=Q(backordered__gte=0) & Q(backordered__lte=F("backorder_limit")),
+                name="product_backordered_within_limit",
+            ),
         ]
 
     def __str__(self) -> str:
         return self.sku
+
+    @property
+    def allows_backorder(self) -> bool:
+        return self.backorder_limit > 0
+
+    @property
+    def backorder_available(self) -> int:
+        """Units checkouts may still take beyond the stock."""
+        return max(self.backorder_limit - self.backordered, 0)
 
 
 class StockItem(TimeStampedModel):
@@ -144,3 +163,57 @@ class StockMovement(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.stock_item_id} {self.on_hand_delta:+}/{self.reserved_delta:+}"
+
+
+class BackorderClaim(TimeStampedModel):
+    """Units of one order line that no stock covered at checkout: a place in the
+    product's queue (the id is the order of arrival). A receipt turns claims into held
+    reservations, oldest first (inventory.backorders); open units count in
+    Product.backordered."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"  # some units still wait for stock
+        ALLOCATED = "allocated", "Allocated"  # every unit became a held reservation
+        RELEASED = "released", "Released"  # the order was cancelled, expired or edited
+
+    order_line = models.ForeignKey(
+        "orders.OrderLine", on_delete=models.CASCADE, related_name="backorder_claims"
+    )
+    product = models.ForeignKey(Product, on_delete=models.PROTECT, related_name="backorder_claims")
+    quantity = models.IntegerField()
+    # Units already turned into reservations (each through a `reserve` ledger row).
+    allocated = models.IntegerField(default=0)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    # The expiry its reservations get (the order's reservation_expires_at at checkout).
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(quantity__gt=0), name="backorder_claim_quantity_positive"
+            ),
+            models.CheckConstraint(
+                condition=Q(allocated__gte=0) & Q(allocated__lte=F("quantity")),
+                name="backorder_claim_allocated_within_quantity",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="allocated") | Q(allocated=F("quantity")),
+                name="backorder_claim_allocated_in_full",
+            ),
+        ]
+        indexes = [
+            # A product's queue, oldest first.
+            models.Index(
+                fields=["product", "id"],
+                condition=Q(status="open"),
+                name="backorder_claim_queue",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.product_id} for line {self.order_line_id} ({self.status})"
+
+    @property
+    def open_quantity(self) -> int:
+        return self.quantity - self.allocated

@@ -1,8 +1,10 @@
+import uuid
+
 from django.db.models import F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
 from core.errors import NotFound
-from inventory.models import Product, StockItem, StockMovement, Warehouse
+from inventory.models import BackorderClaim, Product, StockItem, StockMovement, Warehouse
 
 
 def product_list(*, include_inactive: bool = False) -> QuerySet[Product]:
@@ -67,3 +69,10 @@ def products_available(*, product_ids: list[int]) -> dict[int, int]:
     available = dict.fromkeys(product_ids, 0)
     available.update({product_id: int(units or 0) for product_id, units in rows})
     return available
+
+
+def order_backordered_units(*, order_id: uuid.UUID | str) -> int:
+    """Units of the order's lines still waiting for stock (open backorder claims)."""
+    return BackorderClaim.objects.filter(
+        order_line__order_id=order_id, status=BackorderClaim.Status.OPEN
+    ).aggregate(units=Coalesce(Sum(F("quantity") - F("allocated")), 0))["units"]

@@ -1,4 +1,5 @@
-"""Stock writes. Every change to on_hand or reserved goes through `_stock_apply` (or,
+"""Stock writes. Every change to on_hand or reserved goes through
+`stock_counters_apply` (inventory.counters) (or,
 for a reservation, `_RESERVE_SQL`, which keeps the same rule in one statement) and
 leaves a StockMovement row, so the ledger always re-derives the counters."""
 
@@ -14,7 +15,14 @@ from django.utils import timezone
 
 from core.actors import Actor
 from core.errors import NotFound
+from core.outbox import outbox_publish
 from inventory.allocation import Allocation, StockCandidate, allocate, short_products
+from inventory.backorders import (
+    BackorderAllocation,
+    backorder_claims_release,
+    backorders_allocate_locked,
+)
+from inventory.counters import StockDelta, stock_counters_apply
 from inventory.errors import (
     InsufficientStock,
     ReservationRaceLost,
@@ -26,63 +34,11 @@ from inventory.models import Product, Reservation, StockItem, StockMovement, War
 
 
 @dataclass(frozen=True)
-class StockDelta:
-    stock_item_id: int
-    on_hand_delta: int
-    reserved_delta: int
-
-
-@dataclass(frozen=True)
 class ReservationRequest:
     order_line_id: int
     product_id: int
     sku: str
     quantity: int
-
-
-_APPLY_DELTAS_SQL = """
-WITH wanted AS (
-    SELECT * FROM unnest(%s::bigint[], %s::integer[], %s::integer[])
-        AS w(id, on_hand_delta, reserved_delta)
-), locked AS MATERIALIZED (
-    SELECT s.id FROM inventory_stockitem s
-    WHERE s.id IN (SELECT id FROM wanted)
-    ORDER BY s.id
-    FOR NO KEY UPDATE
-)
-UPDATE inventory_stockitem s
-SET on_hand = s.on_hand + w.on_hand_delta,
-    reserved = s.reserved + w.reserved_delta,
-    updated_at = %s
-FROM wanted w JOIN locked l ON l.id = w.id
-WHERE s.id = w.id
-  AND s.reserved + w.reserved_delta >= 0
-  AND s.on_hand + w.on_hand_delta >= s.reserved + w.reserved_delta
-RETURNING s.id
-"""
-
-
-def _stock_apply(deltas: Sequence[StockDelta]) -> set[int]:
-    """Apply counter deltas where the result keeps 0 <= reserved <= on_hand.
-
-    Return the ids of the stock items that were updated; the caller compares them with
-    what it asked for. Rows are locked in primary-key order so concurrent multi-row
-    updates cannot deadlock. One statement.
-    """
-    merged: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-    for delta in deltas:
-        merged[delta.stock_item_id][0] += delta.on_hand_delta
-        merged[delta.stock_item_id][1] += delta.reserved_delta
-    ids = sorted(merged)
-    if not ids:
-        return set()
-    now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _APPLY_DELTAS_SQL,
-            [ids, [merged[i][0] for i in ids], [merged[i][1] for i in ids], now],
-        )
-        return {row[0] for row in cursor.fetchall()}
 
 
 def product_create(*, sku: str, name: str, price: int, currency: str, actor: Actor) -> Product:
@@ -130,7 +86,7 @@ def stock_adjust(
         on_hand = sum(b.on_hand for b in buckets)
         reserved = sum(b.reserved for b in buckets)
         split = _adjustment_split(buckets, quantity)
-        if split is None or (split and not _stock_apply(split)):
+        if split is None or (split and not stock_counters_apply(split)):
             raise StockConflict(
                 f"Adjusting {sku} at {warehouse_code} by {quantity} would leave on_hand "
                 f"{on_hand + quantity} below reserved {reserved}.",
@@ -138,7 +94,7 @@ def stock_adjust(
                 reserved=reserved,
             )
         kind = StockMovement.Kind.RECEIPT if quantity > 0 else StockMovement.Kind.ADJUSTMENT
-        StockMovement.objects.bulk_create(
+        movements = StockMovement.objects.bulk_create(
             StockMovement(
                 stock_item_id=delta.stock_item_id,
                 kind=kind,
@@ -149,11 +105,44 @@ def stock_adjust(
             )
             for delta in (split or [StockDelta(buckets[0].pk, 0, 0)])
         )
+        allocated = 0
+        if quantity > 0 and product.backorder_limit > 0:
+            allocated = _backorders_on_receipt(
+                product_id=product.pk,
+                warehouse_id=warehouse.pk,
+                receipt_movement_id=movements[0].pk,
+                actor=actor,
+            ).units
     item = buckets[0]
     item.refresh_from_db()
     if len(buckets) > 1:
-        item.on_hand, item.reserved = on_hand + quantity, reserved
+        item.on_hand, item.reserved = on_hand + quantity, reserved + allocated
     return item
+
+
+def _backorders_on_receipt(
+    *, product_id: int, warehouse_id: int, receipt_movement_id: int, actor: Actor
+) -> BackorderAllocation:
+    """Units that arrived go to the product's waiting backorder claims first, in the
+    receipt's transaction (so no checkout takes them ahead of the queue); the outbox
+    message moves the orders whose claims are all covered on (flows.backorders), and
+    runs one more allocation pass for claims this one could not see."""
+    allocation = backorders_allocate_locked(
+        product_id=product_id,
+        warehouse_id=warehouse_id,
+        actor=actor,
+        reason=f"backorder allocation, receipt {receipt_movement_id}",
+    )
+    outbox_publish(
+        topic="stock.received",
+        payload={
+            "product_id": product_id,
+            "warehouse_id": warehouse_id,
+            "order_ids": allocation.order_ids,
+        },
+        key=f"stock-received-{receipt_movement_id}",
+    )
+    return allocation
 
 
 def _adjustment_split(buckets: Sequence[StockItem], quantity: int) -> list[StockDelta] | None:
@@ -190,6 +179,51 @@ def stock_plan(
     or, with `fullest_buckets_first` (a re-plan after a lost race), from the buckets with
     the most units first.
     """
+    plan, _short = _stock_plan(
+        demand=demand,
+        skus=skus,
+        exclude_warehouse_ids=exclude_warehouse_ids,
+        fullest_buckets_first=fullest_buckets_first,
+        backorder_room={},
+    )
+    return plan
+
+
+def stock_plan_backordering(
+    *,
+    demand: dict[int, int],
+    skus: dict[int, str],
+    backordering_product_ids: Iterable[int],
+    fullest_buckets_first: bool = False,
+) -> tuple[list[Allocation], dict[int, int]]:
+    """Plan as `stock_plan` does, except that a product allowing backorders whose stock
+    is short takes all of its available units and leaves the rest (while its backorder
+    room lasts, on a fresh read) to backorder claims. Return the plan and the units to
+    claim per product id. Raise InsufficientStock as `stock_plan` does, naming also the
+    products whose shortfall exceeds their backorder room.
+    """
+    room = dict(
+        Product.objects.filter(pk__in=list(backordering_product_ids)).values_list(
+            "pk", F("backorder_limit") - F("backordered")
+        )
+    )
+    return _stock_plan(
+        demand=demand,
+        skus=skus,
+        exclude_warehouse_ids=(),
+        fullest_buckets_first=fullest_buckets_first,
+        backorder_room=room,
+    )
+
+
+def _stock_plan(
+    *,
+    demand: dict[int, int],
+    skus: dict[int, str],
+    exclude_warehouse_ids: Iterable[int],
+    fullest_buckets_first: bool,
+    backorder_room: dict[int, int],
+) -> tuple[list[Allocation], dict[int, int]]:
     # Plain rows, not model instances: this read is on every checkout's path.
     rows = (
         StockItem.objects.filter(
@@ -222,12 +256,23 @@ def stock_plan(
             warehouse_code=code,
             available=available + (0 if known is None else known.available),
         )
+    shortfall: dict[int, int] = {}
+    if backorder_room:
+        totals: dict[int, int] = defaultdict(int)
+        for candidate in candidates.values():
+            totals[candidate.product_id] += candidate.available
+        for pid, room in backorder_room.items():
+            missing = demand[pid] - totals[pid]
+            if 0 < missing <= room:
+                shortfall[pid] = missing
+        demand = {pid: qty - shortfall.get(pid, 0) for pid, qty in demand.items()}
+        demand = {pid: qty for pid, qty in demand.items() if qty > 0}
     plan = allocate(demand, list(candidates.values()))
     if plan is None:
         short = short_products(demand, list(candidates.values())) or sorted(demand)
         raise InsufficientStock(sorted(skus[pid] for pid in short))
     if all(len(rows) == 1 for rows in buckets.values()):
-        return plan
+        return plan, shortfall
     return [
         part
         for allocation in plan
@@ -236,7 +281,7 @@ def stock_plan(
             buckets[(allocation.product_id, allocation.warehouse_id)],
             fullest_first=fullest_buckets_first,
         )
-    ]
+    ], shortfall
 
 
 def _bucket_split(
@@ -394,7 +439,7 @@ def _reservations_settle(
         for reservation in held
     )
     deltas = [StockDelta(r.stock_item_id, -r.quantity if ships else 0, -r.quantity) for r in held]
-    updated = _stock_apply(deltas)
+    updated = stock_counters_apply(deltas)
     if updated != {d.stock_item_id for d in deltas}:
         # Held reservations are always counted in reserved; a mismatch is corruption.
         raise RuntimeError("Stock counters disagree with held reservations")
@@ -409,7 +454,23 @@ def reservations_release(
     warehouse_id: int | None = None,
 ) -> list[Reservation]:
     """Give the held units of these order lines (at one warehouse, when given) back to
-    stock. Run inside a transaction."""
+    stock. Run inside a transaction.
+
+    For whole lines (no warehouse given: a cancel, an expiry, an edit that shrinks or
+    removes them) their open backorder claims go too, so a line never waits for units
+    it no longer holds a place for."""
+    if warehouse_id is None:
+        order_line_ids = list(order_line_ids)
+        released = _reservations_settle(
+            order_line_ids=order_line_ids,
+            new_status=Reservation.Status.RELEASED,
+            kind=StockMovement.Kind.RELEASE,
+            ships=False,
+            actor=actor,
+            reason=reason,
+        )
+        backorder_claims_release(order_line_ids=order_line_ids)
+        return released
     return _reservations_settle(
         order_line_ids=order_line_ids,
         new_status=Reservation.Status.RELEASED,
@@ -490,7 +551,7 @@ def reservations_commit_quantity(
         for reservation in committed
     )
     deltas = [StockDelta(r.stock_item_id, -r.quantity, -r.quantity) for r in committed]
-    if _stock_apply(deltas) != {d.stock_item_id for d in deltas}:
+    if stock_counters_apply(deltas) != {d.stock_item_id for d in deltas}:
         raise RuntimeError("Stock counters disagree with held reservations")
     return quantity - left
 
@@ -572,7 +633,7 @@ def reservations_ship_released(
     if not released:
         return []
     deltas = [StockDelta(r.stock_item_id, -r.quantity, 0) for r in released]
-    if _stock_apply(deltas) != {d.stock_item_id for d in deltas}:
+    if stock_counters_apply(deltas) != {d.stock_item_id for d in deltas}:
         raise StockConflict(
             "The shipped units are no longer on hand unreserved; count the stock by hand."
         )
@@ -651,7 +712,7 @@ def stock_rebalance(
             for i, b in enumerate(buckets)
         ]
         deltas = [delta for delta in deltas if delta.on_hand_delta]
-        if _stock_apply(deltas) != {delta.stock_item_id for delta in deltas}:
+        if stock_counters_apply(deltas) != {delta.stock_item_id for delta in deltas}:
             raise RuntimeError("Locked buckets refused a rebalance that keeps their rules")
         StockMovement.objects.bulk_create(
             StockMovement(
@@ -680,10 +741,10 @@ def stock_return(
     stock_item, _ = StockItem.objects.get_or_create(
         product_id=product_id, warehouse_id=warehouse_id, bucket=0
     )
-    if _stock_apply([StockDelta(stock_item.pk, quantity, 0)]) != {stock_item.pk}:
+    if stock_counters_apply([StockDelta(stock_item.pk, quantity, 0)]) != {stock_item.pk}:
         # Adding to on_hand always keeps reserved <= on_hand.
         raise RuntimeError("A return could not add to on_hand")
-    return StockMovement.objects.create(
+    movement = StockMovement.objects.create(
         stock_item=stock_item,
         kind=StockMovement.Kind.RETURN,
         on_hand_delta=quantity,
@@ -691,3 +752,11 @@ def stock_return(
         actor=actor.user,
         request_id=actor.request_id,
     )
+    if Product.objects.filter(pk=product_id, backorder_limit__gt=0).exists():
+        _backorders_on_receipt(
+            product_id=product_id,
+            warehouse_id=warehouse_id,
+            receipt_movement_id=movement.pk,
+            actor=actor,
+        )
+    return movement

@@ -10,6 +10,7 @@ from payments.models import Payment
 
 _KIND_BY_TOPIC = {
     "order.confirmed": EmailDelivery.Kind.ORDER_CONFIRMED,
+    "order.awaiting_stock": EmailDelivery.Kind.ORDER_AWAITING_STOCK,
     "order.payment_failed": EmailDelivery.Kind.PAYMENT_FAILED,
     "order.cancelled": EmailDelivery.Kind.ORDER_CANCELLED,
     "order.refunded": EmailDelivery.Kind.ORDER_REFUNDED,
@@ -20,6 +21,9 @@ _KIND_BY_TOPIC = {
 @outbox_handler(*_KIND_BY_TOPIC, name="notifications.order_status_email", queue="emails")
 def order_status_email(payload: dict[str, Any]) -> None:
     kind = _KIND_BY_TOPIC[f"order.{payload['to_status']}"]
+    if kind == EmailDelivery.Kind.ORDER_CONFIRMED and payload["from_status"] == "awaiting_stock":
+        # The customer was told of the order when it began to wait; now, that it goes on.
+        kind = EmailDelivery.Kind.BACKORDER_IN_STOCK
     if (
         kind == EmailDelivery.Kind.ORDER_REFUNDED
         and Payment.objects.filter(order_id=payload["order_id"], amount_refunded__gt=0).exists()

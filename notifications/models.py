@@ -30,6 +30,10 @@ class EmailDelivery(TimeStampedModel):
         ORDER_REST_CANCELLED = "order_rest_cancelled", "Rest of order cancelled"
         # An edit (quantities, lines, address) was committed: the order as it is now.
         ORDER_UPDATED = "order_updated", "Order updated"
+        # Paid, but some units are backordered: the order waits for stock.
+        ORDER_AWAITING_STOCK = "order_awaiting_stock", "Order awaiting stock"
+        # Receipts covered the backordered units: the order is being prepared.
+        BACKORDER_IN_STOCK = "backorder_in_stock", "Backordered items in stock"
 
     class Status(models.TextChoices):
         # Not sent yet: never tried, being tried, or the last attempt failed (retryable).

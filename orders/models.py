@@ -84,6 +84,14 @@ class Order(ConcurrentTransitionMixin, TimeStampedModel):
     def confirm(self) -> None:
         """Payment authorized."""
 
+    @transition(field=status, source=OrderStatus.PENDING_PAYMENT, target=OrderStatus.AWAITING_STOCK)
+    def await_stock(self) -> None:
+        """Payment authorized, but backordered units wait for a stock receipt."""
+
+    @transition(field=status, source=OrderStatus.AWAITING_STOCK, target=OrderStatus.CONFIRMED)
+    def stock_arrive(self) -> None:
+        """Receipts covered every backordered unit: the order goes on as confirmed."""
+
     @transition(field=status, source=OrderStatus.PENDING_PAYMENT, target=OrderStatus.PAYMENT_FAILED)
     def fail_payment(self) -> None:
         """The payment attempt failed; the reservation stays until it expires."""
@@ -110,6 +118,7 @@ class Order(ConcurrentTransitionMixin, TimeStampedModel):
         source=[
             OrderStatus.PENDING_PAYMENT,
             OrderStatus.PAYMENT_FAILED,
+            OrderStatus.AWAITING_STOCK,
             OrderStatus.CONFIRMED,
             OrderStatus.ROUTED,
         ],

@@ -6,6 +6,9 @@ class OrderStatus(models.TextChoices):
     PENDING_PAYMENT = "pending_payment", "Pending payment"
     # The payment attempt failed; stock stays held until the reservation expires.
     PAYMENT_FAILED = "payment_failed", "Payment failed"
+    # Payment authorized, but some units are backordered: waiting for a stock receipt
+    # to cover them (not routed, not expired meanwhile).
+    AWAITING_STOCK = "awaiting_stock", "Awaiting stock"
     # Payment authorized; waiting to be routed to a warehouse.
     CONFIRMED = "confirmed", "Confirmed"
     # A warehouse accepted the fulfilment request.
@@ -36,6 +39,8 @@ TERMINAL_STATUSES = frozenset(
 # Every transition an order can take, by name (the Order model's transition methods).
 TRANSITIONS = (
     "confirm",
+    "await_stock",
+    "stock_arrive",
     "fail_payment",
     "retry_payment",
     "expire",
@@ -55,6 +60,7 @@ CUSTOMER_TRANSITIONS = frozenset({"cancel"})
 # payment is never voided under them.
 STATUSES_USING_PAYMENT = frozenset(
     {
+        OrderStatus.AWAITING_STOCK,
         OrderStatus.CONFIRMED,
         OrderStatus.ROUTED,
         OrderStatus.PARTIALLY_SHIPPED,

@@ -32,7 +32,7 @@ def product_list_render() -> ProductList:
     instance and five field objects per product) cost ~170 Python calls a product.
     tests/perf/test_conditional_reads.py holds the two equal."""
     # (`available` is product_list's annotation, which the stubs do not see.)
-    fields = ("sku", "name", "price", "currency", "available")
+    fields = ("sku", "name", "price", "currency", "available", "backorder_limit", "backordered")
     rows = selectors.product_list().values_list(*fields)
     products = [
         {
@@ -41,8 +41,10 @@ def product_list_render() -> ProductList:
             "price": int(price),
             "currency": str(currency),
             "available": int(available),
+            "allows_backorder": limit > 0,
+            "backorder_available": max(limit - backordered, 0),
         }
-        for sku, name, price, currency, available in rows
+        for sku, name, price, currency, available, limit, backordered in rows
     ]
     digest = hashlib.sha256(
         json.dumps(products, sort_keys=True, separators=(",", ":")).encode()

@@ -32,6 +32,9 @@ class ProductOutputSerializer(serializers.Serializer):
     price = serializers.IntegerField()
     currency = fields.CharField()
     available = serializers.IntegerField()
+    allows_backorder = serializers.BooleanField()
+    # Units checkouts may still take beyond `available`, to wait for a receipt.
+    backorder_available = serializers.IntegerField()
 
 
 class WarehouseInputSerializer(serializers.Serializer):

@@ -58,7 +58,15 @@ def test_product_available_counts_only_active_warehouses_net_of_reservations(
 
     # then
     assert listed.status_code == detail.status_code == 200
-    expected = {"sku": "MUG", "name": "Mug", "price": 899, "currency": "EUR", "available": 4}
+    expected = {
+        "sku": "MUG",
+        "name": "Mug",
+        "price": 899,
+        "currency": "EUR",
+        "available": 4,
+        "allows_backorder": False,
+        "backorder_available": 0,
+    }
     assert listed.json() == [expected]
     assert detail.json() == expected
 
@@ -121,6 +129,8 @@ def test_staff_creates_a_product(staff_client):
         "price": 4500,
         "currency": "EUR",
         "available": 0,
+        "allows_backorder": False,
+        "backorder_available": 0,
     }
     assert Product.objects.get(sku="LAMP-1").currency == "EUR"
 
