@@ -7,6 +7,7 @@ locked (flows.lock_objects); warehouse calls run outside any transaction.
 """
 
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import pybreaker
@@ -284,6 +285,31 @@ def shipment_lines_record_locked(
         for sku, quantity in shipping.items()
     )
     return shipping
+
+
+@dataclass(frozen=True)
+class ShippedReport:
+    """The units one shipped report said left: one parcel, captured on its own."""
+
+    reference: str  # "shipment-<shipment id>-report-<its first shipment line id>"
+    units: dict[int, int] = field(default_factory=dict)  # order line id -> units
+
+
+def shipped_reports(*, order_id: uuid.UUID | str) -> list[ShippedReport]:
+    """Every shipped report of the order's shipments that recorded units, oldest first."""
+    reports: dict[tuple[int, str], ShippedReport] = {}
+    rows = (
+        ShipmentLine.objects.filter(shipment__order_id=order_id)
+        .order_by("pk")
+        .values_list("pk", "shipment_id", "event_id", "order_line_id", "quantity")
+    )
+    for pk, shipment_id, event_id, order_line_id, quantity in rows:
+        report = reports.get((shipment_id, event_id))
+        if report is None:
+            report = ShippedReport(reference=f"shipment-{shipment_id}-report-{pk}")
+            reports[(shipment_id, event_id)] = report
+        report.units[order_line_id] = report.units.get(order_line_id, 0) + quantity
+    return list(reports.values())
 
 
 def shipment_ship_part_locked(shipment: Shipment, *, carrier: str, tracking_number: str) -> bool:

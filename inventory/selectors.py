@@ -1,8 +1,10 @@
+from collections.abc import Iterable
+
 from django.db.models import F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
 from core.errors import NotFound
-from inventory.models import Product, StockItem, StockMovement, Warehouse
+from inventory.models import Product, Reservation, StockItem, StockMovement, Warehouse
 
 
 def product_list(*, include_inactive: bool = False) -> QuerySet[Product]:
@@ -67,3 +69,10 @@ def products_available(*, product_ids: list[int]) -> dict[int, int]:
     available = dict.fromkeys(product_ids, 0)
     available.update({product_id: int(units or 0) for product_id, units in rows})
     return available
+
+
+def reservations_held_exist(*, order_line_ids: Iterable[int]) -> bool:
+    """Some unit of these order lines is still held for them (not shipped, not released)."""
+    return Reservation.objects.filter(
+        order_line_id__in=list(order_line_ids), status=Reservation.Status.HELD
+    ).exists()
