@@ -240,7 +240,10 @@ def fulfilment_requests_with_rest(*, order_id: uuid.UUID | str) -> list[Fulfilme
 
 def shipment_unshipped(shipment: Shipment) -> dict[str, int]:
     """Units per SKU of the shipment's request that have not left yet."""
-    rest = {line["sku"]: int(line["quantity"]) for line in shipment.fulfilment_request.lines}
+    rest: dict[str, int] = {}
+    # A SKU held in several stock rows (buckets) is listed once per row: add them up.
+    for line in shipment.fulfilment_request.lines:
+        rest[line["sku"]] = rest.get(line["sku"], 0) + int(line["quantity"])
     for sku, quantity in ShipmentLine.objects.filter(shipment=shipment).values_list(
         "sku", "quantity"
     ):
