@@ -156,8 +156,8 @@ def _capture_next_create(order: Order, payment: Payment, *, whole: bool) -> Paym
     take: the provider releases the rest. When every report is captured and nothing is
     left to ship but the payment is not captured for good (the rest was cancelled), a
     final "rest" capture releases what is left (with an amount of 0: a cancel of the
-    rest at the provider). `whole`: staff ship the order as it is, so nothing counts as
-    left to ship; without reports that is one final "order" capture of it all.
+    rest at the provider). `whole`: staff ship the order as it is, in one final capture of
+    all it still owes (under the last report not yet captured, or "order" without one).
     """
     settled = set(
         PaymentOperation.objects.filter(
@@ -176,7 +176,10 @@ def _capture_next_create(order: Order, payment: Payment, *, whole: bool) -> Paym
         for report, value in zip(reports, values, strict=True)
         if report.reference not in settled
     ]
-    if due:
+    if due and whole:
+        # Staff ship the order as it is: one final capture of all it still owes.
+        reference, amount, final = due[-1][0], left, True
+    elif due:
         reference, value = due[0]
         final = nothing_left and len(due) == 1
         amount = left if final else min(value, left)

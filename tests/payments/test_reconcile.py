@@ -344,3 +344,26 @@ def test_a_webhook_for_the_final_capture_racing_its_own_record_counts_it_once(
     assert len(provider.sent(CAPTURE_PATH)) == 2
     assert Order.objects.get(pk=order_id).status == "shipped"
     assert OrderEvent.objects.filter(order_id=order_id, type="payment.captured").count() == 2
+
+
+@pytest.mark.django_db
+def test_staff_ship_takes_all_the_reports_owe_in_one_final_capture(
+    provider, checkout, customer_client, fake_stripe, product
+):
+    # Given 3 units reported shipped one at a time, none captured yet (no worker ran)
+    order_id = checkout(customer_client, GOOD_CARD, quantity=3).json()["id"]
+    shipment = routed_with_a_shipment(order_id)
+    report_shipped(shipment, "evt-1", {product.sku: 1})
+    report_shipped(shipment, "evt-2", {product.sku: 1})
+    report_shipped(shipment, "evt-3", None)
+
+    # When staff ship it
+    order_ship(order_id=order_id, actor=Actor.system(), reason="by hand")
+
+    # Then one final capture took all of it (a card without multicapture ships too)
+    (capture,) = PaymentOperation.objects.filter(payment__order_id=order_id, kind="capture")
+    assert (capture.amount, capture.final, capture.status) == (3 * PRICE, True, "succeeded")
+    assert capture.reference.startswith(f"shipment-{shipment.pk}-report-")
+    assert len(provider.sent(CAPTURE_PATH)) == 1
+    assert Order.objects.get(pk=order_id).status == "shipped"
+    assert Payment.objects.get(order_id=order_id).amount_captured == 3 * PRICE
