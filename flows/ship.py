@@ -18,8 +18,9 @@ Capture policy (Stripe multicapture: the authorization is created with
   rest of the authorization. Every capture is capped the same way.
 - When the rest of the order is cancelled after its reports were captured (flows.cancel),
   a final "rest" operation releases what is left: a cancel of the PaymentIntent at the
-  provider (its amount 0), or a final capture of any remainder. Staff shipping an order
-  no warehouse reported takes one final "order" capture of it all.
+  provider (its amount 0), or a final capture of any remainder. Staff shipping the order
+  (`order_ship`) take all it still owes in one final capture (reference "order" when no
+  warehouse reported).
 - Payment.amount_captured adds up the captures; the payment is `captured` (and the order
   `shipped`, from `partially_shipped` or `routed`) when the final capture is recorded.
   Each capture writes a `payment.captured` event carrying its amount and reference.
