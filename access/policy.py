@@ -352,6 +352,7 @@ def transition_allowed(transition: str, *, roles: frozenset[str]) -> bool:
 STAFF_ACTIONS: dict[str, tuple[tuple[str, str], ...]] = {
     "order.refund_amount": (("POST", "order-refund"),),
     "order.refund_lines": (("POST", "order-refund"),),
+    "order.cancel_rest": (("POST", "order-cancel-rest"),),
     "return.open": (("POST", "order-return-list"),),
     "return.authorize": (("POST", "order-return-authorize"),),
     "return.reject": (("POST", "order-return-reject"),),

@@ -46,6 +46,34 @@ Webhooks (localstripe/webhooks.py, server.py):
   ``capture_method=manual``) and ``payment_intent.payment_failed`` (on a decline). There
   is no ``payment_intent.amount_capturable_updated``, ``payment_intent.canceled``,
   ``payment_intent.requires_action``, ``charge.*`` or ``refund.*`` event.
+
+Multicapture (``_patch_payment_intents()``, applied by ``serve()``; localstripe itself
+captures a PaymentIntent once, in full or in part with the rest refunded):
+
+* ``POST /v1/payment_intents`` accepts ``payment_method_options[card][request_multicapture]``
+  (``if_available`` or ``never``); with ``if_available`` every card offers multicapture.
+* ``POST /v1/payment_intents/{id}/capture`` takes ``amount_to_capture`` (default: all
+  that is still capturable) and ``final_capture`` (default true), as Stripe does. A
+  capture with ``final_capture=false`` keeps the intent in ``requires_capture`` and
+  lowers ``amount_capturable``; the final one (or ``final_capture=true``) makes it
+  ``succeeded`` and releases the rest. ``amount_received`` adds up every capture and
+  ``amount_capturable`` is what is left while ``requires_capture`` (both now in every
+  PaymentIntent the fake returns). At most 50 captures per intent.
+* Errors, as Stripe answers them (400, ``invalid_request_error``): more than is capturable
+  -> ``amount_too_large``; a capture of an intent not in ``requires_capture`` (after the
+  final capture, after a cancel) -> ``payment_intent_unexpected_state``;
+  ``final_capture=false`` on an intent created without ``request_multicapture=if_available``
+  -> ``payment_intent_invalid_parameter``; a negative or non-integer amount ->
+  ``parameter_invalid_integer``.
+* ``POST /v1/payment_intents/{id}/cancel`` on an intent captured in part releases the
+  rest and leaves it ``succeeded`` (Stripe's multicapture does the same); on a
+  ``succeeded`` intent -> ``payment_intent_unexpected_state``.
+* The charge is settled when the intent succeeds: ``amount`` stays what was authorized
+  and the released rest shows as ``amount_refunded`` (localstripe's partial capture).
+* ``payment_intent.succeeded`` is sent on the final capture (or the cancel that ends a
+  partly captured intent) only: a non-final capture sends no event (Stripe sends
+  ``payment_intent.amount_capturable_updated``).
+* Idempotency keys are still ignored (``tests.support.fault_proxy.FaultProxy`` replays).
 """
 
 from __future__ import annotations
@@ -114,9 +142,152 @@ def _set_disk_persistence(state_file: Path | None) -> None:
     resources.Store.dump_to_disk = _dump
 
 
+MULTICAPTURE_LIMIT = 50  # Stripe allows at most 50 captures of one PaymentIntent
+
+
+def _patch_payment_intents() -> None:
+    """Teach localstripe's PaymentIntent Stripe's multicapture (see the module docstring).
+
+    Call before ``localstripe.server`` is imported: its routes are built from
+    ``resources.extra_apis``, whose capture and cancel entries are replaced here.
+    """
+    from localstripe import resources
+    from localstripe.errors import UserError
+
+    intent_class: Any = resources.PaymentIntent
+    stock_init = intent_class.__init__
+    stock_cancel = intent_class._api_cancel
+
+    def _init(self: Any, *args: Any, payment_method_options: Any = None, **kwargs: Any) -> None:
+        stock_init(self, *args, payment_method_options=payment_method_options, **kwargs)
+        card = (payment_method_options or {}).get("card") or {}
+        requested = card.get("request_multicapture") if isinstance(card, dict) else None
+        if requested not in (None, "if_available", "never"):
+            raise UserError(
+                400,
+                "Invalid payment_method_options[card][request_multicapture]: must be one of "
+                "if_available, never",
+                {"code": "parameter_invalid_string", "param": "request_multicapture"},
+            )
+        # Every test card supports it: "if_available" makes it available.
+        self._multicapture = requested == "if_available"
+        self._captures = []
+
+    def _received(self: Any) -> int:
+        captures = getattr(self, "_captures", None)
+        if captures:
+            return int(sum(captures))
+        # Captured in full before multicapture was patched in (an older state file), or
+        # an automatic capture: all of it. Refunds never lower what was received.
+        charge = self.latest_charge
+        if charge is not None and charge.status == "succeeded" and charge.captured:
+            return int(charge.amount)
+        return 0
+
+    def _capturable(self: Any) -> int:
+        if self.status != "requires_capture":
+            return 0
+        return int(self.amount - _received(self))
+
+    def _unexpected_state(intent: Any, action: str) -> UserError:
+        return UserError(
+            400,
+            f"This PaymentIntent could not be {action} because it has a status of "
+            f"{intent.status}. Only a PaymentIntent with one of the following statuses may "
+            f"be {action}: requires_capture.",
+            {"code": "payment_intent_unexpected_state", "payment_intent": {"id": intent.id}},
+        )
+
+    def _finish(intent: Any) -> None:
+        """Settle the charge for what was captured; the rest of the hold is released
+        (the charge shows it refunded, localstripe's way of a partial capture)."""
+        intent.latest_charge._capture(amount=_received(intent), on_success=intent._on_success)
+
+    def _api_capture(
+        cls: Any, id: Any, amount_to_capture: Any = None, final_capture: Any = None, **kwargs: Any
+    ) -> Any:
+        if kwargs:
+            raise UserError(400, "Unexpected " + ", ".join(kwargs.keys()))
+        if not (isinstance(id, str) and id.startswith("pi_")):
+            raise UserError(400, "Bad request")
+        intent = cls._api_retrieve(id)
+        final = True if final_capture is None else resources.try_convert_to_bool(final_capture)
+        if not isinstance(final, bool):
+            raise UserError(
+                400,
+                "Invalid boolean: final_capture",
+                {"code": "parameter_invalid_boolean", "param": "final_capture"},
+            )
+        if intent.status != "requires_capture":
+            raise _unexpected_state(intent, "captured")
+        capturable = _capturable(intent)
+        amount = capturable if amount_to_capture is None else amount_to_capture
+        amount = resources.try_convert_to_int(amount)
+        if not isinstance(amount, int) or amount < 0:
+            raise UserError(
+                400,
+                "Invalid integer: amount_to_capture",
+                {"code": "parameter_invalid_integer", "param": "amount_to_capture"},
+            )
+        if amount > capturable:
+            raise UserError(
+                400,
+                f"The amount to capture ({amount}) is greater than the amount capturable "
+                f"({capturable}).",
+                {"code": "amount_too_large", "param": "amount_to_capture"},
+            )
+        if not final and not getattr(intent, "_multicapture", False):
+            raise UserError(
+                400,
+                "final_capture=false needs multicapture, which was not requested for this "
+                "PaymentIntent (payment_method_options[card][request_multicapture]).",
+                {"code": "payment_intent_invalid_parameter", "param": "final_capture"},
+            )
+        captures = getattr(intent, "_captures", None)
+        if captures is None:
+            captures = intent._captures = []
+        if len(captures) >= MULTICAPTURE_LIMIT:
+            raise UserError(
+                400,
+                f"A PaymentIntent can be captured at most {MULTICAPTURE_LIMIT} times.",
+                {"code": "payment_intent_unexpected_state"},
+            )
+        captures.append(amount)
+        if final:
+            _finish(intent)
+        return intent
+
+    def _api_cancel(cls: Any, id: Any, **kwargs: Any) -> Any:
+        if isinstance(id, str) and id.startswith("pi_"):
+            intent = cls._api_retrieve(id)
+            if intent.status == "requires_capture" and getattr(intent, "_captures", None):
+                # Partly captured: cancelling releases the rest, and the intent succeeds.
+                if kwargs:
+                    raise UserError(400, "Unexpected " + ", ".join(kwargs.keys()))
+                _finish(intent)
+                return intent
+            if intent.status == "succeeded":
+                raise _unexpected_state(intent, "canceled")
+        return stock_cancel(id, **kwargs)
+
+    intent_class.__init__ = _init
+    intent_class.amount_received = property(_received)
+    intent_class.amount_capturable = property(_capturable)
+    intent_class._api_capture = classmethod(_api_capture)
+    intent_class._api_cancel = classmethod(_api_cancel)
+    routes = {
+        "/v1/payment_intents/{id}/capture": intent_class._api_capture,
+        "/v1/payment_intents/{id}/cancel": intent_class._api_cancel,
+    }
+    resources.extra_apis[:] = [
+        (method, url, routes.get(url, func)) for method, url, func in resources.extra_apis
+    ]
+
+
 async def serve(host: str, port: int, state_file: Path | None = None) -> None:
     """Serve localstripe's aiohttp app on host:port until SIGTERM or SIGINT."""
     _set_disk_persistence(state_file)
+    _patch_payment_intents()
     from aiohttp import web
     from localstripe.resources import store
     from localstripe.server import app

@@ -4,6 +4,8 @@ take (access.policy, the table the API uses), each leading to a confirmation pag
 a reason. Confirming runs the same use case as the API (flows.transitions; refunds with
 an amount through flows.refund, as POST /orders/{id}/refund/ does), once per form: the
 form carries an idempotency key that core.idempotency claims like an Idempotency-Key.
+"Cancel rest" (a partially shipped order: flows.cancel.order_cancel_rest, as POST
+/orders/{id}/cancel-rest/ does) is offered the same way to whom that endpoint admits.
 Returns are handled the same way: open one, then authorize, reject, cancel, receive
 (restock or dispose, line by line) and refund it through flows.returns, each offered to
 the groups the returns API admits. A refund by line refunds units the customer keeps
@@ -43,6 +45,7 @@ from core.idempotency import (
 )
 from core.models import IdempotencyKey
 from core.money import money_format, money_parse
+from flows.cancel import order_cancel_rest
 from flows.refund import REFUNDABLE_STATUSES, order_refund
 from flows.returns import (
     ReturnLineRequest,
@@ -66,7 +69,13 @@ from orders.models import (
     ReturnStatusChange,
 )
 from orders.returns import return_refund_amount, units_refund_amount
-from orders.states import RETURNABLE_STATUSES, STATUSES_USING_PAYMENT, TRANSITIONS, ReturnStatus
+from orders.states import (
+    RETURNABLE_STATUSES,
+    STATUSES_USING_PAYMENT,
+    TRANSITIONS,
+    OrderStatus,
+    ReturnStatus,
+)
 from payments.models import Payment, PaymentOperation
 from payments.provider import payment_breaker_state
 from payments.services.operations import VOIDABLE_STATUSES, refunds_in_flight_total
@@ -86,13 +95,26 @@ WHAT_HAPPENS = {
     "deliver": "The order is recorded as delivered to the customer.",
     "refund": "Money goes back to the customer at the provider: the amount below, or all "
     "that is left when the amount is blank (the order then moves to refunded).",
+    "cancel_rest": "Each warehouse is asked to withdraw what has not shipped; the stock held "
+    "for it is released, the units that shipped stay captured and the rest of the "
+    "authorization is released at the provider; the order ships with what left and the "
+    "customer is told what will not ship.",
+}
+
+# Order actions that are not a transition of the order machine, with their use case.
+ORDER_ACTIONS_BEYOND_TRANSITIONS: dict[str, Callable[..., Order]] = {
+    "cancel_rest": order_cancel_rest,
 }
 
 
 def order_transition_legal(order: Order, transition: str) -> bool:
     """Whether the order can take the transition now, as its use case sees it: the
     machine's own conditions, and ship also from confirmed (flows.ship routes first).
-    Transitions no use case takes by name (a refunded return's) are never offered."""
+    Transitions no use case takes by name (a refunded return's) are never offered.
+    cancel_rest (not a transition: the order ships with what left) needs a partially
+    shipped order."""
+    if transition == "cancel_rest":
+        return order.status == OrderStatus.PARTIALLY_SHIPPED
     if transition not in USE_CASE_BY_TRANSITION:
         return False
     if transition == "ship" and order.status in SHIPPABLE_STATUSES:
@@ -530,7 +552,7 @@ class OrderAdmin(admin.ModelAdmin):
         """The transitions the order can take now that this user may take."""
         return [
             name
-            for name in TRANSITIONS
+            for name in (*TRANSITIONS, *ORDER_ACTIONS_BEYOND_TRANSITIONS)
             if order_transition_legal(order, name)
             and self.has_order_action_permission(request, name)
         ]
@@ -642,8 +664,9 @@ class OrderAdmin(admin.ModelAdmin):
     def order_action_view(
         self, request: HttpRequest, object_id: str, transition: str
     ) -> HttpResponse:
-        """Confirm one transition with a reason; on POST run its use case once."""
-        if transition not in USE_CASE_BY_TRANSITION:
+        """Confirm one transition (or cancel_rest) with a reason; on POST run its use case
+        once."""
+        if transition not in USE_CASE_BY_TRANSITION | ORDER_ACTIONS_BEYOND_TRANSITIONS:
             raise Http404("No such transition.")
         if not self.has_order_action_permission(request, transition):
             raise PermissionDenied
@@ -739,6 +762,10 @@ class OrderAdmin(admin.ModelAdmin):
                         str(refund_operation.pk)
                     ),
                 )
+            elif transition in ORDER_ACTIONS_BEYOND_TRANSITIONS:
+                after = ORDER_ACTIONS_BEYOND_TRANSITIONS[transition](
+                    order_id=order.pk, actor=actor, reason=reason
+                )
             else:
                 after = order_transition_by_name(
                     order_id=order.pk, transition=transition, actor=actor, reason=reason
@@ -772,7 +799,7 @@ class OrderAdmin(admin.ModelAdmin):
                 messages.WARNING,
             )
             return
-        done = transition
+        done = "cancelled the unshipped rest" if transition == "cancel_rest" else transition
         if transition == "refund":
             refunded = (
                 "all that was left" if amount is None else money_format(amount, order.currency)

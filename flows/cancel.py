@@ -19,8 +19,9 @@ transaction with the order locked; one that refuses has shipped (its shipped rep
 follows and is applied as usual), so a unit is either withdrawn or shipped, never both;
 one that cannot be reached makes the call fail for now (503 warehouse_unavailable, what
 was withdrawn stays withdrawn; call again). Once nothing is left at a warehouse the
-order ships (flows.ship): the capture takes the authorized amount less the value of the
-units that never shipped, and the provider releases the rest of the authorization.
+order ships (flows.ship): the shipped reports not captured yet are captured, the last
+one final, or, when all were, a final "rest" operation releases the rest of the
+authorization at the provider, once. What is captured is the value of what shipped.
 """
 
 import contextlib

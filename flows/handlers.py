@@ -24,9 +24,12 @@ def send_reopened_requests(payload: dict[str, Any]) -> None:
     order_route(order_id=payload["order_id"])
 
 
-@outbox_handler("shipment.shipped", name="fulfilment.ship_order", queue="payments")
+@outbox_handler(
+    "shipment.shipped", "shipment.part_shipped", name="fulfilment.ship_order", queue="payments"
+)
 def ship_order(payload: dict[str, Any]) -> None:
-    """Once every shipment of the order left its warehouse: capture, then ship."""
+    """Capture what the shipped units owe; once nothing is left to ship, the final
+    capture ships the order."""
     order_ship_when_shipments_left(order_id=payload["order_id"], actor=Actor.system())
 
 

@@ -1,7 +1,8 @@
 """The reconciler: repair what the request paths left open. Runs every minute.
 
 - Operations whose outcome is unknown (a timeout, a dead process): read the provider's
-  state back, or send the same operation again with the same key.
+  state back, or send the same operation again with the same key (captures: one open
+  at a time per payment; a later one is owed only once the earlier ones settled).
 - Orders waiting on 3-D Secure (or a lost response) longer than the grace period.
 - Authorizations whose order no longer wants them (cancelled, expired, failed), or that
   an order edit replaced or took and did not use: void. An edit's authorization that no
@@ -26,7 +27,7 @@ from flows.edit import order_edit_authorizations_release
 from flows.lock_objects import operation_lock, payment_lock
 from flows.payment_outcomes import payment_declined_locked, payment_intent_apply_locked
 from flows.refund import UNSHIPPED_STATUSES, order_refund, order_refund_unshipped_capture
-from flows.ship import order_ship
+from flows.ship import order_capture_record_locked, order_captures_take
 from flows.void import payment_void
 from orders.states import OrderStatus
 from payments.errors import ProviderCircuitOpen
@@ -106,15 +107,29 @@ def _intent_apply(payment: Payment, intent: gateway.IntentResult, actor: Actor) 
 
 
 def _capture_resolve(payment: Payment, operation: PaymentOperation, actor: Actor) -> None:
+    """A capture whose outcome is unknown. The intent still `requires_capture`: a capture
+    that is not final happened when the provider received this one's amount on top of
+    the captures recorded before it (captures go out one at a time); otherwise send the
+    same capture again (same key) and those owed after it. A `succeeded` intent records
+    the final capture."""
     intent = _intent_retrieve(payment.provider_payment_id or "")
     if intent.status == "requires_capture":
-        # Not captured: send the same capture again (same key), as staff asked to ship.
-        # Past the grace period a pending capture is not in flight (its process died):
-        # mark it unknown, or order_ship refuses it as in progress forever.
-        PaymentOperation.objects.filter(
-            pk=operation.pk, status=PaymentOperation.Status.PENDING
-        ).update(status=PaymentOperation.Status.UNKNOWN)
-        order_ship(order_id=payment.order_id, actor=actor)
+        with transaction.atomic():
+            locked = operation_lock(operation_id=operation.pk)
+            if locked.operation.status not in OPEN_OPERATION_STATUSES:
+                return
+            expected = locked.payment.amount_captured + locked.operation.amount
+            if not locked.operation.final and intent.amount_received >= expected:
+                order_capture_record_locked(
+                    locked=locked, amount_received=intent.amount_received, actor=actor
+                )
+            else:
+                # Past the grace period a pending capture is not in flight (its process
+                # died): mark it unknown, or it is refused as in progress forever.
+                if locked.operation.status == PaymentOperation.Status.PENDING:
+                    locked.operation.status = PaymentOperation.Status.UNKNOWN
+                    locked.operation.save(update_fields=["status", "updated_at"])
+        order_captures_take(order_id=payment.order_id, actor=actor)
         return
     _intent_apply(payment, intent, actor)
 

@@ -1,19 +1,37 @@
-"""Ship an order: capture its payment exactly once, then move its stock out.
-The only module that takes `ship`.
+"""Ship an order: capture its payment per shipped report, exactly once each, then move
+its stock out. The only module that takes `ship`.
 
-Transactions: (1) lock the order and payment, record (or re-open, same key) the capture
-operation, commit; (2) call the provider, outside any transaction; (3) lock order,
-payment and operation again and record the outcome: a capture ships the order and
-commits its reservations, in that one transaction. Whichever path records the capture
-first (this request, the webhook, the reconciler) ships the order; the others find it
-done. An order without a payment (paid offline) ships without a provider call.
+Capture policy (Stripe multicapture: the authorization is created with
+`request_multicapture=if_available`, payments.gateways.stripe):
+- Each shipped report a warehouse sends (a whole shipment, or part of one) captures the
+  value of the units it says left: units x unit price, plus their share of their line's
+  tax (after n of a line's units shipped, floor(tax x n / quantity) of its tax is
+  captured, the rule `order_capture_amount` and returns use). The order's shipping and
+  its tax go with the first capture.
+- Captures go out one at a time, oldest report first; each is its own payment operation
+  (reference "shipment-<id>-report-<first line id>", unique per payment while not
+  failed), so its idempotency key, derived from the operation's id, is fixed per
+  (payment, shipped report). A repeated report records no units, hence no capture.
+- The capture of the last report, once nothing is left to ship, is final: it takes all
+  the order may still take (`order_capture_amount` less what was captured: never more
+  than authorized, nor than the total an edit lowered) and the provider releases the
+  rest of the authorization. Every capture is capped the same way.
+- When the rest of the order is cancelled after its reports were captured (flows.cancel),
+  a final "rest" operation releases what is left: a cancel of the PaymentIntent at the
+  provider (its amount 0), or a final capture of any remainder. Staff shipping the order
+  (`order_ship`) take all it still owes in one final capture (reference "order" when no
+  warehouse reported).
+- Payment.amount_captured adds up the captures; the payment is `captured` (and the order
+  `shipped`, from `partially_shipped` or `routed`) when the final capture is recorded.
+  Each capture writes a `payment.captured` event carrying its amount and reference.
 
-Partial shipments: a PaymentIntent is captured once (Stripe captures more than once only
-with multicapture, which the fake provider does not offer), so a partially shipped order
-is captured when nothing is left to ship: its last shipment left, or the rest was
-cancelled (flows.cancel). The capture takes the authorized amount less the value of the
-units that will never ship (`order_capture_amount`), never more than was authorized; the
-provider releases what is not captured.
+Transactions, per capture: (1) lock the order and payment, record (or re-open, same key)
+the capture operation, commit; (2) call the provider, outside any transaction; (3) lock
+order, payment and operation again and record the outcome; the final capture ships the
+order and commits its reservations in that same transaction. Whichever path records a
+capture first (this worker, the webhook for a final one, the reconciler) records it; the
+others find it done. An order without a payment (paid offline) ships without a provider
+call once nothing is left at a warehouse.
 """
 
 import uuid
@@ -23,34 +41,39 @@ from django.db.models import F
 
 from core.actors import Actor
 from flows.deliver import order_deliver_if_complete_locked
-from flows.lock_objects import operation_lock, order_lock, order_operation_lock, order_payment_lock
+from flows.lock_objects import LockedOperation, operation_lock, order_lock, order_payment_lock
 from flows.route import order_route_locked
-from fulfilment.services import shipments_all_left
+from fulfilment.services import ShippedReport, shipments_all_left, shipped_reports
+from inventory.selectors import reservations_held_exist
 from inventory.services import reservations_commit
 from orders.audit import order_event_record
 from orders.errors import InvalidTransition
 from orders.models import Order
 from orders.services import order_transition_locked
 from orders.states import OrderStatus
-from payments.errors import OperationInProgress, PaymentNotCapturable
+from payments.errors import OperationInProgress
+from payments.gateways.base import IntentResult
 from payments.models import Payment, PaymentOperation
 from payments.services.operations import (
+    OPEN_OPERATION_STATUSES,
     operation_create,
     operation_failure_record,
+    operation_open_locked,
     operation_resend,
     payment_capture_record,
     payment_event_data,
 )
-from payments.services.outcomes import OutcomeKind, operation_send
+from payments.services.outcomes import Outcome, OutcomeKind, operation_send
 
 SHIPPABLE_STATUSES = (OrderStatus.CONFIRMED, OrderStatus.ROUTED, OrderStatus.PARTIALLY_SHIPPED)
 
 
 def order_capture_amount(*, order: Order, authorized: int) -> int:
-    """What to capture when the order ships: all that was authorized, less the units that
-    did not ship when it ships in part (the rest was cancelled): their unit prices and
-    their lines' tax on them (a line's shipped units keep floor(tax x shipped / quantity),
-    the share a return of them would refund). Shipping and its tax are kept."""
+    """The most the order may have captured by now: all that was authorized (no more
+    than its total), less the units that have not shipped while it ships in part (still
+    at a warehouse, or cancelled): their unit prices and their lines' tax on them (a
+    line's shipped units keep floor(tax x shipped / quantity), the share a return of
+    them would refund). Shipping and its tax are kept."""
     # An edit may have lowered the total of an authorized order: capture no more than it.
     authorized = min(authorized, order.total_amount)
     if order.status != OrderStatus.PARTIALLY_SHIPPED:
@@ -91,64 +114,204 @@ def order_capture_recorded_locked(
         _ship_locked(order=order, actor=actor, reason=reason)
 
 
-def _capture_prepare(*, order_id: uuid.UUID | str) -> tuple[Payment, PaymentOperation]:
+def _report_values(order: Order, reports: list[ShippedReport]) -> list[int]:
+    """What each shipped report is worth: its units at their unit price plus their share
+    of their line's tax (a line whose first n units shipped has captured
+    floor(tax x n / quantity), so a line shipped in parts captures its tax exactly once),
+    and the order's shipping and its tax with the first report."""
+    lines = {line.pk: line for line in order.lines.all() if line.quantity}
+    shipping = order.total_amount - sum(
+        line.unit_price * line.quantity + line.tax_amount for line in lines.values()
+    )
+    shipped: dict[int, int] = {}
+    values = []
+    for index, report in enumerate(reports):
+        value = max(0, shipping) if index == 0 else 0
+        for line_id, units in report.units.items():
+            line = lines.get(line_id)
+            if line is None:
+                continue
+            before = shipped.get(line_id, 0)
+            after = shipped[line_id] = before + units
+            value += (
+                line.unit_price * units
+                + (line.tax_amount * after) // line.quantity
+                - (line.tax_amount * before) // line.quantity
+            )
+        values.append(value)
+    return values
+
+
+def _nothing_left_to_ship(order: Order) -> bool:
+    """No unit of the order is still held at a warehouse: the rest shipped or was
+    cancelled."""
+    return not reservations_held_exist(order_line_ids=order.lines.values_list("pk", flat=True))
+
+
+def _capture_next_create(order: Order, payment: Payment, *, whole: bool) -> PaymentOperation | None:
+    """Record the next capture the order owes, or None when it owes none now.
+
+    Each shipped report not yet captured, oldest first, captures its value, never more
+    than the order may still take (`order_capture_amount` less what was captured). The
+    last one, once nothing is left to ship, is final and takes all the order may still
+    take: the provider releases the rest. When every report is captured and nothing is
+    left to ship but the payment is not captured for good (the rest was cancelled), a
+    final "rest" capture releases what is left (with an amount of 0: a cancel of the
+    rest at the provider). `whole`: staff ship the order as it is, in one final capture of
+    all it still owes (under the last report not yet captured, or "order" without one).
+    """
+    settled = set(
+        PaymentOperation.objects.filter(
+            payment=payment,
+            kind=PaymentOperation.Kind.CAPTURE,
+            status=PaymentOperation.Status.SUCCEEDED,
+        ).values_list("reference", flat=True)
+    )
+    ceiling = order_capture_amount(order=order, authorized=payment.amount)
+    left = max(0, ceiling - payment.amount_captured)
+    nothing_left = whole or _nothing_left_to_ship(order)
+    reports = shipped_reports(order_id=order.pk)
+    values = _report_values(order, reports)
+    due = [
+        (report.reference, value)
+        for report, value in zip(reports, values, strict=True)
+        if report.reference not in settled
+    ]
+    if due and whole:
+        # Staff ship the order as it is: one final capture of all it still owes.
+        reference, amount, final = due[-1][0], left, True
+    elif due:
+        reference, value = due[0]
+        final = nothing_left and len(due) == 1
+        amount = left if final else min(value, left)
+    elif not nothing_left:
+        return None
+    else:
+        reference, amount, final = ("rest" if reports else "order"), left, True
+    return operation_create(
+        payment, PaymentOperation.Kind.CAPTURE, amount, reference=reference, final=final
+    )
+
+
+def _capture_prepare(
+    *, order_id: uuid.UUID | str, whole: bool
+) -> tuple[Payment, PaymentOperation] | None:
+    """Lock the order and its authorized payment; return the capture to send now: one
+    whose outcome is unknown (sent again, same key) or the next one owed. None when
+    nothing is owed (or the payment is no longer authorized)."""
     with transaction.atomic():
         order = order_lock(order_id=order_id)
-        if order.status not in SHIPPABLE_STATUSES:
-            raise InvalidTransition(transition="ship", current_status=order.status)
         payment = order_payment_lock(order=order, statuses=[Payment.Status.AUTHORIZED])
         if payment is None:
-            raise PaymentNotCapturable(f"Order {order.number} has no authorized payment.")
-        operation = order_operation_lock(
-            order=order,
-            kind=PaymentOperation.Kind.CAPTURE,
-            exclude_status=PaymentOperation.Status.FAILED,
-        )
-        if operation is None:
-            operation = operation_create(
-                payment,
-                PaymentOperation.Kind.CAPTURE,
-                order_capture_amount(order=order, authorized=payment.amount),
-            )
-        elif operation.status == PaymentOperation.Status.PENDING:
-            raise OperationInProgress("The capture for this order is in flight.")
-        else:
+            return None  # captured for good (or never authorized): nothing owed
+        if order.status not in SHIPPABLE_STATUSES:
+            raise InvalidTransition(transition="ship", current_status=order.status)
+        operation = operation_open_locked(payment, PaymentOperation.Kind.CAPTURE)
+        if operation is not None and operation.status == PaymentOperation.Status.PENDING:
+            raise OperationInProgress("A capture for this order is in flight.")
+        if operation is not None:
             operation_resend(operation)  # unknown outcome: same key again
-        return payment, operation
+        else:
+            operation = _capture_next_create(order, payment, whole=whole)
+        return None if operation is None else (payment, operation)
 
 
-def _order_capture_and_ship(*, order_id: uuid.UUID | str, actor: Actor, reason: str) -> Order:
-    payment, operation = _capture_prepare(order_id=order_id)
+def _capture_send(payment: Payment, operation: PaymentOperation) -> Outcome[IntentResult] | None:
+    """Make the capture's call: a capture (final or not), or the cancel that releases
+    the rest of a payment captured in part. None: nothing to send (a capture of 0 that
+    is not final)."""
     intent_id = payment.provider_payment_id or ""
-    outcome = operation_send(
+    key = operation.idempotency_key
+    if operation.amount == 0 and not operation.final:
+        return None
+    if operation.amount == 0:
+        return operation_send(
+            operation, lambda gateway: gateway.cancel(intent_id=intent_id, idempotency_key=key)
+        )
+    return operation_send(
         operation,
         lambda gateway: gateway.capture(
-            intent_id=intent_id, amount=operation.amount, idempotency_key=operation.idempotency_key
+            intent_id=intent_id, amount=operation.amount, idempotency_key=key, final=operation.final
         ),
     )
+
+
+def order_capture_record_locked(
+    *, locked: LockedOperation, amount_received: int, actor: Actor, reason: str = ""
+) -> None:
+    """The provider took the locked capture: add it to the payment (once), record the
+    event; a final capture ships the order."""
+    captured_before = locked.payment.amount_captured
+    was_open = locked.operation.status in OPEN_OPERATION_STATUSES
+    captured_for_good = payment_capture_record(
+        locked.payment, locked.operation, amount_received=amount_received
+    )
+    if was_open and (captured_for_good or locked.payment.amount_captured > captured_before):
+        order_event_record(
+            order=locked.order,
+            type="payment.captured",
+            change={
+                **payment_event_data(locked.payment),
+                "capture": {
+                    "amount": locked.payment.amount_captured - captured_before,
+                    "reference": locked.operation.reference,
+                    "final": locked.operation.final,
+                },
+            },
+        )
+    if captured_for_good:
+        order_capture_recorded_locked(
+            order=locked.order, actor=actor, reason=reason or "payment captured"
+        )
+
+
+def _capture_outcome_record(
+    operation: PaymentOperation,
+    outcome: Outcome[IntentResult] | None,
+    *,
+    actor: Actor,
+    reason: str,
+) -> None:
     with transaction.atomic():
         locked = operation_lock(operation_id=operation.pk)
-        if outcome.kind is OutcomeKind.SUCCEEDED and outcome.result is not None:
-            payment_capture_record(
-                locked.payment, locked.operation, amount_received=outcome.result.amount_received
-            )
-            order_event_record(
-                order=locked.order,
-                type="payment.captured",
-                change=payment_event_data(locked.payment),
-            )
-            order_capture_recorded_locked(
-                order=locked.order, actor=actor, reason=reason or "payment captured"
-            )
-            return locked.order
         if locked.operation.status == PaymentOperation.Status.SUCCEEDED:
-            return locked.order  # a webhook recorded the capture first
+            return  # a webhook or the reconciler recorded it first
+        if outcome is None or (
+            outcome.kind is OutcomeKind.SUCCEEDED and outcome.result is not None
+        ):
+            amount_received = outcome.result.amount_received if outcome and outcome.result else 0
+            order_capture_record_locked(
+                locked=locked, amount_received=amount_received, actor=actor, reason=reason
+            )
+            return
         failure = operation_failure_record(locked.operation, outcome, action="capture")
     raise failure
 
 
+def order_captures_take(
+    *, order_id: uuid.UUID | str, actor: Actor, reason: str = "", whole: bool = False
+) -> None:
+    """Capture what the order owes, one capture at a time, oldest shipped report first;
+    the final capture ships the order.
+
+    Transactions, per capture: (1) lock the order and payment, record the capture
+    operation (or re-open one whose outcome is unknown: same key), commit; (2) call the
+    provider outside any transaction; (3) lock order, payment and operation again and
+    record the outcome. A capture in flight elsewhere raises OperationInProgress (its
+    process goes on with the next ones); a failed call raises, leaving the rest for the
+    next attempt. `whole`: staff ship the order as it is (see `_capture_next_create`).
+    """
+    while True:
+        prepared = _capture_prepare(order_id=order_id, whole=whole)
+        if prepared is None:
+            return
+        payment, operation = prepared
+        outcome = _capture_send(payment, operation)
+        _capture_outcome_record(operation, outcome, actor=actor, reason=reason)
+
+
 def order_ship(*, order_id: uuid.UUID | str, actor: Actor, reason: str = "") -> Order:
-    """Ship the order: capture its authorized payment first when it has one.
+    """Ship the order: take the captures it owes first when it has an authorized payment.
 
     A capture with an unknown outcome is sent again with the same key on the next call.
     A partially shipped order ships only once nothing is left at a warehouse (the rest
@@ -164,7 +327,8 @@ def order_ship(*, order_id: uuid.UUID | str, actor: Actor, reason: str = "") -> 
     if Payment.objects.filter(
         order_id=order_id, status=Payment.Status.AUTHORIZED, is_current=True
     ).exists():
-        return _order_capture_and_ship(order_id=order_id, actor=actor, reason=reason)
+        order_captures_take(order_id=order_id, actor=actor, reason=reason, whole=True)
+        return Order.objects.get(pk=order_id)
     with transaction.atomic():
         order = order_lock(order_id=order_id)
         _ship_locked(order=order, actor=actor, reason=reason)
@@ -172,17 +336,20 @@ def order_ship(*, order_id: uuid.UUID | str, actor: Actor, reason: str = "") -> 
 
 
 def order_ship_when_shipments_left(*, order_id: uuid.UUID | str, actor: Actor) -> None:
-    """A warehouse reported a shipment shipped: once every shipment of the order left,
-    capture and ship it; count deliveries reported while the capture was pending.
+    """A warehouse reported units shipped (or the rest was cancelled): capture what each
+    shipped report owes; once nothing is left at a warehouse the final capture ships
+    the order (without a payment it just ships); count deliveries reported meanwhile.
 
     A provider that cannot be reached raises, so the outbox task retries.
     """
-    if not shipments_all_left(order_id=order_id):
-        return
-    if Order.objects.filter(
-        pk=order_id, status__in=[OrderStatus.ROUTED, OrderStatus.PARTIALLY_SHIPPED]
-    ).exists():
-        order_ship(order_id=order_id, actor=actor, reason="warehouse shipped")
+    shipping = (OrderStatus.ROUTED, OrderStatus.PARTIALLY_SHIPPED)
+    if Order.objects.filter(pk=order_id, status__in=shipping).exists():
+        if Payment.objects.filter(
+            order_id=order_id, status=Payment.Status.AUTHORIZED, is_current=True
+        ).exists():
+            order_captures_take(order_id=order_id, actor=actor, reason="warehouse shipped")
+        elif shipments_all_left(order_id=order_id):
+            order_ship(order_id=order_id, actor=actor, reason="warehouse shipped")
     with transaction.atomic():
         order = order_lock(order_id=order_id)
         order_deliver_if_complete_locked(order=order, actor=actor)

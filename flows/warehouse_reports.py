@@ -6,10 +6,11 @@ One transaction, the order then the shipment locked (flows.lock_objects):
   still to ship when it names none) are recorded on the shipment and their order lines,
   and their reservations at that warehouse are committed (they leave on_hand and
   reserved). When units of the request are still to ship, the shipment and the order
-  are `partially_shipped` (the only place that takes `ship_partially`); once none are,
-  the shipment is shipped and `shipment.shipped` is published: capturing the payment
-  talks to the provider, so a worker does it (flows.ship). A report with an event_id
-  seen before on the shipment adds nothing.
+  are `partially_shipped` (the only place that takes `ship_partially`) and
+  `shipment.part_shipped` is published; once none are, the shipment is shipped and
+  `shipment.shipped` is published. Either way a worker captures the value of the units
+  the report recorded (flows.ship: capturing talks to the provider). A report with an
+  event_id seen before on the shipment adds nothing, and so captures nothing.
 - delivered: the shipment is delivered, and the order too once all its shipments are
   (flows.deliver).
 - return_received: the units of an authorized return arrived at the reporting warehouse,
@@ -33,7 +34,7 @@ from flows.deliver import order_deliver_if_complete_locked
 from flows.lock_objects import order_lock, shipment_lock
 from flows.returns import return_receive_locked
 from fulfilment.errors import UnknownShipment
-from fulfilment.models import Shipment
+from fulfilment.models import Shipment, ShipmentLine
 from fulfilment.services import (
     shipment_deliver_locked,
     shipment_get,
@@ -129,6 +130,13 @@ def _shipped_lines_apply(
     if shipment_unshipped(shipment):
         shipment_ship_part_locked(shipment, carrier=carrier, tracking_number=tracking_number)
         _shipment_event(order, shipment, shipped=shipping)
+        # Its units are captured on their own (flows.ship), by a worker.
+        last_line_id = ShipmentLine.objects.filter(shipment=shipment).latest("pk").pk
+        outbox_publish(
+            topic="shipment.part_shipped",
+            payload={"order_id": str(order.pk), "shipment_id": shipment.pk},
+            key=f"shipment-part-shipped-{shipment.pk}-{last_line_id}",
+        )
         if order.status == OrderStatus.ROUTED:
             order_transition_locked(
                 order=order,

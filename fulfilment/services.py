@@ -7,6 +7,7 @@ locked (flows.lock_objects); warehouse calls run outside any transaction.
 """
 
 import uuid
+from dataclasses import dataclass, field
 from typing import Any
 
 import pybreaker
@@ -239,7 +240,10 @@ def fulfilment_requests_with_rest(*, order_id: uuid.UUID | str) -> list[Fulfilme
 
 def shipment_unshipped(shipment: Shipment) -> dict[str, int]:
     """Units per SKU of the shipment's request that have not left yet."""
-    rest = {line["sku"]: int(line["quantity"]) for line in shipment.fulfilment_request.lines}
+    rest: dict[str, int] = {}
+    # A SKU held in several stock rows (buckets) is listed once per row: add them up.
+    for line in shipment.fulfilment_request.lines:
+        rest[line["sku"]] = rest.get(line["sku"], 0) + int(line["quantity"])
     for sku, quantity in ShipmentLine.objects.filter(shipment=shipment).values_list(
         "sku", "quantity"
     ):
@@ -284,6 +288,31 @@ def shipment_lines_record_locked(
         for sku, quantity in shipping.items()
     )
     return shipping
+
+
+@dataclass(frozen=True)
+class ShippedReport:
+    """The units one shipped report said left: one parcel, captured on its own."""
+
+    reference: str  # "shipment-<shipment id>-report-<its first shipment line id>"
+    units: dict[int, int] = field(default_factory=dict)  # order line id -> units
+
+
+def shipped_reports(*, order_id: uuid.UUID | str) -> list[ShippedReport]:
+    """Every shipped report of the order's shipments that recorded units, oldest first."""
+    reports: dict[tuple[int, str], ShippedReport] = {}
+    rows = (
+        ShipmentLine.objects.filter(shipment__order_id=order_id)
+        .order_by("pk")
+        .values_list("pk", "shipment_id", "event_id", "order_line_id", "quantity")
+    )
+    for pk, shipment_id, event_id, order_line_id, quantity in rows:
+        report = reports.get((shipment_id, event_id))
+        if report is None:
+            report = ShippedReport(reference=f"shipment-{shipment_id}-report-{pk}")
+            reports[(shipment_id, event_id)] = report
+        report.units[order_line_id] = report.units.get(order_line_id, 0) + quantity
+    return list(reports.values())
 
 
 def shipment_ship_part_locked(shipment: Shipment, *, carrier: str, tracking_number: str) -> bool:

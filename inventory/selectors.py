@@ -1,10 +1,18 @@
 import uuid
+from collections.abc import Iterable
 
 from django.db.models import F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 
 from core.errors import NotFound
-from inventory.models import BackorderClaim, Product, StockItem, StockMovement, Warehouse
+from inventory.models import (
+    BackorderClaim,
+    Product,
+    Reservation,
+    StockItem,
+    StockMovement,
+    Warehouse,
+)
 
 
 def product_list(*, include_inactive: bool = False) -> QuerySet[Product]:
@@ -76,3 +84,10 @@ def order_backordered_units(*, order_id: uuid.UUID | str) -> int:
     return BackorderClaim.objects.filter(
         order_line__order_id=order_id, status=BackorderClaim.Status.OPEN
     ).aggregate(units=Coalesce(Sum(F("quantity") - F("allocated")), 0))["units"]
+
+
+def reservations_held_exist(*, order_line_ids: Iterable[int]) -> bool:
+    """Some unit of these order lines is still held for them (not shipped, not released)."""
+    return Reservation.objects.filter(
+        order_line_id__in=list(order_line_ids), status=Reservation.Status.HELD
+    ).exists()

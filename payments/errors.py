@@ -31,12 +31,6 @@ class PaymentRejected(DomainError):
     title = "The payment provider rejected the request"
 
 
-class PaymentNotCapturable(DomainError):
-    code = "payment_not_capturable"
-    status = 409
-    title = "The order has no authorized payment to capture"
-
-
 class RefundExceedsCaptured(DomainError):
     code = "refund_exceeds_captured"
     status = 409

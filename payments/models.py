@@ -130,16 +130,37 @@ class PaymentOperation(TimeStampedModel):
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.CharField(max_length=500, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # What a capture is for: "shipment-<id>-report-<first shipment line id>" (the units
+    # one shipped report said left), "order" (the whole order at once) or "rest" (the
+    # release of what the order will never capture). Empty for other kinds.
+    reference = models.CharField(max_length=64, blank=True)
+    # A capture that releases the rest of the authorization (Stripe's final_capture).
+    final = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gte=0), name="payment_operation_amount"),
-            # One capture per payment that has not definitely failed: no double capture.
+            # One capture per shipped report that has not definitely failed: no double
+            # capture of the same units.
+            models.UniqueConstraint(
+                fields=["payment", "reference"],
+                condition=Q(kind="capture", status__in=["pending", "succeeded", "unknown"]),
+                name="payment_operation_one_capture_per_reference",
+            ),
+            # One final capture: the authorization's rest is released once.
             models.UniqueConstraint(
                 fields=["payment"],
-                condition=Q(kind="capture", status__in=["pending", "succeeded", "unknown"]),
-                name="payment_operation_one_capture",
+                condition=Q(
+                    kind="capture", final=True, status__in=["pending", "succeeded", "unknown"]
+                ),
+                name="payment_operation_one_final_capture",
+            ),
+            # Captures of a payment go out one at a time, in order (the final one last).
+            models.UniqueConstraint(
+                fields=["payment"],
+                condition=Q(kind="capture", status__in=["pending", "unknown"]),
+                name="payment_operation_one_open_capture",
             ),
             models.UniqueConstraint(
                 fields=["payment"],

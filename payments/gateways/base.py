@@ -122,7 +122,12 @@ class PaymentGateway(Protocol):
     def find_by_order(self, *, order_id: str | int) -> list[IntentResult]: ...
 
     def capture(
-        self, *, intent_id: str, amount: int | None = None, idempotency_key: str
+        self,
+        *,
+        intent_id: str,
+        amount: int | None = None,
+        idempotency_key: str,
+        final: bool = True,
     ) -> IntentResult: ...
 
     def cancel(self, *, intent_id: str, idempotency_key: str) -> IntentResult: ...

@@ -37,9 +37,10 @@ localstripe 1.15.10 quirks found while building this (Stripe behaves otherwise):
   ``description`` / ``statement_descriptor``, refund ``reason``, cancel
   ``cancellation_reason``. ``confirm`` with ``payment_method`` answers 500 "Not
   implemented".
-* PaymentIntents carry no ``amount_capturable`` / ``amount_received``. The adapter
-  derives them: capturable = amount while ``requires_capture``, received = amount once
-  ``succeeded`` (so after a partial capture it reports the full amount).
+* Stock localstripe PaymentIntents carry no ``amount_capturable`` / ``amount_received``
+  and capture once. The fake server patches in Stripe's multicapture, with both fields
+  (``fakes/stripe_server.py``); for an intent without them the adapter derives them:
+  capturable = amount while ``requires_capture``, received = amount once ``succeeded``.
 * ``latest_charge`` is the embedded charge object, not its id; there is also the
   deprecated ``charges`` list. ``payment_method`` keeps the alias sent
   (``pm_card_visa``), and every lookup of an alias creates a fresh ``pm_...`` object.
@@ -58,10 +59,10 @@ localstripe 1.15.10 quirks found while building this (Stripe behaves otherwise):
   intent in ``requires_action`` with ``next_action`` ``{"type": "use_stripe_sdk",
   "use_stripe_sdk": {"type": "three_d_secure_redirect"}}``; the browser step is faked by
   ``POST /v1/payment_intents/{id}/_authenticate`` (client_secret, success).
-* A partial capture is a full capture plus a refund of the rest (the charge shows
-  ``amount_refunded``); Stripe releases the rest and refunds nothing. Capturing more
-  than the amount, capturing twice or cancelling a succeeded intent answers 400 "Bad
-  request" with no ``code`` (Stripe: ``payment_intent_unexpected_state`` and friends).
+* A final capture below the amount settles the charge for what was captured plus a
+  refund of the rest (the charge shows ``amount_refunded``); Stripe releases the rest
+  and refunds nothing. Over-capture, a capture after the final one and a cancel of a
+  succeeded intent answer 400 with Stripe's codes (the fake server's patch).
 * Refunds are not checked against what was captured: refunding more than the amount,
   or refunding an intent still in ``requires_capture``, succeeds. Refunds are
   ``succeeded`` at once.
@@ -171,6 +172,8 @@ class StripeGateway:
             "capture_method": "manual",
             "confirm": True,
             "metadata": {str(k): str(v) for k, v in metadata.items()},
+            # Capture per shipment (flows.ship): several captures of one authorization.
+            "payment_method_options": {"card": {"request_multicapture": "if_available"}},
         }
         if self._forbid_redirects:
             params["automatic_payment_methods"] = {"enabled": True, "allow_redirects": "never"}
@@ -212,14 +215,25 @@ class StripeGateway:
         )
 
     def capture(
-        self, *, intent_id: str, amount: int | None = None, idempotency_key: str
+        self,
+        *,
+        intent_id: str,
+        amount: int | None = None,
+        idempotency_key: str,
+        final: bool = True,
     ) -> IntentResult:
-        """Capture ``amount`` (all of it when None) of an authorized intent."""
+        """Capture ``amount`` (all that is capturable when None) of an authorized intent.
+
+        ``final=False`` (multicapture) keeps the rest of the authorization for later
+        captures: the intent stays ``requires_capture``. A final capture releases the rest.
+        """
         _check_key(idempotency_key)
         params: PaymentIntentCaptureParams = {}
         if amount is not None:
             _check_amount(amount)
             params["amount_to_capture"] = amount
+        if not final:
+            params["final_capture"] = False
         with self._translated(intent_id=intent_id):
             intent = self._client.v1.payment_intents.capture(
                 intent_id, params=params, options=_options(idempotency_key)

@@ -108,9 +108,16 @@ def _canceled(payment: Payment, intent: IntentResult) -> IntentChange:
 
 
 def _succeeded(payment: Payment, intent: IntentResult) -> IntentChange:
+    """Captured for good (a final capture, or a cancel ending a partly captured intent):
+    the open capture (at most one is open) is settled with it."""
     capture = operation_open_locked(payment, PaymentOperation.Kind.CAPTURE)
     if capture is None and payment.status != Payment.Status.AUTHORIZED:
         return IntentChange.NONE  # recorded before
+    if capture is not None and not capture.final:
+        # A capture meant to keep the rest, yet the intent is done: count it, then
+        # record the payment captured for what the provider received.
+        payment_capture_record(payment, capture, amount_received=intent.amount_received)
+        capture = None
     payment_capture_record(payment, capture, amount_received=intent.amount_received)
     return IntentChange.CAPTURED
 

@@ -36,9 +36,13 @@ def operation_open_locked(payment: Payment, kind: str) -> PaymentOperation | Non
     )
 
 
-def operation_create(payment: Payment, kind: str, amount: int) -> PaymentOperation:
+def operation_create(
+    payment: Payment, kind: str, amount: int, *, reference: str = "", final: bool = False
+) -> PaymentOperation:
     """Record a call before it is made; its id gives the provider idempotency key."""
-    return PaymentOperation.objects.create(payment=payment, kind=kind, amount=amount)
+    return PaymentOperation.objects.create(
+        payment=payment, kind=kind, amount=amount, reference=reference, final=final
+    )
 
 
 def operation_resend(operation: PaymentOperation) -> None:
@@ -142,18 +146,35 @@ def payment_fail(payment: Payment, *, decline_code: str) -> bool:
 
 def payment_capture_record(
     payment: Payment, operation: PaymentOperation | None, *, amount_received: int
-) -> None:
+) -> bool:
     """Record a capture (from any path); a capture recorded before stays as it is.
+    Return whether the payment is now captured for good (its final capture recorded).
 
-    A partial capture (the operation's amount, below the authorized amount) counts only
-    what it asked for: the provider may report the whole amount as received.
+    A capture that is not final adds its amount to `amount_captured` once (when its
+    operation settles) and the payment stays authorized for the next one. A final
+    capture (or one made at the provider outside oms: no operation) marks the payment
+    captured; `amount_captured` becomes what the provider received, never less than what
+    was recorded plus this capture, never more than that nor than was authorized.
     """
+    was_open = operation is not None and operation.status in OPEN_OPERATION_STATUSES
     operation_settle(operation, PaymentOperation.Status.SUCCEEDED)
-    if payment.status == Payment.Status.AUTHORIZED:
-        payment.capture()
-        ceiling = payment.amount if operation is None else min(operation.amount, payment.amount)
-        payment.amount_captured = min(amount_received or ceiling, ceiling)
-        payment.save(update_fields=["status", "amount_captured", "updated_at"])
+    if payment.status != Payment.Status.AUTHORIZED:
+        return False
+    if operation is not None and not operation.final:
+        if was_open:
+            captured = payment.amount_captured + operation.amount
+            payment.amount_captured = min(payment.amount, captured)
+            payment.save(update_fields=["amount_captured", "updated_at"])
+        return False
+    if operation is None:
+        ceiling = payment.amount
+    else:
+        ceiling = payment.amount_captured + (operation.amount if was_open else 0)
+        ceiling = min(ceiling, payment.amount)
+    payment.capture()
+    payment.amount_captured = max(payment.amount_captured, min(amount_received or ceiling, ceiling))
+    payment.save(update_fields=["status", "amount_captured", "updated_at"])
+    return True
 
 
 def payment_refund_record(payment: Payment, *, amount_refunded_total: int) -> bool:

@@ -9,7 +9,10 @@ from django.test import Client
 from django.urls import reverse
 
 from core.money import money_parse
-from orders.models import Order, OrderStatusChange
+from flows.warehouse_reports import shipment_report_apply
+from fulfilment.models import Shipment
+from inventory.models import Reservation
+from orders.models import Order, OrderEvent, OrderStatusChange
 from orders.states import OrderStatus
 from payments.models import Payment, PaymentOperation
 from tests.payments.conftest import provider_totals
@@ -132,6 +135,85 @@ def test_submitting_a_transition_twice_takes_it_once(
     assert order.status == OrderStatus.CANCELLED
     assert OrderStatusChange.objects.filter(order=order, transition="cancel").count() == 1
     assert "already submitted" in messages_of(second)[0]
+
+
+def partly_shipped(order: Order, units: int) -> Shipment:
+    """The warehouse reports `units` of the order's one line shipped (its signed callback's
+    use case, in this process)."""
+    shipment = Shipment.objects.select_related("warehouse").get(order=order)
+    shipment_report_apply(
+        warehouse=shipment.warehouse,
+        event="shipped",
+        reference=shipment.reference,
+        carrier="DHL",
+        tracking_number="JJD1",
+        event_id="evt_part",
+        lines={order.lines.get().sku: units},
+    )
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PARTIALLY_SHIPPED
+    return shipment
+
+
+def test_cancel_rest_captures_what_shipped_and_releases_the_rest_once(
+    admin_client: Client,
+    paid_order: Callable[..., Order],
+    fake_stripe: FakeStripeServer,
+    fake_warehouse: Any,
+    stocked: Any,
+) -> None:
+    # Given an order of 3 gears, 1 of which left the warehouse
+    order = paid_order(3, routed=True)
+    partly_shipped(order, 1)
+    page = admin_client.get(reverse("admin:orders_order_change", args=[order.pk]))
+    assert "cancel_rest" in [name for name, _, _ in page.context["order_actions"]]
+    confirm_page = admin_client.get(action_url(order, "cancel_rest"))
+    assert "rest of the authorization is released" in confirm_page.context["what_happens"]
+    form = {**confirmation(admin_client, order, "cancel_rest"), "reason": "backordered"}
+
+    # When support confirms "cancel rest", twice (a double click)
+    first = submit(admin_client, order, "cancel_rest", form)
+    second = submit(admin_client, order, "cancel_rest", form)
+
+    # Then the warehouse withdrew the rest once, the gear that left is captured, the
+    # rest of the authorization released, the stock held for the rest released
+    assert messages_of(first) == [f"{order.number}: cancelled the unshipped rest, now shipped."]
+    assert "already submitted" in messages_of(second)[0]
+    assert [w["result"] for w in fake_warehouse.withdrawals()] == ["withdrawn"]
+    payment = Payment.objects.get(order=order)
+    assert (payment.status, payment.amount_captured) == ("captured", stocked.price)
+    (intent,) = fake_stripe.payment_intents(order_id=str(order.pk))
+    assert (intent["status"], intent["amount_received"]) == ("succeeded", stocked.price)
+    assert list(
+        PaymentOperation.objects.filter(payment=payment, kind="capture").values_list(
+            "amount", "final"
+        )
+    ) == [(stocked.price, True)]
+    assert Reservation.objects.filter(order_line__order=order, status="held").count() == 0
+    assert OrderEvent.objects.filter(order=order, type="order.rest_cancelled").count() == 1
+    assert admin_client.get(action_url(order, "cancel_rest"), follow=True).redirect_chain
+
+
+@pytest.mark.parametrize(("groups", "allowed"), [(("support",), True), (("warehouse",), False)])
+def test_cancel_rest_is_offered_to_whom_the_api_admits(
+    client: Client,
+    staff_in: Callable[..., Any],
+    paid_order: Callable[..., Order],
+    groups: tuple[str, ...],
+    allowed: bool,
+) -> None:
+    order = paid_order(3, routed=True)
+    partly_shipped(order, 2)
+    client.force_login(staff_in(*groups))
+
+    page = client.get(reverse("admin:orders_order_change", args=[order.pk]))
+    confirm_page = client.get(action_url(order, "cancel_rest"))
+
+    offered = [name for name, _, _ in page.context["order_actions"]]
+    assert ("cancel_rest" in offered) == allowed
+    assert confirm_page.status_code == (200 if allowed else 403)
+    order.refresh_from_db()
+    assert order.status == OrderStatus.PARTIALLY_SHIPPED
 
 
 @pytest.mark.parametrize(

@@ -101,7 +101,8 @@ def test_shipping_part_then_the_rest_captures_exactly_the_order_total(world):
     # when the warehouse ships 2 of the 3 gears
     part = fake.ship_part(shipment.reference, [{"sku": gear.sku, "quantity": 2}])
 
-    # then those units left, the order is partially shipped, nothing is captured yet
+    # then those units left, the order is partially shipped, and they are captured
+    # (a capture that is not final: the payment stays authorized for the rest)
     assert part["delivered"] is True
     assert order_status(shipment) == OrderStatus.PARTIALLY_SHIPPED
     shipment.refresh_from_db()
@@ -112,20 +113,23 @@ def test_shipping_part_then_the_rest_captures_exactly_the_order_total(world):
     ]
     assert stock(gear) == (ON_HAND - 2, 1)
     assert stock(cog) == (ON_HAND, 2)
-    assert payment_of(shipment).status == Payment.Status.AUTHORIZED
+    payment = payment_of(shipment)
+    assert (payment.status, payment.amount_captured) == (Payment.Status.AUTHORIZED, 2 * GEAR_PRICE)
     assert_stock_consistent()
 
     # when it ships the rest (a shipped callback that names no lines)
     rest = fake.send_event(shipment.reference, "shipped")
 
-    # then the order shipped and exactly its total was captured, once
+    # then the order shipped and exactly its total was captured, in two captures
     assert rest["delivered"] is True
     wait_until(lambda: order_status(shipment) == OrderStatus.SHIPPED, what="order shipped")
     order = Order.objects.get(pk=shipment.order_id)
     payment = payment_of(shipment)
     assert (payment.status, payment.amount_captured) == ("captured", order.total_amount)
     assert order.total_amount == 3 * GEAR_PRICE + 2 * COG_PRICE
-    assert payment.operations.filter(kind="capture").count() == 1
+    assert list(
+        payment.operations.filter(kind="capture").values_list("amount", "final", "status")
+    ) == [(2 * GEAR_PRICE, False, "succeeded"), (GEAR_PRICE + 2 * COG_PRICE, True, "succeeded")]
     assert list(order.lines.values_list("shipped_quantity", flat=True)) == [3, 2]
     assert stock(gear) == (ON_HAND - 3, 0)
     assert stock(cog) == (ON_HAND - 2, 0)
@@ -222,7 +226,13 @@ def test_cancelling_the_rest_captures_what_shipped_and_releases_the_rest(
     assert shipment.status == Shipment.Status.SHIPPED
     payment = payment_of(shipment)
     assert (payment.status, payment.amount_captured) == ("captured", GEAR_PRICE)
-    assert payment.operations.get(kind="capture").amount == GEAR_PRICE
+    # The shipped gear was captured on its own; the rest was released (a cancel).
+    assert list(
+        payment.operations.filter(kind="capture").values_list("amount", "final", "reference")
+    ) == [
+        (GEAR_PRICE, False, f"shipment-{shipment.pk}-report-{shipment.lines.get().pk}"),
+        (0, True, "rest"),
+    ]
     assert stock(gear) == (ON_HAND - 1, 0)
     assert stock(cog) == (ON_HAND, 0)
     order = Order.objects.get(pk=shipment.order_id)
@@ -312,7 +322,11 @@ def test_a_cancel_of_the_rest_racing_its_shipment_either_withdraws_or_ships_neve
         assert stock(gear) == (ON_HAND - 3, 0)
         assert stock(cog) == (ON_HAND - 2, 0)
     assert payment.status == Payment.Status.CAPTURED
-    assert payment.operations.filter(kind="capture").count() == 1
+    # The part that left first, then the rest (shipped, or released), each once.
+    assert list(payment.operations.filter(kind="capture").values_list("final", "status")) == [
+        (False, "succeeded"),
+        (True, "succeeded"),
+    ]
     assert_stock_consistent()
 
 

@@ -2,7 +2,8 @@
 
 A Hypothesis state machine drives the services (adjustments, checkouts, order edits,
 payment failures and retries, confirm/route/ship, cancellations, expiries, returns
-restocked or disposed of) against real
+restocked or disposed of, and partial shipments: routed to a fake warehouse over HTTP,
+shipped some units at a time, then the rest shipped or cancelled) against real
 PostgreSQL and keeps a small model of what must be true. After every step the
 counters, the held reservations, the ledger, the model and the order history agree.
 Each run works on its own uniquely named warehouses and products and is rolled back.
@@ -18,7 +19,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import Sum
 from django.utils import timezone
-from hypothesis import settings
+from hypothesis import event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -30,7 +31,8 @@ from hypothesis.stateful import (
 )
 
 from core.actors import Actor
-from flows.cancel import order_cancel
+from fakes.warehouse import FakeWarehouse
+from flows.cancel import order_cancel, order_cancel_rest
 from flows.edit import order_edit_commit, order_edit_propose
 from flows.expire import orders_expire_overdue
 from flows.place import OrderLineRequest, order_place
@@ -41,7 +43,13 @@ from flows.returns import (
     return_receive,
     return_refund,
 )
+from flows.routing import order_route
+from flows.ship import order_ship_when_shipments_left
 from flows.transitions import order_transition_by_name
+from flows.warehouse_reports import shipment_report_apply
+from fulfilment.errors import OrderAtWarehouse
+from fulfilment.models import Shipment
+from fulfilment.services import shipment_unshipped
 from inventory.errors import InsufficientStock, StockConflict
 from inventory.models import Product, Reservation, StockItem, StockMovement, Warehouse
 from inventory.services import stock_adjust, stock_buckets_set, stock_rebalance
@@ -56,6 +64,7 @@ from orders.errors import (
 from orders.models import Order, OrderEdit, OrderStatusChange
 from orders.states import OrderStatus
 from tests.conftest import order_payload
+from tests.support.fake_warehouse import FAST, WAREHOUSE_SECRET
 
 S = OrderStatus
 # The order state machine as the domain defines it: transition -> (sources, target).
@@ -81,9 +90,8 @@ EDGES = {
     ("", S.PENDING_PAYMENT, "place"),
     *((source, target, name) for name, (sources, target) in MACHINE.items() for source in sources),
 }
-# Orders whose stock is held; shipped ones have committed it, the rest released it.
-# Taken only when a warehouse reports part of an order shipped (flows.warehouse_reports;
-# tests/fulfilment/test_partial_shipments.py), which this machine does not play.
+# Taken only when a warehouse reports part of an order shipped (flows.warehouse_reports),
+# then once the rest shipped or was cancelled (the `ship_in_parts` rule).
 PARTIAL_SHIPMENT_EDGES = {
     (S.ROUTED, S.PARTIALLY_SHIPPED, "ship_partially"),
     (S.PARTIALLY_SHIPPED, S.SHIPPED, "ship"),
@@ -95,7 +103,12 @@ BACKORDER_EDGES = {
     (S.AWAITING_STOCK, S.CONFIRMED, "stock_arrive"),
     (S.AWAITING_STOCK, S.CANCELLED, "cancel"),
 }
-HOLDING = frozenset({S.PENDING_PAYMENT, S.PAYMENT_FAILED, S.CONFIRMED, S.ROUTED})
+EDGES |= PARTIAL_SHIPMENT_EDGES
+# Orders whose stock is held (less what partial reports shipped); shipped ones have
+# committed it (less a cancelled rest, released), the rest released it.
+HOLDING = frozenset(
+    {S.PENDING_PAYMENT, S.PAYMENT_FAILED, S.CONFIRMED, S.ROUTED, S.PARTIALLY_SHIPPED}
+)
 EDITABLE = frozenset({S.PENDING_PAYMENT, S.PAYMENT_FAILED, S.CONFIRMED})
 SHIPPED = frozenset({S.SHIPPED, S.DELIVERED, S.REFUNDED, S.PARTIALLY_RETURNED, S.RETURNED})
 ADDRESS = order_payload([])["shipping_address"]
@@ -114,6 +127,8 @@ Key = tuple[int, int]  # (product index, warehouse index)
 class StockAndOrders(RuleBasedStateMachine):
     # Bucket rows per stock item (product x warehouse); the model tracks their totals.
     BUCKETS = 1
+    # The warehouse service orders are routed to over HTTP (set by the test).
+    fake_warehouse: FakeWarehouse | None = None
 
     def __init__(self) -> None:
         super().__init__()
@@ -136,6 +151,10 @@ class StockAndOrders(RuleBasedStateMachine):
         self.holds: dict[uuid.UUID, dict[Key, int]] = {}
         # Units of each order's lines released by edits (lines that shrank or went).
         self.edit_released: dict[uuid.UUID, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        # Units of each order's lines shipped by partial reports, and released when the
+        # rest of the order was cancelled, by product index.
+        self.shipped: dict[uuid.UUID, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        self.rest_released: dict[uuid.UUID, dict[int, int]] = defaultdict(lambda: defaultdict(int))
 
     def teardown(self) -> None:
         transaction.set_rollback(True)
@@ -149,7 +168,11 @@ class StockAndOrders(RuleBasedStateMachine):
     def create_catalogue(self, priorities: list[int], sku_count: int, receipts: list[int]) -> None:
         self.warehouses = [
             Warehouse.objects.create(
-                code=f"sm-{self.suffix}-{index}", name=f"SM {index}", priority=priority
+                code=f"sm-{self.suffix}-{index}",
+                name=f"SM {index}",
+                priority=priority,
+                fulfilment_url=self.fake_warehouse.requests_url if self.fake_warehouse else "",
+                fulfilment_secret=WAREHOUSE_SECRET,
             )
             for index, priority in enumerate(priorities)
         ]
@@ -418,6 +441,11 @@ class StockAndOrders(RuleBasedStateMachine):
             with pytest.raises(InvalidTransition):
                 order_cancel(order_id=order_id, actor=Actor(user=self.customer))
             return
+        if any(self.shipped[order_id].values()):
+            # A warehouse shipped its whole part (the order is still routed): too late.
+            with pytest.raises(OrderAtWarehouse):
+                order_cancel(order_id=order_id, actor=Actor(user=self.customer))
+            return
         order = order_cancel(order_id=order_id, actor=Actor(user=self.customer))
         assert order.status == S.CANCELLED
         self.status[order_id] = S.CANCELLED
@@ -480,7 +508,8 @@ class StockAndOrders(RuleBasedStateMachine):
             with pytest.raises(ReturnNotReturnable):
                 return_open(**call)
             return
-        if self.returned[order_id][product_index] + quantity > lines[product_index]:
+        shipped = lines[product_index] - self.rest_released[order_id][product_index]
+        if self.returned[order_id][product_index] + quantity > shipped:
             with pytest.raises(ReturnExceedsShipped):
                 return_open(**call)
             return
@@ -500,10 +529,97 @@ class StockAndOrders(RuleBasedStateMachine):
         if restock:
             self.on_hand[(product_index, warehouse_index)] += quantity
         self.returned[order_id][product_index] += quantity
-        if all(self.returned[order_id][index] == units for index, units in lines.items()):
+        if all(
+            self.returned[order_id][index] == units - self.rest_released[order_id][index]
+            for index, units in lines.items()
+        ):
             self.status[order_id] = S.RETURNED
         elif self.status[order_id] != S.PARTIALLY_RETURNED:
             self.status[order_id] = S.PARTIALLY_RETURNED
+
+    def ship_units(self, order_id: uuid.UUID, shipment: Shipment, units: dict[str, int]) -> None:
+        """The warehouse reports `units` of its shipment shipped (its signed callback's
+        use case, in this process)."""
+        shipment_report_apply(
+            warehouse=shipment.warehouse,
+            event="shipped",
+            reference=shipment.reference,
+            carrier="DHL",
+            tracking_number="SM1",
+            event_id=f"sm-{uuid.uuid4().hex}",
+            lines=units,
+        )
+        skus = [p.sku for p in self.products]
+        warehouse_index = [w.pk for w in self.warehouses].index(shipment.warehouse_id)
+        holds = self.holds[order_id]
+        for sku, quantity in units.items():
+            key = (skus.index(sku), warehouse_index)
+            self.on_hand[key] -= quantity
+            self.reserved[key] -= quantity
+            holds[key] -= quantity
+            self.shipped[order_id][key[0]] += quantity
+        # Only a shipment left with units takes the order to partially shipped.
+        if self.status[order_id] == S.ROUTED and shipment_unshipped(shipment):
+            self.status[order_id] = S.PARTIALLY_SHIPPED
+
+    @precondition(lambda self: self.orders and self.fake_warehouse is not None)
+    @rule(
+        order_index=st.integers(0, 100),
+        line_index=st.integers(0, 2),
+        part=st.integers(1, 3),
+        finish=st.sampled_from(["rest", "cancel_rest", "later"]),
+    )
+    def ship_in_parts(self, order_index: int, line_index: int, part: int, finish: str) -> None:
+        order_id = self.pick_order(order_index)
+        if self.status[order_id] == S.PENDING_PAYMENT:
+            self.apply_transition(order_id, "confirm")  # most orders are never paid
+        if self.status[order_id] == S.CONFIRMED:
+            # Routed to the warehouse service over HTTP: it accepts, shipments follow.
+            order_route(order_id=order_id)
+            assert Order.objects.get(pk=order_id).status == S.ROUTED
+            self.status[order_id] = S.ROUTED
+        if self.status[order_id] not in (S.ROUTED, S.PARTIALLY_SHIPPED):
+            return
+        open_shipments = list(
+            Shipment.objects.filter(
+                order_id=order_id,
+                status__in=[Shipment.Status.ACCEPTED, Shipment.Status.PARTIALLY_SHIPPED],
+            )
+            .select_related("warehouse", "fulfilment_request")
+            .order_by("pk")
+        )
+        if not open_shipments:
+            return  # routed by hand: no warehouse reports
+        event(f"ship in parts, then {finish}")
+        # When a part of some units of one line leaves
+        shipment = open_shipments[line_index % len(open_shipments)]
+        rest = shipment_unshipped(shipment)
+        sku = sorted(rest)[line_index % len(rest)]
+        self.ship_units(order_id, shipment, {sku: min(part, rest[sku])})
+        if finish == "rest":
+            # Then every warehouse ships what it has left, and the order ships
+            for other in open_shipments:
+                other.refresh_from_db()
+                left = shipment_unshipped(other)
+                if left:
+                    self.ship_units(order_id, other, left)
+            order_ship_when_shipments_left(order_id=order_id, actor=Actor.system())
+            assert not any(self.holds[order_id].values())
+            self.status[order_id] = S.SHIPPED
+            self.release(order_id, ships=True)
+        elif finish == "cancel_rest":
+            # Or staff cancel what has not left: only a partially shipped order has a rest
+            call = {"order_id": order_id, "actor": Actor.system(), "reason": "backordered"}
+            if self.status[order_id] != S.PARTIALLY_SHIPPED:
+                with pytest.raises(InvalidTransition):
+                    order_cancel_rest(**call)
+                return
+            order = order_cancel_rest(**call)
+            assert order.status == S.SHIPPED
+            self.status[order_id] = S.SHIPPED
+            for (product_index, _), quantity in self.holds[order_id].items():
+                self.rest_released[order_id][product_index] += quantity
+            self.release(order_id, ships=False)
 
     # Invariants
 
@@ -562,10 +678,12 @@ class StockAndOrders(RuleBasedStateMachine):
                 committed = by_status[(order_id, product_id, Reservation.Status.COMMITTED)]
                 released = by_status[(order_id, product_id, Reservation.Status.RELEASED)]
                 released -= self.edit_released[order_id][product_index]
+                shipped = self.shipped[order_id][product_index]
+                rest = self.rest_released[order_id][product_index]
                 if status in HOLDING:
-                    assert (held, committed, released) == (quantity, 0, 0)
+                    assert (held, committed, released) == (quantity - shipped, shipped, 0)
                 elif status in SHIPPED:
-                    assert (held, committed, released) == (0, quantity, 0)
+                    assert (held, committed, released - rest) == (0, quantity - rest, 0)
                 else:
                     assert (held, committed, released) == (0, 0, quantity)
 
@@ -583,7 +701,23 @@ class StockAndOrders(RuleBasedStateMachine):
         assert last == self.status
 
 
+@pytest.fixture
+def warehouse_service(settings: Any) -> Any:
+    """A fake warehouse service the machine routes orders to (it ships only when told)."""
+    settings.FULFILMENT_CALLBACK_BASE_URL = "http://oms.test"
+    settings.FULFILMENT_READ_TIMEOUT_SECONDS = 2.0
+    fake = FakeWarehouse(secret=WAREHOUSE_SECRET, **FAST).start()
+    fake.configure(auto_callbacks=False)
+    StockAndOrders.fake_warehouse = fake
+    try:
+        yield fake
+    finally:
+        StockAndOrders.fake_warehouse = None
+        fake.stop()
+
+
 @pytest.mark.django_db
+@pytest.mark.usefixtures("warehouse_service")
 def test_stock_and_orders_stay_consistent_under_random_use_case_sequences():
     run_state_machine_as_test(
         StockAndOrders,
@@ -596,6 +730,7 @@ class StockInBucketsAndOrders(StockAndOrders):
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("warehouse_service")
 def test_stock_in_four_buckets_and_orders_stay_consistent_under_random_use_case_sequences():
     """The same machine with every stock item split over 4 bucket rows: a checkout is
     refused exactly when the total over buckets (and warehouses) is short."""

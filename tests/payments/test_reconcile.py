@@ -5,14 +5,24 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.db import transaction
 from django.utils import timezone
 
 from core.actors import Actor
 from flows import ship as capture_service
 from flows.expire import orders_expire_overdue
+from flows.lock_objects import payment_lock
+from flows.payment_outcomes import payment_intent_apply_locked
 from flows.reconcile import payments_reconcile
-from flows.ship import order_ship
-from orders.models import Order
+from flows.route import held_lines_by_warehouse, order_route_manual
+from flows.ship import order_ship, order_ship_when_shipments_left
+from flows.warehouse_reports import shipment_report_apply
+from fulfilment.gateways.base import Accepted
+from fulfilment.models import FulfilmentRequest, Shipment
+from fulfilment.services import fulfilment_request_accept_locked
+from orders.models import Order, OrderEvent
+from payments.errors import PaymentProviderUnavailable
+from payments.gateways.stripe import intent_from_object
 from payments.models import Payment, PaymentOperation
 from tests.conftest import run_concurrently
 from tests.payments.conftest import (
@@ -225,3 +235,135 @@ def test_capture_left_pending_by_a_dead_process_is_finished(
     assert len(provider.sent(CAPTURE_PATH)) == 1
     totals = assert_provider_consistent(fake_stripe, order_id)
     assert (totals["captures"], totals["captured"]) == (1, PRICE)
+
+
+def routed_with_a_shipment(order_id: Any) -> Shipment:
+    """Route the order to its warehouse by hand, with an accepted request and shipment
+    (what the routing worker records when the warehouse accepts)."""
+    order = Order.objects.get(pk=order_id)
+    ((warehouse_id, lines),) = held_lines_by_warehouse(order).items()
+    request = FulfilmentRequest.objects.create(order=order, warehouse_id=warehouse_id, lines=lines)
+    shipment = fulfilment_request_accept_locked(request.pk, Accepted(shipment_reference="shp-r1"))
+    assert shipment is not None
+    order_route_manual(order_id=order_id, actor=Actor.system())
+    return Shipment.objects.select_related("warehouse").get(pk=shipment.pk)
+
+
+def report_shipped(shipment: Shipment, event_id: str, lines: dict[str, int] | None) -> None:
+    shipment_report_apply(
+        warehouse=shipment.warehouse,
+        event="shipped",
+        reference=shipment.reference,
+        carrier="DHL",
+        tracking_number="JJD1",
+        event_id=event_id,
+        lines=lines,
+    )
+
+
+@pytest.mark.django_db
+def test_a_lost_capture_of_a_part_is_recorded_from_the_provider_not_sent_again(
+    provider, checkout, customer_client, fake_stripe, product
+):
+    # Given 3 units, 1 reported shipped, whose capture the provider made but whose
+    # answer was lost
+    order_id = checkout(customer_client, GOOD_CARD, quantity=3).json()["id"]
+    shipment = routed_with_a_shipment(order_id)
+    report_shipped(shipment, "evt-part", {product.sku: 1})
+    provider.set_fault("drop_response", times=1, path=CAPTURE_PATH)
+    with pytest.raises(PaymentProviderUnavailable):
+        order_ship_when_shipments_left(order_id=order_id, actor=Actor.system())
+    (capture,) = PaymentOperation.objects.filter(payment__order_id=order_id, kind="capture")
+    assert (capture.status, capture.amount, capture.final) == ("unknown", PRICE, False)
+
+    # When the reconciler runs
+    report = payments_reconcile()
+
+    # Then it reads the capture back from the intent (received covers it) and records
+    # it once, without sending it again; the rest of the authorization stays
+    assert report.errors == []
+    capture.refresh_from_db()
+    assert capture.status == PaymentOperation.Status.SUCCEEDED
+    assert len(provider.sent(CAPTURE_PATH)) == 1
+    payment = Payment.objects.get(order_id=order_id)
+    assert (payment.status, payment.amount_captured) == ("authorized", PRICE)
+    assert Order.objects.get(pk=order_id).status == "partially_shipped"
+
+    # And when the rest ships, the final capture takes exactly the rest
+    report_shipped(shipment, "evt-rest", None)
+    order_ship_when_shipments_left(order_id=order_id, actor=Actor.system())
+    payment.refresh_from_db()
+    assert (payment.status, payment.amount_captured) == ("captured", 3 * PRICE)
+    assert len(provider.sent(CAPTURE_PATH)) == 2
+    (intent,) = fake_stripe.payment_intents(order_id=str(order_id))
+    assert (intent["status"], intent["amount_received"]) == ("succeeded", 3 * PRICE)
+    assert Order.objects.get(pk=order_id).status == "shipped"
+    assert payments_reconcile().errors == []
+    assert len(provider.sent(CAPTURE_PATH)) == 2
+
+
+@pytest.mark.django_db
+def test_a_webhook_for_the_final_capture_racing_its_own_record_counts_it_once(
+    provider, checkout, customer_client, fake_stripe, product
+):
+    # Given 2 units shipped one at a time, the first captured
+    order_id = checkout(customer_client, GOOD_CARD, quantity=2).json()["id"]
+    shipment = routed_with_a_shipment(order_id)
+    report_shipped(shipment, "evt-1", {product.sku: 1})
+    order_ship_when_shipments_left(order_id=order_id, actor=Actor.system())
+    report_shipped(shipment, "evt-2", None)
+    # and the final capture's answer lost, so the provider's state arrives first
+    provider.set_fault("drop_response", times=1, path=CAPTURE_PATH)
+    with pytest.raises(PaymentProviderUnavailable):
+        order_ship_when_shipments_left(order_id=order_id, actor=Actor.system())
+    (intent,) = fake_stripe.payment_intents(order_id=str(order_id))
+    assert intent["status"] == "succeeded"
+
+    # When the provider's succeeded intent is applied (the webhook's path), then the
+    # reconciler and a retry of the worker run too
+    payment = Payment.objects.get(order_id=order_id)
+    with transaction.atomic():
+        locked = payment_lock(payment_id=payment.pk)
+        payment_intent_apply_locked(
+            order=locked.order,
+            payment=locked.payment,
+            intent=intent_from_object(intent),
+            actor=Actor.system(),
+        )
+    payments_reconcile()
+    order_ship_when_shipments_left(order_id=order_id, actor=Actor.system())
+
+    # Then the two captures count once each: all of it, shipped
+    payment.refresh_from_db()
+    assert (payment.status, payment.amount_captured) == ("captured", 2 * PRICE)
+    assert list(
+        PaymentOperation.objects.filter(payment=payment, kind="capture").values_list(
+            "status", "final"
+        )
+    ) == [("succeeded", False), ("succeeded", True)]
+    assert len(provider.sent(CAPTURE_PATH)) == 2
+    assert Order.objects.get(pk=order_id).status == "shipped"
+    assert OrderEvent.objects.filter(order_id=order_id, type="payment.captured").count() == 2
+
+
+@pytest.mark.django_db
+def test_staff_ship_takes_all_the_reports_owe_in_one_final_capture(
+    provider, checkout, customer_client, fake_stripe, product
+):
+    # Given 3 units reported shipped one at a time, none captured yet (no worker ran)
+    order_id = checkout(customer_client, GOOD_CARD, quantity=3).json()["id"]
+    shipment = routed_with_a_shipment(order_id)
+    report_shipped(shipment, "evt-1", {product.sku: 1})
+    report_shipped(shipment, "evt-2", {product.sku: 1})
+    report_shipped(shipment, "evt-3", None)
+
+    # When staff ship it
+    order_ship(order_id=order_id, actor=Actor.system(), reason="by hand")
+
+    # Then one final capture took all of it (a card without multicapture ships too)
+    (capture,) = PaymentOperation.objects.filter(payment__order_id=order_id, kind="capture")
+    assert (capture.amount, capture.final, capture.status) == (3 * PRICE, True, "succeeded")
+    assert capture.reference.startswith(f"shipment-{shipment.pk}-report-")
+    assert len(provider.sent(CAPTURE_PATH)) == 1
+    assert Order.objects.get(pk=order_id).status == "shipped"
+    assert Payment.objects.get(order_id=order_id).amount_captured == 3 * PRICE

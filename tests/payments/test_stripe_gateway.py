@@ -124,6 +124,89 @@ def test_capturing_twice_with_a_new_key_is_rejected(gateway):
     assert rejected.value.status == 400
 
 
+def test_authorize_asks_for_multicapture(gateway, fault_proxy):
+    authorize(gateway, new_order_id())
+
+    (sent,) = fault_proxy.requests
+    assert sent.form["payment_method_options[card][request_multicapture]"] == "if_available"
+
+
+def test_captures_that_are_not_final_add_up_and_the_final_one_releases_the_rest(gateway):
+    order_id = new_order_id()
+    intent = authorize(gateway, order_id)
+
+    first = gateway.capture(intent_id=intent.id, amount=1000, idempotency_key="mc-1", final=False)
+    second = gateway.capture(intent_id=intent.id, amount=700, idempotency_key="mc-2", final=False)
+    last = gateway.capture(intent_id=intent.id, amount=300, idempotency_key="mc-3")
+
+    assert (first.status, first.amount_received, first.amount_capturable) == (
+        "requires_capture",
+        1000,
+        AMOUNT - 1000,
+    )
+    assert (second.status, second.amount_received, second.amount_capturable) == (
+        "requires_capture",
+        1700,
+        AMOUNT - 1700,
+    )
+    # The final capture takes 300 and releases the 500 never captured.
+    assert (last.status, last.amount_received, last.amount_capturable) == ("succeeded", 2000, 0)
+    assert gateway.retrieve(intent_id=intent.id).amount_received == 2000
+
+
+def test_a_capture_over_what_is_capturable_is_rejected_as_amount_too_large(gateway):
+    intent = authorize(gateway, new_order_id())
+    gateway.capture(intent_id=intent.id, amount=2000, idempotency_key="over-1", final=False)
+
+    with pytest.raises(ProviderRequestRejected) as rejected:
+        gateway.capture(intent_id=intent.id, amount=501, idempotency_key="over-2", final=False)
+
+    assert (rejected.value.status, rejected.value.provider_code) == (400, "amount_too_large")
+    assert gateway.retrieve(intent_id=intent.id).amount_capturable == 500
+
+
+def test_a_capture_after_the_final_one_is_rejected_as_unexpected_state(gateway):
+    intent = authorize(gateway, new_order_id())
+    gateway.capture(intent_id=intent.id, amount=1000, idempotency_key="after-1")
+
+    with pytest.raises(ProviderRequestRejected) as rejected:
+        gateway.capture(intent_id=intent.id, amount=100, idempotency_key="after-2", final=False)
+
+    assert rejected.value.provider_code == "payment_intent_unexpected_state"
+    assert gateway.retrieve(intent_id=intent.id).amount_received == 1000
+
+
+def test_a_cancel_after_a_partial_capture_releases_the_rest_and_succeeds(gateway):
+    intent = authorize(gateway, new_order_id())
+    gateway.capture(intent_id=intent.id, amount=900, idempotency_key="cancel-1", final=False)
+
+    canceled = gateway.cancel(intent_id=intent.id, idempotency_key="cancel-2")
+
+    assert (canceled.status, canceled.amount_received, canceled.amount_capturable) == (
+        "succeeded",
+        900,
+        0,
+    )
+
+
+def test_a_capture_that_is_not_final_needs_multicapture(gateway, fake_stripe):
+    created = fake_stripe.client().v1.payment_intents.create(
+        params={
+            "amount": AMOUNT,
+            "currency": "eur",
+            "payment_method": "pm_card_visa",
+            "capture_method": "manual",
+            "confirm": True,
+        }
+    )
+
+    with pytest.raises(ProviderRequestRejected) as rejected:
+        gateway.capture(intent_id=created.id, amount=100, idempotency_key="nomc", final=False)
+
+    assert rejected.value.provider_code == "payment_intent_invalid_parameter"
+    assert gateway.retrieve(intent_id=created.id).status == "requires_capture"
+
+
 def test_partial_refunds_add_up_and_a_retried_refund_is_not_doubled(gateway, fake_stripe):
     order_id = new_order_id()
     intent = authorize(gateway, order_id)
