@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('payments', '0004_payment_refunded_state'),
+        ('payments', '0005_payment_is_current_and_order_edit'),
     ]
 
     operations = [
