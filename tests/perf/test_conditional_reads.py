@@ -16,9 +16,10 @@ from django.db import connections
 
 from core.actors import Actor
 from flows.cancel import order_cancel
+from flows.edit import order_edit_commit, order_edit_propose
 from inventory.api.product_list import CACHE_KEY
 from inventory.services import stock_adjust
-from orders.models import Order, OrderLine
+from orders.models import Order
 from payments.models import Payment
 from tests.conftest import api_key_for
 from tests.factories import ProductFactory, StaffFactory, UserFactory
@@ -160,15 +161,20 @@ def test_every_change_a_first_page_shows_gives_it_a_new_etag(live_server):
         return page
 
     # When an order is cancelled (as a worker would, outside any request), Then new tag
-    order_cancel(order_id=older.pk, actor=Actor(user=customer), reason="changed my mind")
+    actor = Actor(user=customer)
+    order_cancel(order_id=older.pk, actor=actor, reason="changed my mind")
     assert changed()[1] == (str(older.pk), "cancelled")
     # When a new order is placed
     newest = place(customer, catalogue)
     assert changed()[0] == (str(newest.pk), newest.status)
-    # When a payment changes, or a line, even by an UPDATE that leaves updated_at alone
+    # When an edit changes a line's quantity (lines change only in an edit)
+    edit = order_edit_propose(
+        order_id=newer.pk, lines={catalogue[0].sku: 3}, shipping_address=None, actor=actor
+    )
+    order_edit_commit(order_id=newer.pk, edit_id=edit.pk, actor=actor)
+    assert changed()[1] == (str(newer.pk), newer.status)
+    # When a payment or an order changes by an UPDATE that leaves updated_at alone
     Payment.objects.filter(pk=payment.pk).update(decline_code="card_declined")
-    changed()
-    OrderLine.objects.filter(order=older).update(name="Renamed")
     changed()
     Order.objects.filter(pk=newer.pk).update(email="new@example.com")
     changed()
