@@ -250,7 +250,7 @@ CACHE_REDIS_URL = env_str("CACHE_REDIS_URL", "")
 CACHES: dict[str, dict[str, Any]] = {
     "default": (
         {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "core.cache.RedisCache",
             "LOCATION": CACHE_REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "oms"),
             "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
