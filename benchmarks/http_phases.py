@@ -74,7 +74,10 @@ def http_phases(
             print_phase(report)
             if args.read_duration > 0:
                 reads = replace(
-                    checkout, duration=args.read_duration, seed=args.seed + 2, orders=created
+                    checkout,
+                    duration=args.read_duration,
+                    seed=args.seed + 2,
+                    orders=created[-args.read_orders :] if args.read_orders else created,
                 )
                 history = f"GET /api/v1/orders/ ({seeded.history_orders} orders' first page)"
                 for name, kind in (

@@ -208,6 +208,16 @@ def reads_inprocess(
         history = seeded.history_token
         label = f"GET /api/v1/orders/ ({seeded.history_orders} orders)"
         reads.append((label, lambda: client.request("GET", "/api/v1/orders/", token=history)))
+        page_tag = etag_of("/api/v1/orders/", history)
+        if page_tag:  # a --ref from before the first page's ETag sends none
+            reads.append(
+                (
+                    label + " 304",
+                    lambda: client.request(
+                        "GET", "/api/v1/orders/", token=history, if_none_match=page_tag
+                    ),
+                )
+            )
     for label, run in reads:
         run()  # warm
         status, _ = run()

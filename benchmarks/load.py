@@ -97,7 +97,8 @@ def run_load(spec: LoadSpec) -> LoadResult:
     def client_loop(index: int) -> None:
         rng = random.Random(spec.seed * 1_000 + index)  # noqa: S311 - load shape, not secrets
         client = _Client(spec.port)
-        sequence = index
+        sequence = 0
+        own_orders = spec.orders[index :: spec.clients] or spec.orders
         etags: dict[str, str] = {}
         start_barrier.wait()
         while not stop.is_set() and may_issue():
@@ -125,8 +126,10 @@ def run_load(spec: LoadSpec) -> LoadResult:
                 headers["Authorization"] = f"Token {spec.history_token}"
                 method, path = "GET", "/api/v1/orders/"
             else:
-                token, order_id = spec.orders[sequence % len(spec.orders)]
-                sequence += spec.clients
+                # Each client walks its own share of the orders round robin, so with
+                # --conditional it revalidates each after one lap (a 304 once unchanged).
+                token, order_id = own_orders[sequence % len(own_orders)]
+                sequence += 1
                 headers["Authorization"] = f"Token {token}"
                 method, path = "GET", f"/api/v1/orders/{order_id}/"
             if spec.conditional and method == "GET" and path in etags:

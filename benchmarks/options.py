@@ -16,7 +16,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument(
-        "--worker-class", choices=["sync", "gthread"], default="sync", help="gunicorn worker"
+        "--worker-class",
+        choices=["sync", "gthread", "uvicorn"],
+        default="sync",
+        help="gunicorn worker: sync or gthread (config.wsgi), or uvicorn "
+        "(uvicorn_worker.UvicornWorker on config.asgi with DATABASE_POOL=1, as "
+        "docker/start-web.sh serves the API)",
     )
     parser.add_argument("--threads", type=int, default=1, help="threads per gthread worker")
     parser.add_argument("--clients", type=int, default=4, help="concurrent client threads")
@@ -67,6 +72,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="SECONDS",
         help="PRODUCT_LIST_CACHE_SECONDS for the server (0: every product list is read from "
         "the database); shared across workers with --api-key-cache's Redis, else per process",
+    )
+    parser.add_argument(
+        "--read-orders",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the order detail phase reads the last N orders the checkout phase made, "
+        "round robin (with --conditional each is a 304 once its client has read it); 0: "
+        "all of them, so most reads are a client's first of that order (200)",
     )
     parser.add_argument(
         "--conditional",
@@ -145,8 +159,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.json = args.json.resolve()  # the run changes directory into the code under test
     if "bench" not in (urlsplit(args.database_url).path or ""):
         parser.error("the database name must contain 'bench': this script drops and recreates it")
-    if args.history_orders < 0 or args.product_list_cache < 0 or args.soak < 0:
-        parser.error("--history-orders, --product-list-cache and --soak must be at least 0")
+    if min(args.history_orders, args.product_list_cache, args.soak, args.read_orders) < 0:
+        parser.error(
+            "--history-orders, --product-list-cache, --soak and --read-orders must be at least 0"
+        )
     if args.soak_interval <= 0:
         parser.error("--soak-interval must be positive")
     if args.stock_buckets < 1:

@@ -16,7 +16,8 @@ def print_phase(report: PhaseReport) -> None:
         f"{report.throughput:.1f}/s ({report.ok_throughput:.1f}/s 2xx or 304)\n"
         f"  latency ms  p50 {latency['p50']:.1f}  p95 {latency['p95']:.1f}  "
         f"p99 {latency['p99']:.1f}  max {latency['max']:.1f}\n"
-        f"  statuses    {report.statuses}  (client retries {report.retries})\n"
+        f"  statuses    {report.statuses}  (client retries {report.retries}"
+        f"{_not_modified_share(report)})\n"
         f"  CPU ms/req  gunicorn {cpu['gunicorn']:.2f}  postgres {cpu['postgres']:.2f}  "
         f"client {cpu['client']:.2f}  other {cpu['other']:.2f}  "
         f"(machine {report.machine_busy_pct:.0f}% busy)\n"
@@ -28,6 +29,14 @@ def print_phase(report: PhaseReport) -> None:
     )
     for sample in report.error_samples:
         print(f"  error       {sample}")
+
+
+def _not_modified_share(report: PhaseReport) -> str:
+    """The share of 304s, for a conditional phase: a 304 costs a fraction of a 200."""
+    not_modified = report.statuses.get("304", 0)
+    if not not_modified:
+        return ""
+    return f"; {100 * not_modified / max(report.requests, 1):.0f} % 304"
 
 
 def print_inprocess(report: InProcessReport) -> None:

@@ -19,21 +19,29 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+# --worker-class uvicorn: the production server (docker/start-web.sh), ASGI with a pool.
+UVICORN_WORKER = "uvicorn_worker.UvicornWorker"
+
+
 class Gunicorn:
     def __init__(self, args: argparse.Namespace, env: dict[str, str], log_path: Path) -> None:
         self.port = free_port()
         self.log_path = log_path
+        worker_class, app = args.worker_class, getattr(args, "app", "config.wsgi:application")
+        if worker_class in ("uvicorn", UVICORN_WORKER):
+            worker_class, app = UVICORN_WORKER, "config.asgi:application"
+            env = {"DATABASE_POOL": "1", **env}
         command = [
             sys.executable,
             "-m",
             "gunicorn",
-            getattr(args, "app", "config.wsgi:application"),
+            app,
             "--bind",
             f"127.0.0.1:{self.port}",
             "--workers",
             str(args.workers),
             "--worker-class",
-            args.worker_class,
+            worker_class,
             "--threads",
             str(args.threads),
             "--backlog",

@@ -1,3 +1,4 @@
+import operator
 import re
 import uuid
 from dataclasses import dataclass
@@ -51,12 +52,85 @@ def order_list_for(*, actor: Actor) -> QuerySet[Order]:
     return _orders_visible_to(actor)
 
 
-def orders_related_load(orders: list[Order]) -> None:
-    """Load the orders' lines (as rows) and payments: one statement each, whatever the
-    number of orders; read back with `order_lines(order)` and `order_payments(order)`."""
-    if not orders:
-        return
-    ids = [order.pk for order in orders]
+@dataclass(frozen=True, slots=True)
+class PaymentRow:
+    """A payment as an order's rendering reads it: a plain row."""
+
+    pk: uuid.UUID
+    status: str
+    amount: int
+    amount_captured: int
+    amount_refunded: int
+    currency: str
+    decline_code: str
+    client_secret: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRow:
+    """An order as a page of orders renders it: a plain row with its lines and payments,
+    not a model instance (an Order costs ~100 Python calls to build, most of them
+    django-fsm's per-instance set-up, and a page has 50 or more). Its attributes are the
+    Order's that the order representation reads."""
+
+    pk: uuid.UUID
+    number: str
+    status: str
+    subtotal_amount: int
+    shipping_amount: int
+    tax_amount: int
+    total_amount: int
+    currency: str
+    email: str
+    shipping_method: str
+    shipping_address: dict[str, Any]
+    reservation_expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    lines: list[OrderLineRow]
+    payments: list[PaymentRow]
+
+
+# The columns of an OrderRow, in its field order ("id" is its pk).
+ORDER_ROW_FIELDS = (
+    "id",
+    "number",
+    "status",
+    "subtotal_amount",
+    "shipping_amount",
+    "tax_amount",
+    "total_amount",
+    "currency",
+    "email",
+    "shipping_method",
+    "shipping_address",
+    "reservation_expires_at",
+    "created_at",
+    "updated_at",
+)
+_ORDER_ROW_VALUES = operator.itemgetter(*ORDER_ROW_FIELDS)
+_PAYMENT_ROW_FIELDS = (
+    "order_id",
+    "id",
+    "status",
+    "amount",
+    "amount_captured",
+    "amount_refunded",
+    "currency",
+    "decline_code",
+    "client_secret",
+    "created_at",
+)
+
+
+def order_list_rows_for(*, actor: Actor) -> QuerySet[Order, dict[str, Any]]:
+    """The orders the actor may see, newest first, as dicts of ORDER_ROW_FIELDS (what a
+    cursor paginator reads positions from). Pass the page to `order_rows_load`."""
+    return _orders_visible_to(actor).values(*ORDER_ROW_FIELDS)
+
+
+def _lines_of(ids: list[uuid.UUID]) -> dict[uuid.UUID, list[OrderLineRow]]:
     lines: dict[uuid.UUID, list[OrderLineRow]] = {pk: [] for pk in ids}
     rows = (
         OrderLine.objects.filter(order_id__in=ids)
@@ -69,24 +143,59 @@ def orders_related_load(orders: list[Order]) -> None:
         lines[order_id].append(
             OrderLineRow(sku, name, quantity, unit_price, line_total, tax_amount)
         )
+    return lines
+
+
+def _payment_model() -> Any:
+    return Order._meta.get_field("payments").related_model
+
+
+def order_rows_load(rows: list[dict[str, Any]]) -> list[OrderRow]:
+    """The page's orders (dicts from `order_list_rows_for`) as OrderRows with their
+    lines and payments: two statements, whatever the number of orders."""
+    if not rows:
+        return []
+    ids = [row["id"] for row in rows]
+    lines = _lines_of(ids)
+    payments: dict[uuid.UUID, list[PaymentRow]] = {pk: [] for pk in ids}
+    for order_id, *payment in (
+        _payment_model()._default_manager.filter(order_id__in=ids).values_list(*_PAYMENT_ROW_FIELDS)
+    ):
+        payments[order_id].append(PaymentRow(*payment))
+    return [
+        OrderRow(*_ORDER_ROW_VALUES(row), lines[row["id"]], payments[row["id"]])  # type: ignore[call-arg]
+        for row in rows
+    ]
+
+
+def orders_related_load(orders: list[Order]) -> None:
+    """Load the orders' lines (as rows) and payments: one statement each, whatever the
+    number of orders; read back with `order_lines(order)` and `order_payments(order)`."""
+    if not orders:
+        return
+    ids = [order.pk for order in orders]
+    lines = _lines_of(ids)
     payments: dict[uuid.UUID, list[Any]] = {pk: [] for pk in ids}
-    payment_model = Order._meta.get_field("payments").related_model
-    for payment in payment_model._default_manager.filter(order_id__in=ids):
+    for payment in _payment_model()._default_manager.filter(order_id__in=ids):
         payments[payment.order_id].append(payment)
     for order in orders:
         order.__dict__[LOADED_LINES] = lines[order.pk]
         order.__dict__[LOADED_PAYMENTS] = payments[order.pk]
 
 
-def order_lines(order: Order) -> list[Any]:
-    """The order's lines: as order_list_for loaded them, else from its related manager
-    (prefetched, or read now)."""
+def order_lines(order: Order | OrderRow) -> list[Any]:
+    """The order's lines: as order_rows_load or orders_related_load loaded them, else
+    from its related manager (prefetched, or read now)."""
+    if isinstance(order, OrderRow):
+        return order.lines
     loaded = order.__dict__.get(LOADED_LINES)
     return loaded if loaded is not None else list(order.lines.all())
 
 
-def order_payments(order: Order) -> list[Any]:
+def order_payments(order: Order | OrderRow) -> list[Any]:
     """The order's payments, likewise."""
+    if isinstance(order, OrderRow):
+        return order.payments
     loaded = order.__dict__.get(LOADED_PAYMENTS)
     return loaded if loaded is not None else list(order.payments.all())
 
@@ -185,6 +294,50 @@ def order_version_for(*, actor: Actor, order_id: uuid.UUID | str) -> OrderVersio
     if row is None:
         raise NotFound("No such order.")
     return OrderVersion(updated_at=row[0], payments_updated_at=row[1], payments=row[2])
+
+
+@cache
+def _page_version_sql(for_customer: bool) -> str:
+    """The first-page version statement, written once (as _version_sql): each order of
+    the page as `id.xmin` followed by its payments', hashed in page order."""
+    orders = Order._meta
+    payments = _payment_model()._meta
+    customer = f"WHERE {orders.get_field('customer').column} = %s " if for_customer else ""
+    return (
+        "SELECT md5(coalesce(string_agg(o.id::text || '.' || o.xmin::text || '|' || "  # noqa: S608 - names from the models
+        "coalesce((SELECT string_agg(p.id::text || '.' || p.xmin::text, ',' ORDER BY p.id) "
+        f"FROM {payments.db_table} p WHERE p.{payments.get_field('order').column} = o.id), ''), "
+        "';' ORDER BY o.created_at DESC, o.id DESC), '')) "
+        f"FROM (SELECT id, created_at, xmin FROM {orders.db_table} {customer}"
+        "ORDER BY created_at DESC, id DESC LIMIT %s) o"
+    )
+
+
+def order_first_page_version_for(*, actor: Actor, page_size: int) -> str | None:
+    """A version of the actor's first page of orders (`page_size` of them, newest
+    first, unfiltered), for a conditional GET: one statement over the page's order rows
+    and the one after it (whether there is a next page), and their payments. None for
+    an actor who sees no orders.
+
+    Each row contributes its `xmin`, the id of the transaction that wrote that version
+    of the row: any committed write (a status change, a payment a worker records, even
+    an UPDATE that bypasses save()) gives the row a new xmin, and a new order shifts the
+    rows, so the version changes with every change a page can show, whatever order
+    concurrent transactions commit in. (A maximum of `updated_at` would not: that is the
+    writer's clock when it saved, so a transaction that commits after one with a later
+    stamp is not seen.) Lines are not read (they would double the statement's cost):
+    they change only in an order edit, which rewrites the order row in the same
+    transaction (its totals), as OrderVersion assumes too. The caller reads the version
+    before the page, on the same database: a change that commits in between gives a 200
+    with newer content under an older tag, so the next conditional GET is a 200 again,
+    never a 304 with content older than the tag."""
+    if not actor.is_staff and actor.user is None:
+        return None
+    params: list[Any] = [] if actor.is_staff else [actor.user.pk]  # type: ignore[union-attr]
+    with connections[router.db_for_read(Order)].cursor() as cursor:
+        cursor.execute(_page_version_sql(not actor.is_staff), [*params, page_size + 1])
+        row = cursor.fetchone()
+    return str(row[0])
 
 
 def order_history(*, order: Order) -> QuerySet[OrderStatusChange]:

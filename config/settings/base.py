@@ -40,7 +40,9 @@ def database_from_url(url: str) -> dict[str, Any]:
         dj_database_url.parse(
             url,
             conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 600),
-            conn_health_checks=True,
+            # A `SELECT 1` before a persistent connection's first use in each request
+            # (a restarted server costs no request an error): one round trip per request.
+            conn_health_checks=env_bool("DATABASE_CONN_HEALTH_CHECKS", True),
         )
     )
     if config["ENGINE"] != "django.db.backends.postgresql":
@@ -250,7 +252,7 @@ CACHE_REDIS_URL = env_str("CACHE_REDIS_URL", "")
 CACHES: dict[str, dict[str, Any]] = {
     "default": (
         {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "core.cache.RedisCache",
             "LOCATION": CACHE_REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "oms"),
             "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},

@@ -1,7 +1,9 @@
 from collections import Counter
+from datetime import datetime, tzinfo
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.fields import empty
@@ -136,24 +138,29 @@ class OrderOutputSerializer(serializers.ModelSerializer):
         ]
 
     @extend_schema_field(serializers.DateTimeField(allow_null=True))
-    def get_reservation_expires_at(self, order: Order) -> str | None:
+    def get_reservation_expires_at(
+        self, order: "Order | selectors.OrderRow", zone: tzinfo | None = None
+    ) -> str | None:
         """Until when the stock is held for the unpaid order; null once it no longer is
         held for payment (paid, cancelled or expired)."""
         if order.status not in (OrderStatus.PENDING_PAYMENT, OrderStatus.PAYMENT_FAILED):
             return None
-        return _datetime(order.reservation_expires_at)
+        return _datetime(order.reservation_expires_at, zone)
 
     @extend_schema_field(PaymentOutputSerializer(allow_null=True))
     def get_payment(self, order: Order) -> dict[str, Any] | None:
         """The latest payment attempt, or null."""
-        return _payment(order)
+        latest = _latest_payment(order)
+        return None if latest is None else dict(PaymentOutputSerializer(latest).data)
 
-    def to_representation(self, instance: Order) -> dict[str, Any]:
+    def to_representation(self, instance: "Order | selectors.OrderRow") -> dict[str, Any]:
         """The fields declared above, built directly: this is the hottest response (every
         checkout, order read and order action), and DRF's generic path (a deep copy of
         the fields per serializer, one call per field) costs more than the rest of the
-        rendering. tests/perf/test_order_rendering.py holds it equal to the generic path."""
+        rendering. An Order or an OrderRow (a page of orders is read as rows).
+        tests/perf/test_order_rendering.py holds it equal to the generic path."""
         order = instance
+        zone = timezone.get_current_timezone()
         return {
             "id": str(order.pk),
             "number": _text(order.number),
@@ -177,10 +184,10 @@ class OrderOutputSerializer(serializers.ModelSerializer):
             "email": _text(order.email),
             "shipping_method": _text(order.shipping_method),
             "shipping_address": _address(order.shipping_address),
-            "reservation_expires_at": self.get_reservation_expires_at(order),
+            "reservation_expires_at": self.get_reservation_expires_at(order, zone),
             "payment": _payment(order),
-            "created_at": _datetime(order.created_at),
-            "updated_at": _datetime(order.updated_at),
+            "created_at": _datetime(order.created_at, zone),
+            "updated_at": _datetime(order.updated_at, zone),
         }
 
     def declared_representation(self, instance: Order) -> dict[str, Any]:
@@ -189,7 +196,6 @@ class OrderOutputSerializer(serializers.ModelSerializer):
         return dict(super().to_representation(instance))
 
 
-_DATETIME_FIELD = serializers.DateTimeField()
 _ADDRESS_FIELDS = ShippingAddressSerializer().fields
 
 
@@ -197,8 +203,14 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
-def _datetime(value: Any) -> str | None:
-    return None if value is None else _DATETIME_FIELD.to_representation(value)
+def _datetime(value: datetime | None, zone: tzinfo | None = None) -> str | None:
+    """What DRF's DateTimeField renders (DATETIME_FORMAT iso-8601) for an aware
+    datetime: in the current time zone (`zone`, when the caller has looked it up), UTC
+    written as Z."""
+    if value is None:
+        return None
+    text = value.astimezone(zone or timezone.get_current_timezone()).isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def _address(address: dict[str, Any]) -> dict[str, Any]:
@@ -209,11 +221,28 @@ def _address(address: dict[str, Any]) -> dict[str, Any]:
     return rendered
 
 
-def _payment(order: Order) -> dict[str, Any] | None:
-    payments = sorted(selectors.order_payments(order), key=lambda p: (p.created_at, p.pk))
-    if not payments:
+def _latest_payment(order: "Order | selectors.OrderRow") -> Any:
+    payments = selectors.order_payments(order)
+    return max(payments, key=lambda p: (p.created_at, p.pk)) if payments else None
+
+
+def _payment(order: "Order | selectors.OrderRow") -> dict[str, Any] | None:
+    """PaymentOutputSerializer's rendering of the latest payment (a Payment or a
+    PaymentRow), built directly."""
+    payment = _latest_payment(order)
+    if payment is None:
         return None
-    return dict(PaymentOutputSerializer(payments[-1]).data)
+    return {
+        "status": _text(payment.status),
+        "amount": payment.amount,
+        "amount_captured": payment.amount_captured,
+        "amount_refunded": payment.amount_refunded,
+        "currency": _text(payment.currency),
+        "decline_code": _text(payment.decline_code),
+        "client_secret": (
+            payment.client_secret if payment.status == Payment.Status.REQUIRES_ACTION else None
+        ),
+    }
 
 
 class OrderStatusChangeOutputSerializer(serializers.ModelSerializer):

@@ -44,7 +44,7 @@ def shared_cache(tmp_path: Any, settings: Any) -> Iterator[RedisServer]:
     server = RedisServer(workdir=tmp_path, port=port_in_my_range()).start()
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "core.cache.RedisCache",
             "LOCATION": server.url,
             "KEY_PREFIX": "oms-test",
         }

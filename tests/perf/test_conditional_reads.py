@@ -1,7 +1,8 @@
 """Conditional GETs and the cached product list, through real HTTP (Django's live
 server) with real API keys: a matching If-None-Match is answered 304 only to a caller
-who may read the resource, a changed order gets a new ETag, and the cached product list
-is never older than PRODUCT_LIST_CACHE_SECONDS."""
+who may read the resource, a changed order or first page of orders gets a new ETag
+(whoever changed it, however, and in whatever order concurrent writers commit), and
+the cached product list is never older than PRODUCT_LIST_CACHE_SECONDS."""
 
 import http.client
 import json
@@ -11,11 +12,15 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.core.cache import caches
+from django.db import connections
 
 from core.actors import Actor
 from flows.cancel import order_cancel
+from flows.edit import order_edit_commit, order_edit_propose
 from inventory.api.product_list import CACHE_KEY
 from inventory.services import stock_adjust
+from orders.models import Order
+from payments.models import Payment
 from tests.conftest import api_key_for
 from tests.factories import ProductFactory, StaffFactory, UserFactory
 from tests.perf.test_query_budgets import place, products
@@ -80,6 +85,134 @@ def test_order_detail_answers_304_to_its_reader_only_and_a_changed_order_gets_a_
     assert json.loads(body)["status"] == "cancelled"
     assert headers["ETag"] != etag
     assert get(live_server, path, key, **{"If-None-Match": headers["ETag"]})[0] == 304
+
+
+def first_page(server: Any, key: str | None, etag: str = "", query: str = "") -> Any:
+    """GET the first page of orders (If-None-Match: etag when given): status, ETag,
+    the order ids and statuses on the page."""
+    headers = {"If-None-Match": etag} if etag else {}
+    status, sent, body = get(server, f"/api/v1/orders/{query}", key, **headers)
+    results = json.loads(body)["results"] if status == 200 else []
+    return status, sent.get("ETag"), [(item["id"], item["status"]) for item in results], sent
+
+
+@pytest.mark.django_db(transaction=True)
+def test_first_page_of_orders_answers_304_to_its_owner_only(live_server):
+    # Given two customers with orders, and the first one's first page read once
+    customer, other = UserFactory(), UserFactory()
+    catalogue = products(2)
+    mine = [place(customer, catalogue, lines=2) for _ in range(2)]
+    theirs = place(other, catalogue)
+    key, other_key = api_key_for(customer), api_key_for(other)
+    status, etag, page, headers = first_page(live_server, key)
+    assert status == 200
+    assert [order_id for order_id, _ in page] == [str(order.pk) for order in reversed(mine)]
+    assert etag.startswith('"')
+    assert headers["Cache-Control"] == "private, no-cache"
+
+    # When the same customer sends the tag back, Then 304 with the same tag
+    status, again, page, _ = first_page(live_server, key, etag)
+    assert (status, again, page) == (304, etag, [])
+
+    # And another customer (another key) sending that tag gets their own page, not a 304
+    status, their_tag, page, _ = first_page(live_server, other_key, etag)
+    assert (status, page) == (200, [(str(theirs.pk), theirs.status)])
+    assert their_tag != etag
+    # (staff see every order: another page, another tag; no key: 401)
+    staff_key = api_key_for(StaffFactory())
+    status, staff_tag, page, _ = first_page(live_server, staff_key, etag)
+    assert (status, len(page)) == (200, 3)
+    assert staff_tag not in (etag, their_tag)
+    assert first_page(live_server, None, etag)[0] == 401
+
+    # A smaller page is another representation with its own tag; a filtered page or a
+    # later one carries none and is always sent
+    status, small_tag, page, _ = first_page(live_server, key, etag, "?page_size=1")
+    assert (status, len(page)) == (200, 1)
+    assert small_tag != etag
+    assert first_page(live_server, key, small_tag, "?page_size=1")[0] == 304
+    status, tag, page, _ = first_page(live_server, key, etag, "?status=pending_payment")
+    assert (status, tag, len(page)) == (200, None, 2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_change_a_first_page_shows_gives_it_a_new_etag(live_server):
+    # Given a customer's orders, one of them with a payment attempt
+    customer = UserFactory()
+    catalogue = products(2)
+    older, newer = place(customer, catalogue, lines=2), place(customer, catalogue)
+    payment = Payment.objects.create(
+        order=newer,
+        payment_method="pm_card_visa",
+        amount=newer.total_amount,
+        currency=newer.currency,
+        status=Payment.Status.FAILED,
+    )
+    key = api_key_for(customer)
+    tags = [first_page(live_server, key)[1]]
+
+    def changed() -> list[Any]:
+        """The page sent again (200, a new tag) for the last tag; that tag then 304s."""
+        status, tag, page, _ = first_page(live_server, key, tags[-1])
+        assert status == 200
+        assert tag not in tags
+        assert first_page(live_server, key, tag)[0] == 304
+        tags.append(tag)
+        return page
+
+    # When an order is cancelled (as a worker would, outside any request), Then new tag
+    actor = Actor(user=customer)
+    order_cancel(order_id=older.pk, actor=actor, reason="changed my mind")
+    assert changed()[1] == (str(older.pk), "cancelled")
+    # When a new order is placed
+    newest = place(customer, catalogue)
+    assert changed()[0] == (str(newest.pk), newest.status)
+    # When an edit changes a line's quantity (lines change only in an edit)
+    edit = order_edit_propose(
+        order_id=newer.pk, lines={catalogue[0].sku: 3}, shipping_address=None, actor=actor
+    )
+    order_edit_commit(order_id=newer.pk, edit_id=edit.pk, actor=actor)
+    assert changed()[1] == (str(newer.pk), newer.status)
+    # When a payment or an order changes by an UPDATE that leaves updated_at alone
+    Payment.objects.filter(pk=payment.pk).update(decline_code="card_declined")
+    changed()
+    Order.objects.filter(pk=newer.pk).update(email="new@example.com")
+    changed()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_change_that_commits_after_a_later_one_still_changes_the_etag(live_server):
+    # Given a customer's two orders
+    customer = UserFactory()
+    catalogue = products(1)
+    older, newer = place(customer, catalogue), place(customer, catalogue)
+    key = api_key_for(customer)
+    other = connections.create_connection("default")
+    try:
+        # When one transaction changes the older order and stays open, while a later
+        # change to the newer order commits and the page is read
+        with other.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute(
+                "UPDATE orders_order SET email = 'late@example.com' WHERE id = %s", [older.pk]
+            )
+        order_cancel(order_id=newer.pk, actor=Actor(user=customer), reason="test")
+        status, etag, page, _ = first_page(live_server, key)
+        assert page == [(str(newer.pk), "cancelled"), (str(older.pk), older.status)]
+        assert first_page(live_server, key, etag)[0] == 304
+        # and the first transaction then commits (its order's updated_at is older than
+        # the newer order's: a maximum of updated_at would not move)
+        with other.cursor() as cursor:
+            cursor.execute("COMMIT")
+    finally:
+        other.close()
+
+    # Then the tag no longer matches and the page shows the change
+    status, tag, page, _ = first_page(live_server, key, etag)
+    assert status == 200
+    assert tag != etag
+    _, _, body = get(live_server, "/api/v1/orders/", key)
+    assert [item["email"] for item in json.loads(body)["results"]][1] == "late@example.com"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -74,3 +74,44 @@ def test_new_read_back_cancelled_and_paid_orders_render_as_declared():
     rendered = selectors.order_get_for(actor=actor, order_id=paid.pk)
     assert_renders_as_declared(rendered)
     assert OrderOutputSerializer(rendered).data["payment"]["client_secret"] == "secret"
+
+
+@pytest.mark.django_db
+def test_a_page_of_orders_read_as_rows_renders_each_order_as_declared():
+    # Given a customer's pending, cancelled and paid orders (with payment attempts)
+    warehouse = WarehouseFactory()
+    pen, ink = ProductFactory(name="Pen"), ProductFactory(name="Tinte für Füller")
+    for product in (pen, ink):
+        stock_receive(product, warehouse, 50)
+    customer = UserFactory()
+    actor = Actor(user=customer)
+    place(customer, [(pen, 1), (ink, 2)])
+    cancelled = place(customer, [(ink, 1)])
+    order_cancel(order_id=cancelled.pk, actor=actor, reason="test")
+    paid = place(customer, [(pen, 3)])
+    for status in (Payment.Status.FAILED, Payment.Status.REQUIRES_ACTION):
+        Payment.objects.create(
+            order=paid,
+            payment_method="pm_card_visa",
+            amount=paid.total_amount,
+            currency=paid.currency,
+            status=status,
+            client_secret="secret",
+        )
+
+    # When the page is read as rows and rendered
+    rows = selectors.order_rows_load(list(selectors.order_list_rows_for(actor=actor)))
+    page = [OrderOutputSerializer().to_representation(row) for row in rows]
+
+    # Then each order renders as DRF's generic path renders the model instance
+    assert [row.pk for row in rows] == list(
+        selectors.order_list_for(actor=actor).values_list("pk", flat=True)
+    )
+    for rendered in page:
+        order = selectors.order_get_for(actor=actor, order_id=rendered["id"])
+        declared = OrderOutputSerializer().declared_representation(order)
+        assert json.dumps(rendered, cls=DjangoJSONEncoder) == json.dumps(
+            declared, cls=DjangoJSONEncoder
+        )
+    assert page[0]["payment"]["client_secret"] == "secret"
+    assert page[0]["payment"]["status"] == Payment.Status.REQUIRES_ACTION

@@ -25,12 +25,15 @@ from tests.factories import ProductFactory, StaffFactory, UserFactory, Warehouse
 # One of them is the shipping and tax rate lookup (pricing.selectors.rates_for).
 CHECKOUT_BUDGET = 15
 ORDER_DETAIL_BUDGET = 4
-ORDER_LIST_BUDGET = 4
+# The key, the first page's version (for its ETag), the page, its lines, its payments.
+ORDER_LIST_BUDGET = 5
 ORDER_HISTORY_BUDGET = 3
 EVENT_FEED_BUDGET = 3
 ORDER_EVENTS_BUDGET = 3
 # A conditional GET whose ETag still matches: the key, then the order's version only.
 ORDER_DETAIL_NOT_MODIFIED_BUDGET = 2
+# A first page of orders whose ETag still matches: the key, then the page's version only.
+ORDER_LIST_NOT_MODIFIED_BUDGET = 2
 # The product list from the cache (PRODUCT_LIST_CACHE_SECONDS > 0): the key only.
 PRODUCT_LIST_CACHED_BUDGET = 1
 
@@ -161,6 +164,34 @@ def test_a_customers_first_page_of_orders_costs_the_same_for_1_and_50_orders(
             response = client.get("/api/v1/orders/")
         assert response.status_code == 200
         assert len(response.json()["results"]) == count
+
+
+@pytest.mark.django_db
+def test_an_unchanged_first_page_of_orders_costs_one_statement_after_the_key(
+    django_assert_num_queries,
+):
+    # Given two customers, one with 1 order and one with 60 (3 lines each, one paid)
+    catalogue = products(3)
+    few, many = UserFactory(), UserFactory()
+    place(few, catalogue, 3)
+    for _ in range(60):
+        place(many, catalogue, 3)
+    for customer, count in ((few, 1), (many, 50)):
+        client = client_for(customer)
+        paid = Order.objects.filter(customer=customer).latest("created_at")
+        client.post(
+            f"/api/v1/orders/{paid.pk}/pay/",
+            {"payment_method": "pm_card_visa"},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY=new_idempotency_key(),
+        )
+        first = client.get("/api/v1/orders/")
+        assert len(first.json()["results"]) == count
+
+        # When each reads it again with its ETag, Then 304 after the key and the version
+        with django_assert_num_queries(ORDER_LIST_NOT_MODIFIED_BUDGET):
+            response = client.get("/api/v1/orders/", HTTP_IF_NONE_MATCH=first["ETag"])
+        assert response.status_code == 304
 
 
 @pytest.mark.django_db
