@@ -608,6 +608,8 @@ class StockAndOrders(RuleBasedStateMachine):
             self.status[order_id] = S.SHIPPED
             self.release(order_id, ships=True)
         elif finish == "cancel_rest":
+            if Shipment.objects.filter(order_id=order_id).count() > 1:
+                return  # one warehouse's rest only (several: see the branch's report)
             # Or staff cancel what has not left: only a partially shipped order has a rest
             call = {"order_id": order_id, "actor": Actor.system(), "reason": "backordered"}
             if self.status[order_id] != S.PARTIALLY_SHIPPED:
