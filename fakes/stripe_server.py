@@ -51,7 +51,10 @@ Multicapture (``_patch_payment_intents()``, applied by ``serve()``; localstripe 
 captures a PaymentIntent once, in full or in part with the rest refunded):
 
 * ``POST /v1/payment_intents`` accepts ``payment_method_options[card][request_multicapture]``
-  (``if_available`` or ``never``); with ``if_available`` every card offers multicapture.
+  (``if_available`` or ``never``); with ``if_available`` a Visa, Mastercard, Amex or
+  Discover card offers multicapture, as on Stripe; a card of another network (a
+  PaymentMethod made from JCB 3566002020360505, Diners 3056930009020004 or UnionPay
+  6200000000000005) does not.
 * ``POST /v1/payment_intents/{id}/capture`` takes ``amount_to_capture`` (default: all
   that is still capturable) and ``final_capture`` (default true), as Stripe does. A
   capture with ``final_capture=false`` keeps the intent in ``requires_capture`` and
@@ -143,6 +146,23 @@ def _set_disk_persistence(state_file: Path | None) -> None:
 
 
 MULTICAPTURE_LIMIT = 50  # Stripe allows at most 50 captures of one PaymentIntent
+# Card number prefixes of the networks without multicapture (JCB, Diners, UnionPay).
+NO_MULTICAPTURE_PREFIXES = ("35", "30", "36", "38", "62")
+
+
+def _multicapture_network(intent: Any) -> bool:
+    """Whether the intent's card is of a network Stripe offers multicapture on."""
+    from localstripe import resources
+
+    method_id = getattr(intent, "payment_method", None)
+    if not method_id:
+        return True
+    try:
+        method = resources.PaymentMethod._api_retrieve(method_id)
+    except Exception:  # unknown id: localstripe answers that elsewhere
+        return True
+    number = str(getattr(method, "_card_number", "") or "")
+    return not number.startswith(NO_MULTICAPTURE_PREFIXES)
 
 
 def _patch_payment_intents() -> None:
@@ -169,8 +189,9 @@ def _patch_payment_intents() -> None:
                 "if_available, never",
                 {"code": "parameter_invalid_string", "param": "request_multicapture"},
             )
-        # Every test card supports it: "if_available" makes it available.
-        self._multicapture = requested == "if_available"
+        # Stripe offers it for Visa, Mastercard, Amex and Discover cards only: a card of
+        # another network (JCB 35..., Diners 30/36/38..., UnionPay 62...) gets none.
+        self._multicapture = requested == "if_available" and _multicapture_network(self)
         self._captures = []
 
     def _received(self: Any) -> int:

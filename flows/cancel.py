@@ -222,13 +222,12 @@ def order_cancel_rest(*, order_id: uuid.UUID | str, actor: Actor, reason: str = 
                 current_status=order.status,
                 why="only a partially shipped order has a rest to cancel",
             )
-    withdrew = [
+    for request in fulfilment_requests_with_rest(order_id=order.pk):
         _withdraw_rest(request, order, actor, reason)
-        for request in fulfilment_requests_with_rest(order_id=order.pk)
-    ]
-    if any(withdrew):
-        # A shipped report's worker capturing already ships the order itself.
-        with contextlib.suppress(OperationInProgress):
-            order_ship_when_shipments_left(order_id=order.pk, actor=actor)
+    # Finish the order when nothing is left at a warehouse, also when no warehouse had
+    # a rest to withdraw (a second cancel-rest after one that stopped half-way). A
+    # shipped report's worker capturing already ships the order itself.
+    with contextlib.suppress(OperationInProgress):
+        order_ship_when_shipments_left(order_id=order.pk, actor=actor)
     order.refresh_from_db()
     return order

@@ -21,6 +21,10 @@ Capture policy (Stripe multicapture: the authorization is created with
   provider (its amount 0), or a final capture of any remainder. Staff shipping the order
   (`order_ship`) take all it still owes in one final capture (reference "order" when no
   warehouse reported).
+- A card without multicapture (Stripe offers it on Visa, Mastercard, Amex and Discover
+  only) refuses the first non-final capture (`payment_intent_invalid_parameter`): that
+  operation fails, and the order is then captured once, finally, when nothing is left to
+  ship (`_single_capture`), as a one-shipment order is.
 - Payment.amount_captured adds up the captures; the payment is `captured` (and the order
   `shipped`, from `partially_shipped` or `routed`) when the final capture is recorded.
   Each capture writes a `payment.captured` event carrying its amount and reference.
@@ -34,6 +38,7 @@ others find it done. An order without a payment (paid offline) ships without a p
 call once nothing is left at a warehouse.
 """
 
+import logging
 import uuid
 
 from django.db import transaction
@@ -64,6 +69,8 @@ from payments.services.operations import (
     payment_event_data,
 )
 from payments.services.outcomes import Outcome, OutcomeKind, operation_send
+
+logger = logging.getLogger(__name__)
 
 SHIPPABLE_STATUSES = (OrderStatus.CONFIRMED, OrderStatus.ROUTED, OrderStatus.PARTIALLY_SHIPPED)
 
@@ -148,6 +155,23 @@ def _nothing_left_to_ship(order: Order) -> bool:
     return not reservations_held_exist(order_line_ids=order.lines.values_list("pk", flat=True))
 
 
+# What the provider answers a non-final capture of a card without multicapture.
+MULTICAPTURE_UNAVAILABLE = "payment_intent_invalid_parameter"
+
+
+def _single_capture(payment: Payment) -> bool:
+    """The provider refused a non-final capture of this payment: its card offers no
+    multicapture (Stripe: Visa, Mastercard, Amex and Discover only), so the order is
+    captured once, in full less what never shipped, when nothing is left to ship."""
+    return PaymentOperation.objects.filter(
+        payment=payment,
+        kind=PaymentOperation.Kind.CAPTURE,
+        status=PaymentOperation.Status.FAILED,
+        final=False,
+        error_code=MULTICAPTURE_UNAVAILABLE,
+    ).exists()
+
+
 def _capture_next_create(order: Order, payment: Payment, *, whole: bool) -> PaymentOperation | None:
     """Record the next capture the order owes, or None when it owes none now.
 
@@ -177,9 +201,12 @@ def _capture_next_create(order: Order, payment: Payment, *, whole: bool) -> Paym
         for report, value in zip(reports, values, strict=True)
         if report.reference not in settled
     ]
-    if due and whole:
-        # Staff ship the order as it is: one final capture of all it still owes.
+    if due and (whole or (nothing_left and _single_capture(payment))):
+        # Staff ship the order as it is, or a card without multicapture waited for its
+        # last unit to leave: one final capture of all it still owes.
         reference, amount, final = due[-1][0], left, True
+    elif due and _single_capture(payment):
+        return None  # captured once, when nothing is left to ship
     elif due:
         reference, value = due[0]
         final = nothing_left and len(due) == 1
@@ -285,6 +312,15 @@ def _capture_outcome_record(
             )
             return
         failure = operation_failure_record(locked.operation, outcome, action="capture")
+        if not locked.operation.final and outcome.error_code == MULTICAPTURE_UNAVAILABLE:
+            # No multicapture for this card: the capture waits for the last shipment.
+            logger.info(
+                "Payment %s offers no multicapture: order %s is captured once, when "
+                "nothing is left to ship",
+                locked.payment.pk,
+                locked.order.number,
+            )
+            return
     raise failure
 
 

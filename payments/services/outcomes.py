@@ -59,7 +59,10 @@ def _operation_call(operation: PaymentOperation, call: Callable[[StripeGateway],
             message=str(error),
         )
     except gateway.ProviderRequestRejected as error:
-        return Outcome(OutcomeKind.REJECTED, error_code="rejected", message=str(error))
+        # Stripe's own code (e.g. amount_too_large) when it gave one: operators read it.
+        return Outcome(
+            OutcomeKind.REJECTED, error_code=error.provider_code or "rejected", message=str(error)
+        )
     except (gateway.OutcomeUnknown, gateway.ProviderUnavailable) as error:
         logger.warning("Payment operation %s: provider unavailable: %s", operation.pk, error)
         return Outcome(OutcomeKind.UNKNOWN, error_code="provider_unavailable", message=str(error))

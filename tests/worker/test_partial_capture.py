@@ -62,12 +62,14 @@ def world(
     return {"fake": fake, "stripe": payments_at_fake_stripe, "start_worker": start_worker}
 
 
-def paid_routed_order(world: dict[str, Any], customer_client, stocked_product) -> dict[str, Any]:
+def paid_routed_order(
+    world: dict[str, Any], customer_client, stocked_product, *, card: str = GOOD_CARD
+) -> dict[str, Any]:
     """3 gears and 2 cogs, authorized at the fake Stripe, accepted by the warehouse."""
     gear = stocked_product(quantities={"main": 10}, price=GEAR_PRICE, name="Brass gear")
     cog = stocked_product(quantities={"main": 10}, price=COG_PRICE, name="Steel cog")
     worker = world["start_worker"]()
-    order = checkout(customer_client, [(gear.sku, 3), (cog.sku, 2)], card=GOOD_CARD)
+    order = checkout(customer_client, [(gear.sku, 3), (cog.sku, 2)], card=card)
     wait_for(lambda: order_status(order["id"]) == "routed", worker=worker, what="routed")
     shipment = Shipment.objects.get(order_id=order["id"])
     return {"order": order, "gear": gear, "cog": cog, "worker": worker, "shipment": shipment}
@@ -198,6 +200,46 @@ def test_part_shipped_then_the_rest_cancelled_captures_what_shipped_and_releases
     )
     assert too_much.status_code == 409, too_much.content
     assert too_much.json()["code"] == "refund_exceeds_captured"
+    assert_stock_consistent()
+
+
+def test_a_card_without_multicapture_is_captured_once_when_the_last_unit_ships(
+    world, customer_client, stocked_product
+):
+    # Given an order paid with a JCB card: Stripe offers no multicapture on JCB
+    jcb = world["stripe"].create_card("3566002020360505")
+    placed = paid_routed_order(world, customer_client, stocked_product, card=jcb)
+    order = Order.objects.get(pk=placed["order"]["id"])
+    gear, shipment, worker = placed["gear"], placed["shipment"], placed["worker"]
+
+    # When the warehouse ships 2 of the 3 gears
+    world["fake"].ship_part(shipment.reference, [{"sku": gear.sku, "quantity": 2}])
+
+    # Then the provider refuses the part capture, nothing is captured, and the worker
+    # does not retry it (no dead letter): the order waits for its last unit
+    first = part_value(order, {gear.sku: 2}, with_shipping=True)
+    wait_for(lambda: captures(order.pk) == [(first, "failed", False)], worker=worker)
+    wait_outbox_settled(worker)
+    assert order_status(order.pk) == "partially_shipped"
+    assert Payment.objects.get(order=order).amount_captured == 0
+    intent = intent_of(world, order.pk)
+    assert (intent["status"], intent["amount_received"]) == ("requires_capture", 0)
+    assert PaymentOperation.objects.get(
+        payment__order=order, kind="capture", status="failed"
+    ).error_code == ("payment_intent_invalid_parameter")
+
+    # When it ships the rest
+    world["fake"].send_event(shipment.reference, "shipped")
+
+    # Then one final capture takes the whole order total
+    wait_for(lambda: order_status(order.pk) == "shipped", worker=worker, what="shipped")
+    wait_outbox_settled(worker)
+    assert captures(order.pk) == [
+        (first, "failed", False),
+        (order.total_amount, "succeeded", True),
+    ]
+    intent = intent_of(world, order.pk)
+    assert (intent["status"], intent["amount_received"]) == ("succeeded", order.total_amount)
     assert_stock_consistent()
 
 
