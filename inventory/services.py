@@ -458,20 +458,11 @@ def reservations_release(
 
     For whole lines (no warehouse given: a cancel, an expiry, an edit that shrinks or
     removes them) their open backorder claims go too, so a line never waits for units
-    it no longer holds a place for."""
-    if warehouse_id is None:
-        order_line_ids = list(order_line_ids)
-        released = _reservations_settle(
-            order_line_ids=order_line_ids,
-            new_status=Reservation.Status.RELEASED,
-            kind=StockMovement.Kind.RELEASE,
-            ships=False,
-            actor=actor,
-            reason=reason,
-        )
-        backorder_claims_release(order_line_ids=order_line_ids)
-        return released
-    return _reservations_settle(
+    it no longer holds a place for. Units released of a product with claims waiting
+    serve that queue first: a `stock.received` message asks a worker for an allocation
+    pass at their warehouse (flows.backorders), as a receipt does."""
+    order_line_ids = list(order_line_ids)
+    released = _reservations_settle(
         order_line_ids=order_line_ids,
         new_status=Reservation.Status.RELEASED,
         kind=StockMovement.Kind.RELEASE,
@@ -480,6 +471,36 @@ def reservations_release(
         reason=reason,
         warehouse_id=warehouse_id,
     )
+    if warehouse_id is None:
+        backorder_claims_release(order_line_ids=order_line_ids)
+    if released:
+        _backorder_queues_serve(released)
+    return released
+
+
+def _backorder_queues_serve(released: Sequence[Reservation]) -> None:
+    """Ask for an allocation pass where released units meet open backorder claims of
+    their product: one outbox message per (product, warehouse), keyed by the first
+    reservation released there (a reservation is released once)."""
+    places: dict[tuple[int, int], int] = {}
+    items = {
+        pk: (product_id, warehouse_id)
+        for pk, product_id, warehouse_id in StockItem.objects.filter(
+            pk__in={r.stock_item_id for r in released},
+            product__backorder_limit__gt=0,
+            product__backordered__gt=0,
+        ).values_list("pk", "product_id", "warehouse_id")
+    }
+    for reservation in released:
+        place = items.get(reservation.stock_item_id)
+        if place is not None:
+            places[place] = min(places.get(place, reservation.pk), reservation.pk)
+    for (product_id, warehouse_id), first in sorted(places.items()):
+        outbox_publish(
+            topic="stock.received",
+            payload={"product_id": product_id, "warehouse_id": warehouse_id, "order_ids": []},
+            key=f"stock-released-{first}-{product_id}-{warehouse_id}",
+        )
 
 
 def reservations_commit(

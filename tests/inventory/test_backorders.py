@@ -266,6 +266,44 @@ def test_cancelling_an_order_awaiting_stock_releases_its_stock_and_claims():
     assert_backorders_consistent()
 
 
+@pytest.mark.django_db
+def test_units_a_cancel_releases_go_to_the_waiting_queue_before_new_checkouts():
+    # given 2 units held by a paid order and a later order waiting for 2 of them
+    warehouse = WarehouseFactory()
+    product = backorderable(on_hand=2, limit=5, warehouse=warehouse)
+    holder = authorize(place(product, 2))
+    waiter = authorize(place(product, 2))
+    released = OutboxMessage.objects.filter(
+        topic="stock.received", dedup_key__contains="stock-released"
+    )
+    assert not released.exists()
+    assert status_of(waiter) == OrderStatus.AWAITING_STOCK
+    assert waiting(waiter) == 2
+
+    # when the holder is cancelled and the worker handles the release's message
+    order_cancel(order_id=holder.pk, actor=Actor.system(), reason="changed my mind")
+    assert released.count() == 1
+    run_receipt_consumers()
+
+    # then the released units went to the waiting order, which is confirmed
+    assert (held(waiter), waiting(waiter)) == (2, 0)
+    assert status_of(waiter) == OrderStatus.CONFIRMED
+    item = product.stock_items.get()
+    assert (item.on_hand, item.reserved) == (2, 2)
+    assert_backorders_consistent()
+
+
+@pytest.mark.django_db
+def test_a_release_without_a_waiting_queue_asks_for_no_allocation():
+    product = backorderable(on_hand=3, limit=5)
+    order = authorize(place(product, 2))
+    order_cancel(order_id=order.pk, actor=Actor.system(), reason="changed my mind")
+    assert not OutboxMessage.objects.filter(
+        topic="stock.received", dedup_key__contains="stock-released"
+    ).exists()
+    assert_backorders_consistent()
+
+
 # Receipts ------------------------------------------------------------------------------------
 
 
