@@ -201,11 +201,12 @@ def _capture_next_create(order: Order, payment: Payment, *, whole: bool) -> Paym
         for report, value in zip(reports, values, strict=True)
         if report.reference not in settled
     ]
-    if due and (whole or (nothing_left and _single_capture(payment))):
+    single = bool(due) and not whole and _single_capture(payment)
+    if due and (whole or (nothing_left and single)):
         # Staff ship the order as it is, or a card without multicapture waited for its
         # last unit to leave: one final capture of all it still owes.
         reference, amount, final = due[-1][0], left, True
-    elif due and _single_capture(payment):
+    elif single:
         return None  # captured once, when nothing is left to ship
     elif due:
         reference, value = due[0]
