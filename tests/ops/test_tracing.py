@@ -382,6 +382,8 @@ def test_each_gunicorn_worker_sets_up_tracing_after_the_fork(otlp_receiver, tmp_
     # Given the production server: gunicorn's master and two uvicorn workers, tracing on
     port = free_port()
     log_path = tmp_path / "gunicorn.log"
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
     with open(log_path, "wb") as log:
         master = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "config.asgi:application"]
@@ -392,6 +394,9 @@ def test_each_gunicorn_worker_sets_up_tracing_after_the_fork(otlp_receiver, tmp_
                 **os.environ,
                 "DJANGO_SETTINGS_MODULE": "config.settings.test",
                 "DATABASE_URL": asgi_server.test_database_url(),
+                # Its own: gunicorn's master empties the directory when it starts, which
+                # would take this process's counts off every later scrape.
+                "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
                 **tracing_env(otlp_receiver),
             },
             stdin=subprocess.DEVNULL,

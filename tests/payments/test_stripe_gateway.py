@@ -431,12 +431,15 @@ def test_webhook_with_a_valid_signature_gives_the_event():
     [
         (None, "unsigned"),
         ("", "unsigned"),
-        (f"t={int(time.time())}", "unsigned"),
+        ("t={now}", "unsigned"),
         ("v1=abc", "malformed"),
         ("t=soon,v1=abc", "malformed"),
     ],
 )
 def test_webhook_without_a_usable_signature_is_refused(header, reason):
+    # The timestamp is filled in when the test runs: test ids stay the same everywhere.
+    if header is not None:
+        header = header.replace("{now}", str(int(time.time())))
     with pytest.raises(WebhookSignatureInvalid) as refused:
         verify_webhook(EVENT, header, WEBHOOK_SECRET)
 

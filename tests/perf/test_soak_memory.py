@@ -20,6 +20,8 @@ for _ in range(5):
     time.sleep(0.25)
 sys.stdout.write("done\\n"); sys.stdout.flush()
 time.sleep(float(sys.argv[1]))
+sys.stdout.write("held\\n"); sys.stdout.flush()
+time.sleep(60)  # still holding while the sampler stops: an exiting process frees its pages
 """
 
 
@@ -47,10 +49,12 @@ def test_sample_rss_reports_a_growing_worker_and_then_its_flat_second_half():
         with ThreadPoolExecutor(max_workers=1) as pool:
 
             def run() -> LoadResult:
-                child.wait(timeout=30)
+                assert child.stdout is not None
+                while child.stdout.readline() not in (b"held\n", b""):
+                    pass
                 return load_result()
 
-            # When it is sampled every 0.1 s until it exits
+            # When it is sampled every 0.1 s until it has held still for 2.5 s
             started = time.monotonic()
             workers, result = sample_rss(lambda: [child.pid], pool.submit(run), 0.1)
     finally:

@@ -44,6 +44,7 @@ from urllib.parse import quote
 import pytest
 from django.conf import settings
 from django.db import connection
+from kombu import pools as kombu_pools
 
 from tests.support.redis_server import RedisServer
 
@@ -160,10 +161,14 @@ def web_transport_options(broker_url: str) -> dict[str, Any]:
 
 
 def _app_reconnect(app: Any) -> None:
-    """Forget pooled broker connections so the next publish uses the current broker_url."""
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    """Forget pooled broker connections so the next publish uses the current broker_url.
+
+    The app's pools live in kombu's registry, keyed by broker URL: closing one there
+    without clearing the registry would hand the closed pool back to the next test on
+    that URL (the in-memory broker), whose eager publishes would fail.
+    """
+    kombu_pools.reset()
+    app._pool = None
     app.amqp._producer_pool = None
 
 
