@@ -29,7 +29,14 @@ if CELERY_BROKER_URL.startswith("memory"):
 # Metrics in multiprocess mode, as served: a fresh directory per test run, shared with
 # the workers and servers the tests start (they inherit the environment), removed at the
 # end by the process that made it. Set here, before prometheus_client is first imported.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+# Each pytest-xdist worker makes its own (it inherits the controller's environment), so
+# one worker's counts never show in another's; what a worker starts inherits its own.
+_metrics_owner = os.environ.get("PYTEST_XDIST_WORKER", "main")
+if (
+    not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    or os.environ.get("OMS_TEST_METRICS_OWNER", _metrics_owner) != _metrics_owner
+):
     _metrics_dir = tempfile.mkdtemp(prefix="oms-test-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+    os.environ["OMS_TEST_METRICS_OWNER"] = _metrics_owner
     atexit.register(shutil.rmtree, _metrics_dir, ignore_errors=True)
