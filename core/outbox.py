@@ -62,14 +62,24 @@ def outbox_handler(
     return register
 
 
-def outbox_publish(*, topic: str, payload: dict[str, Any], key: str) -> list[int]:
-    """Record the topic's work for every registered handler. Call inside the transaction
-    of the state change; `key` identifies the event (a repeated key is written once)."""
-    handlers = [
+def _handlers_wanting(topic: str) -> list[OutboxHandler]:
+    return [
         handler
         for handler in _handlers_by_topic.get(topic, [])
         if handler.wanted is None or handler.wanted(topic)
     ]
+
+
+def outbox_has_work(topic: str) -> bool:
+    """Whether publishing the topic now would write any message (a registered handler
+    wants it)."""
+    return bool(_handlers_wanting(topic))
+
+
+def outbox_publish(*, topic: str, payload: dict[str, Any], key: str) -> list[int]:
+    """Record the topic's work for every registered handler. Call inside the transaction
+    of the state change; `key` identifies the event (a repeated key is written once)."""
+    handlers = _handlers_wanting(topic)
     if not handlers:
         return []
     now = timezone.now()

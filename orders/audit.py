@@ -13,6 +13,7 @@ from django.utils import timezone
 from core.actors import Actor
 from core.outbox import outbox_publish
 from orders.models import Order, OrderStatusChange
+from orders.selectors import OrderRow
 
 # The outbox topic of each recorded event: "order_event." + its type.
 ORDER_EVENT_TOPIC_PREFIX = "order_event."
@@ -36,7 +37,7 @@ SELECT pg_notify('{ORDER_EVENTS_CHANNEL}', order_id::text) FROM written
 """  # noqa: S608 (a constant channel name, no input)
 
 
-def order_summary(order: Order) -> dict[str, Any]:
+def order_summary(order: Order | OrderRow) -> dict[str, Any]:
     """The order's own fields as the API names them (lines and payment are read from the
     order itself), for event payloads."""
     return {
@@ -52,6 +53,21 @@ def order_summary(order: Order) -> dict[str, Any]:
         "reservation_expires_at": order.reservation_expires_at,
         "created_at": order.created_at,
         "updated_at": order.updated_at,
+    }
+
+
+def order_event_row(
+    *, order: Order | OrderRow, type: str, change: dict[str, Any]
+) -> dict[str, Any]:
+    """The event `order_event_record` would append, as JSON-ready columns (its data with
+    the datetimes DjangoJSONEncoder encodes), for a caller that writes it in its own
+    statement as _EVENT_INSERT_SQL does (flows.checkout_sql)."""
+    return {
+        "id": str(uuid.uuid4()),
+        "type": type,
+        "occurred_at": timezone.now().isoformat(),
+        "api_version": settings.ORDER_EVENTS_API_VERSION,
+        "data": {"order": order_summary(order), "change": change},
     }
 
 
