@@ -12,7 +12,8 @@ checkout built in Python as plain data: one statement, its own transaction in au
      ends), or raises KEY_TAKEN_SQLSTATE when the key exists, writing nothing;
   2. the order, its lines, the audit row (orders_orderstatuschange) and the order event
      (as orders.audit.order_event_record writes it: next sequence, the transaction's
-     id, and the notification on oms_order_events delivered at commit);
+     id, the notification on oms_order_events delivered at commit, and the outbox
+     messages of its topic when a handler wants them);
   3. last, the hot rows: the stock rows locked in primary-key order, reserved raised
      only where on_hand still covers it (as inventory.services._RESERVE_SQL), and, when
      every row took its units, the reservations and their ledger rows; else it raises
@@ -38,7 +39,7 @@ KEY_TAKEN_SQLSTATE = "OMK01"
 STOCK_RACE_LOST_SQLSTATE = "OMR01"
 
 CHECKOUT_WRITE_FUNCTION_SQL = """
-CREATE OR REPLACE FUNCTION oms_checkout_write(checkout jsonb) RETURNS void
+CREATE OR REPLACE FUNCTION oms_checkout_write(checkout jsonb) RETURNS bigint[]
 LANGUAGE plpgsql AS $fn$
 DECLARE
     v_key jsonb := checkout->'key';
@@ -50,6 +51,7 @@ DECLARE
     v_now timestamptz := (checkout->'stock'->>'now')::timestamptz;
     v_wanted integer;
     v_updated integer;
+    v_outbox_ids bigint[] := '{}';
 BEGIN
     -- 1. The key, completed. ON CONFLICT waits for a concurrent claim of the same key.
     INSERT INTO core_idempotencykey
@@ -106,6 +108,27 @@ BEGIN
     FROM orders_orderevent ev WHERE ev.order_id = v_order_id;
     PERFORM pg_notify('oms_order_events', v_order_id::text);
 
+    -- The event's outbox messages, if a handler wants them (as core.outbox.outbox_publish:
+    -- a repeated dedup key is written once; the pending ones are dispatched after commit).
+    IF jsonb_array_length(checkout->'outbox') > 0 THEN
+        INSERT INTO core_outboxmessage
+            (topic, handler, queue, payload, dedup_key, status, attempts, available_at,
+             last_error, created_at, request_id, trace_context)
+        SELECT m.message->>'topic', m.message->>'handler', m.message->>'queue',
+               m.message->'payload', m.message->>'dedup_key', m.message->>'status', 0,
+               (m.message->>'available_at')::timestamptz, '',
+               (m.message->>'created_at')::timestamptz, m.message->>'request_id',
+               m.message->'trace_context'
+        FROM jsonb_array_elements(checkout->'outbox') WITH ORDINALITY AS m(message, position)
+        ORDER BY m.position
+        ON CONFLICT (dedup_key) DO NOTHING;
+        SELECT array_agg(o.id ORDER BY o.id) INTO v_outbox_ids
+        FROM core_outboxmessage o
+        WHERE o.dedup_key IN (SELECT m.message->>'dedup_key'
+                              FROM jsonb_array_elements(checkout->'outbox') AS m(message))
+          AND o.status = 'pending';
+    END IF;
+
     -- 3. Last, the hot rows, as inventory.services._RESERVE_SQL: lock the stock rows in
     -- primary-key order and raise reserved where on_hand still covers it (rechecked on
     -- the row's latest version). Any row short: nothing is kept.
@@ -153,6 +176,8 @@ BEGIN
     SELECT r.stock_item_id, v_stock->>'kind', 0, r.quantity, '', r.id,
            (v_stock->>'actor_id')::integer, v_stock->>'request_id', v_now
     FROM reserved r ORDER BY r.id;
+
+    RETURN v_outbox_ids;
 END
 $fn$
 """
@@ -200,8 +225,9 @@ def checkout_rows_read(skus: list[str]) -> tuple[dict[str, CheckoutProduct], lis
     return products, stock
 
 
-def checkout_write(checkout: dict[str, Any]) -> None:
-    """Write the checkout's rows in one statement (see the module's docstring).
+def checkout_write(checkout: dict[str, Any]) -> list[int]:
+    """Write the checkout's rows in one statement (see the module's docstring); return
+    the ids of the outbox messages it wrote (to dispatch after commit).
 
     Raise KeyTaken when the Idempotency-Key exists, ReservationRaceLost when a stock row
     no longer covers its planned units: either way nothing was written. Inside an open
@@ -213,9 +239,11 @@ def checkout_write(checkout: dict[str, Any]) -> None:
         if connection.in_atomic_block:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.execute("SELECT oms_checkout_write(%s::jsonb)", [document])
+                outbox_ids = cursor.fetchone()[0]
         else:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT oms_checkout_write(%s::jsonb)", [document])
+                outbox_ids = cursor.fetchone()[0]
     except DatabaseError as error:
         sqlstate = getattr(error.__cause__, "sqlstate", None)
         if sqlstate == KEY_TAKEN_SQLSTATE:
@@ -223,3 +251,4 @@ def checkout_write(checkout: dict[str, Any]) -> None:
         if sqlstate == STOCK_RACE_LOST_SQLSTATE:
             raise ReservationRaceLost() from error
         raise
+    return list(outbox_ids or [])

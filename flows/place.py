@@ -11,8 +11,8 @@ around, never across, the provider call.
 The API's checkout without a payment method and with local pricing first tries
 `order_place_written`: the same domain decisions on two reads (products with their stock
 rows, then the rates), and every write, the Idempotency-Key's included, in one statement
-(flows.checkout_sql). What it does not cover (backorders, low-stock thresholds, outbox
-subscribers of the new order's topics) and every error go through `order_place`.
+(flows.checkout_sql). What it does not cover (backorders, low-stock thresholds, a
+handler of the order.pending_payment topic) and every error go through `order_place`.
 """
 
 import logging
@@ -29,7 +29,7 @@ from django.utils import timezone
 from core.actors import Actor
 from core.errors import DomainError
 from core.idempotency import CompletedKey, KeyTaken
-from core.outbox import outbox_has_work
+from core.outbox import outbox_dispatch_on_commit, outbox_has_work
 from flows.checkout_sql import CheckoutProduct, checkout_rows_read, checkout_write
 from flows.metrics import checkout_observed
 from flows.pay import order_pay
@@ -44,7 +44,7 @@ from inventory.services import (
     stock_plan_from_rows,
     stock_reserve,
 )
-from orders.audit import ORDER_EVENT_TOPIC_PREFIX, order_event_record, order_event_row
+from orders.audit import order_event_messages, order_event_record, order_event_row
 from orders.errors import CurrencyMismatch
 from orders.models import Order, order_number_generate
 from orders.selectors import OrderLineRow, OrderRow
@@ -245,12 +245,12 @@ def order_place_written(
 
 def _written_covers(products: list[CheckoutProduct]) -> bool:
     """Whether the single statement covers this checkout: it writes no backorder claim,
-    no stock.low event and no outbox message (the general path writes those)."""
-    return (
-        all(p.backorder_limit == 0 and p.low_stock_threshold == 0 for p in products)
-        and not outbox_has_work(ORDER_EVENT_TOPIC_PREFIX + _CREATED_EVENT)
-        and not outbox_has_work(f"order.{OrderStatus.PENDING_PAYMENT}")
-    )
+    no stock.low event, and no outbox message of the new status (whose payload names the
+    audit row's id); the general path writes those. (The order.created event's messages,
+    for webhook subscribers, it writes.)"""
+    return all(
+        p.backorder_limit == 0 and p.low_stock_threshold == 0 for p in products
+    ) and not outbox_has_work(f"order.{OrderStatus.PENDING_PAYMENT}")
 
 
 _CREATED_EVENT = "order.created"
@@ -325,6 +325,7 @@ def _order_place_written(
     )
     body = render(order)
     stamp, expires = now.isoformat(), expires_at.isoformat()
+    event = order_event_row(order=order, type=_CREATED_EVENT, change=_PLACED_CHANGE)
     user_id = actor.user.pk if actor.user is not None else None
     checkout: dict[str, Any] = {
         "key": key.row(body=body, now=now),
@@ -366,7 +367,8 @@ def _order_place_written(
             "request_id": actor.request_id,
             "created_at": stamp,
         },
-        "event": order_event_row(order=order, type=_CREATED_EVENT, change=_PLACED_CHANGE),
+        "event": event,
+        "outbox": order_event_messages(event=event, order_id=order.pk),
         "stock": {
             "now": stamp,
             "expires_at": expires,
@@ -390,10 +392,11 @@ def _order_place_written(
             for allocation in plan
         ]
         try:
-            checkout_write(checkout)
+            outbox_ids = checkout_write(checkout)
         except ReservationRaceLost:
             logger.info("Checkout lost a stock race; re-planning")
             continue
+        outbox_dispatch_on_commit(outbox_ids)
         return body, currency, order.total_amount
     return None
 

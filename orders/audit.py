@@ -11,7 +11,7 @@ from django.db import connection
 from django.utils import timezone
 
 from core.actors import Actor
-from core.outbox import outbox_publish
+from core.outbox import outbox_publish, outbox_rows
 from orders.models import Order, OrderStatusChange
 from orders.selectors import OrderRow
 
@@ -69,6 +69,16 @@ def order_event_row(
         "api_version": settings.ORDER_EVENTS_API_VERSION,
         "data": {"order": order_summary(order), "change": change},
     }
+
+
+def order_event_messages(*, event: dict[str, Any], order_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The outbox messages `order_event_record` publishes for an event (a row from
+    `order_event_row`), as JSON-ready columns (core.outbox.outbox_rows)."""
+    return outbox_rows(
+        topic=ORDER_EVENT_TOPIC_PREFIX + event["type"],
+        payload={"event_id": event["id"], "order_id": str(order_id), "type": event["type"]},
+        key=f"order-event-{event['id']}",
+    )
 
 
 def order_event_record(*, order: Order, type: str, change: dict[str, Any]) -> None:

@@ -16,7 +16,9 @@ from prometheus_client import REGISTRY
 
 from core.actors import Actor
 from core.idempotency import IdempotencyContext, idempotent_execute
-from core.models import IdempotencyKey
+from core.models import IdempotencyKey, OutboxMessage
+from events.models import EventSubscription
+from events.topic_cache import topics_with_subscribers_forget
 from flows import place as place_module
 from flows.api.serializers import OrderOutputSerializer
 from flows.place import OrderLineRequest, order_place, order_place_written
@@ -402,3 +404,41 @@ def test_concurrent_requests_with_one_key_place_one_order():
     assert sorted(r.replayed for r in results) == [False, True, True, True]
     assert StockItem.objects.get().reserved == 1
     assert_stock_consistent()
+
+
+@pytest.mark.django_db
+def test_with_a_webhook_subscriber_the_statement_writes_the_events_outbox_message():
+    # Given a subscription to every event, and a stocked product
+    topics_with_subscribers_forget()
+    EventSubscription.objects.create(
+        name="all", url="http://127.0.0.1:9/hook", secret="secret-all", topics=["*"]
+    )
+    product = ProductFactory()
+    stock_receive(product, WarehouseFactory(), 10)
+    customer = UserFactory()
+    try:
+        # When the same checkout runs through the general path and through the statement
+        general = checkout_keyed(customer, [(product.sku, 1)], key="hook-1", one_statement=False)
+        with CaptureQueriesContext(connection) as captured:
+            written = checkout_keyed(customer, [(product.sku, 1)], key="hook-2", one_statement=True)
+    finally:
+        topics_with_subscribers_forget()
+
+    # Then the statement ran, and each wrote the event's one outbox message alike
+    assert [q for q in captured.captured_queries if q["sql"].startswith(WRITE_CALL)]
+
+    def message_of(body: dict[str, Any]) -> dict[str, Any]:
+        event = OrderEvent.objects.get(order_id=body["id"])
+        message = OutboxMessage.objects.get(payload__order_id=body["id"])
+        assert message.payload == {
+            "event_id": str(event.id),
+            "order_id": body["id"],
+            "type": "order.created",
+        }
+        assert message.dedup_key == f"{message.handler}:order-event-{event.id}"
+        return model_to_dict(
+            message, fields=["topic", "handler", "queue", "status", "attempts", "request_id"]
+        )
+
+    assert message_of(written.body) == message_of(general.body)
+    assert message_of(written.body)["topic"] == "order_event.order.created"
