@@ -315,6 +315,7 @@ class StockAndOrders(RuleBasedStateMachine):
             for index, quantity in lines.items()
             if self.available(index) < quantity
         )
+        event("checkout in one statement" if in_one_statement else "checkout, general path")
         if in_one_statement:
             # The API's checkout path (flows.api.views): the single statement, or nothing
             # written when it would fail (the general path then reports the error).
