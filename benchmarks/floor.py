@@ -8,9 +8,12 @@ connection health check (`SELECT 1`) a reused connection sends first.
 
 Parameterise: every value that must be new per transaction (the order's id and number,
 its events' ids, which also name its outbox rows, and the Idempotency-Key) is replaced,
-wherever it appears, by pgbench variables drawn at random per transaction. The order
-line ids the app reads back with RETURNING are looked up by the order's id in the one
-statement that uses them (the reservation), an index probe the app does not pay.
+wherever it appears, by pgbench variables drawn at random per transaction: inside the
+jsonb document of the single-statement checkout (`SELECT oms_checkout_write(...)`,
+flows.checkout_sql) too, which finds its order's line ids itself. For a checkout on the
+general path, the order line ids the app reads back with RETURNING are looked up by the
+order's id in the one statement that uses them (the reservation), an index probe the app
+does not pay.
 
 Replay: one pgbench script per captured checkout (equal weights), simple query protocol
 as Django's psycopg cursor sends, --floor-clients connections for --floor-duration

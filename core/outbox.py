@@ -62,14 +62,59 @@ def outbox_handler(
     return register
 
 
-def outbox_publish(*, topic: str, payload: dict[str, Any], key: str) -> list[int]:
-    """Record the topic's work for every registered handler. Call inside the transaction
-    of the state change; `key` identifies the event (a repeated key is written once)."""
-    handlers = [
+def _handlers_wanting(topic: str) -> list[OutboxHandler]:
+    return [
         handler
         for handler in _handlers_by_topic.get(topic, [])
         if handler.wanted is None or handler.wanted(topic)
     ]
+
+
+def outbox_has_work(topic: str) -> bool:
+    """Whether publishing the topic now would write any message (a registered handler
+    wants it)."""
+    return bool(_handlers_wanting(topic))
+
+
+def outbox_rows(*, topic: str, payload: dict[str, Any], key: str) -> list[dict[str, Any]]:
+    """The messages `outbox_publish` would write, as JSON-ready columns, for a caller that
+    inserts them in its own statement (ON CONFLICT (dedup_key) DO NOTHING, as
+    `outbox_publish` ignores a repeated key) and then hands the pending rows' ids to
+    `outbox_dispatch_on_commit`."""
+    handlers = _handlers_wanting(topic)
+    if not handlers:
+        return []
+    now = timezone.now().isoformat()
+    trace_context = tracing.trace_context()
+    request_id = log_context.current("request_id")
+    return [
+        {
+            "topic": topic,
+            "handler": handler.name,
+            "queue": handler.queue,
+            "payload": payload,
+            "dedup_key": f"{handler.name}:{key}"[:255],
+            "status": OutboxMessage.Status.PENDING.value,
+            "request_id": request_id,
+            "trace_context": trace_context,
+            "available_at": now,
+            "created_at": now,
+        }
+        for handler in handlers
+    ]
+
+
+def outbox_dispatch_on_commit(message_ids: list[int]) -> None:
+    """Hand the messages to the broker once the current transaction commits (at once in
+    autocommit), as `outbox_publish` does for those it writes."""
+    if message_ids:
+        transaction.on_commit(lambda: outbox_dispatch(message_ids))
+
+
+def outbox_publish(*, topic: str, payload: dict[str, Any], key: str) -> list[int]:
+    """Record the topic's work for every registered handler. Call inside the transaction
+    of the state change; `key` identifies the event (a repeated key is written once)."""
+    handlers = _handlers_wanting(topic)
     if not handlers:
         return []
     now = timezone.now()

@@ -47,10 +47,15 @@ REFUND_AMOUNT = Counter(
 class CheckoutObservation:
     currency: str = ""
     total_amount: int = 0
+    passed_on: bool = False
 
     def placed(self, *, currency: str, total_amount: int) -> None:
         self.currency = currency
         self.total_amount = total_amount
+
+    def pass_on(self) -> None:
+        """The checkout goes on elsewhere, observed there: count nothing here."""
+        self.passed_on = True
 
 
 @contextmanager
@@ -59,20 +64,27 @@ def checkout_observed() -> Iterator[CheckoutObservation]:
     otherwise the error's code."""
     observation = CheckoutObservation()
     started = time.perf_counter()
+    outcome: str | None = "created"
     try:
         yield observation
     except DomainError as error:
-        ORDERS_PLACED.labels(outcome=error.code).inc()
+        outcome = error.code
         raise
     except Exception:
-        ORDERS_PLACED.labels(outcome="error").inc()
+        outcome = "error"
         raise
-    else:
-        ORDERS_PLACED.labels(outcome="created").inc()
+    except BaseException:
+        outcome = None
+        raise
     finally:
-        CHECKOUT_DURATION.observe(time.perf_counter() - started)
-        if observation.currency:
-            ORDER_VALUE_PLACED.labels(currency=observation.currency).inc(observation.total_amount)
+        if not observation.passed_on:
+            if outcome is not None:
+                ORDERS_PLACED.labels(outcome=outcome).inc()
+            CHECKOUT_DURATION.observe(time.perf_counter() - started)
+            if observation.currency:
+                ORDER_VALUE_PLACED.labels(currency=observation.currency).inc(
+                    observation.total_amount
+                )
 
 
 def refund_observed(*, currency: str, amount: int) -> None:

@@ -7,6 +7,12 @@ the same transaction, its product's counter raised by a conditional update withi
 limit (inventory.backorders); a paid order with claims awaits stock (flows.backorders).
 With a payment method, the payment then runs as flows.pay does: its own transactions
 around, never across, the provider call.
+
+The API's checkout without a payment method and with local pricing first tries
+`order_place_written`: the same domain decisions on two reads (products with their stock
+rows, then the rates), and every write, the Idempotency-Key's included, in one statement
+(flows.checkout_sql). What it does not cover (backorders, low-stock thresholds, a
+handler of the order.pending_payment topic) and every error go through `order_place`.
 """
 
 import logging
@@ -21,22 +27,29 @@ from django.db import transaction
 from django.utils import timezone
 
 from core.actors import Actor
+from core.errors import DomainError
+from core.idempotency import CompletedKey, KeyTaken
+from core.outbox import outbox_dispatch_on_commit, outbox_has_work
+from flows.checkout_sql import CheckoutProduct, checkout_rows_read, checkout_write
 from flows.metrics import checkout_observed
 from flows.pay import order_pay
 from inventory.backorders import BackorderRequest, backorder_claims_create
 from inventory.errors import InsufficientStock, ReservationRaceLost, UnknownSku
-from inventory.models import Product
+from inventory.models import Product, Reservation, StockMovement
 from inventory.selectors import products_available
 from inventory.services import (
     ReservationRequest,
     stock_plan,
     stock_plan_backordering,
+    stock_plan_from_rows,
     stock_reserve,
 )
-from orders.audit import order_event_record
+from orders.audit import order_event_messages, order_event_record, order_event_row
 from orders.errors import CurrencyMismatch
-from orders.models import Order
+from orders.models import Order, order_number_generate
+from orders.selectors import OrderLineRow, OrderRow
 from orders.services import OrderLineData, order_create
+from orders.states import OrderStatus
 from pricing.base import PricedLine, PricingRequest
 from pricing.services import order_quote
 
@@ -180,6 +193,221 @@ def _order_place(
         except ReservationRaceLost:
             logger.info("Checkout lost a stock race; re-planning")
     raise InsufficientStock(sorted(quantities))
+
+
+def order_place_written(
+    *,
+    customer: User,
+    email: str,
+    shipping_address: dict[str, Any],
+    lines: Sequence[OrderLineRequest],
+    actor: Actor,
+    key: CompletedKey,
+    render: Callable[[OrderRow], dict[str, Any]],
+    shipping_method: str = "standard",
+) -> dict[str, Any] | None:
+    """Place the order as `order_place` does, its writes and its Idempotency-Key (completed
+    with the response `render` makes of the order) in one statement: return the
+    response's body.
+
+    Return None, having written nothing, for a checkout this path leaves to
+    `order_place` (see `_written_covers`) or that ends in an error (unknown SKU,
+    currency mismatch, no shipping, insufficient stock, the stock lost to concurrent
+    checkouts RESERVATION_ATTEMPTS times): run through `order_place` under the key as
+    always, it reports the error and stores the outcome. Raise KeyTaken when the key
+    exists (then the key replays, as core.idempotency does). Only a checkout that ends
+    here is observed here (flows.metrics); one passed on is observed where it ends.
+    """
+    with checkout_observed() as observation:
+        try:
+            written = _order_place_written(
+                customer=customer,
+                email=email,
+                shipping_address=shipping_address,
+                lines=lines,
+                actor=actor,
+                key=key,
+                render=render,
+                shipping_method=shipping_method,
+            )
+        except KeyTaken:
+            observation.pass_on()
+            raise
+        except DomainError:
+            written = None
+        if written is None:
+            observation.pass_on()
+            return None
+        body, currency, total_amount = written
+        observation.placed(currency=currency, total_amount=total_amount)
+    return body
+
+
+def _written_covers(products: list[CheckoutProduct]) -> bool:
+    """Whether the single statement covers this checkout: it writes no backorder claim,
+    no stock.low event, and no outbox message of the new status (whose payload names the
+    audit row's id); the general path writes those. (The order.created event's messages,
+    for webhook subscribers, it writes.)"""
+    return all(
+        p.backorder_limit == 0 and p.low_stock_threshold == 0 for p in products
+    ) and not outbox_has_work(f"order.{OrderStatus.PENDING_PAYMENT}")
+
+
+_CREATED_EVENT = "order.created"
+
+
+def _order_place_written(
+    *,
+    customer: User,
+    email: str,
+    shipping_address: dict[str, Any],
+    lines: Sequence[OrderLineRequest],
+    actor: Actor,
+    key: CompletedKey,
+    render: Callable[[OrderRow], dict[str, Any]],
+    shipping_method: str,
+) -> tuple[dict[str, Any], str, int] | None:
+    quantities = {line.sku: line.quantity for line in lines}
+    products, stock_rows = checkout_rows_read(list(quantities))
+    if set(products) != set(quantities):
+        return None
+    if not _written_covers(list(products.values())):
+        return None
+    currencies = {product.currency for product in products.values()}
+    if len(currencies) != 1:
+        return None
+    currency = currencies.pop()
+    demand = {products[sku].pk: qty for sku, qty in quantities.items()}
+    skus = {product.pk: sku for sku, product in products.items()}
+    quote = order_quote(
+        PricingRequest(
+            lines=[PricedLine(sku, products[sku].price, qty) for sku, qty in quantities.items()],
+            country=str(shipping_address.get("country", "")).upper(),
+            currency=currency,
+            shipping_method=shipping_method,
+        )
+    )
+    plan, _shortfall = stock_plan_from_rows(demand=demand, skus=skus, rows=stock_rows)
+
+    now = timezone.now()
+    expires_at = now + settings.ORDER_RESERVATION_TTL
+    line_rows = [
+        OrderLineRow(
+            sku=sku,
+            name=products[sku].name,
+            quantity=qty,
+            unit_price=products[sku].price,
+            line_total=products[sku].price * qty,
+            tax_amount=quote.line_taxes[sku],
+        )
+        for sku, qty in quantities.items()
+    ]
+    # As orders.services.order_create computes them.
+    subtotal = sum(line.line_total for line in line_rows)
+    tax = sum(line.tax_amount for line in line_rows) + quote.shipping_tax
+    order = OrderRow(
+        pk=uuid.uuid4(),
+        number=order_number_generate(),
+        status=OrderStatus.PENDING_PAYMENT.value,
+        subtotal_amount=subtotal,
+        shipping_amount=quote.shipping_amount,
+        tax_amount=tax,
+        total_amount=subtotal + quote.shipping_amount + tax,
+        currency=currency,
+        email=email,
+        shipping_method=shipping_method,
+        shipping_address=shipping_address,
+        reservation_expires_at=expires_at,
+        created_at=now,
+        updated_at=now,
+        lines=line_rows,
+        payments=[],
+    )
+    body = render(order)
+    stamp, expires = now.isoformat(), expires_at.isoformat()
+    event = order_event_row(order=order, type=_CREATED_EVENT, change=_PLACED_CHANGE)
+    user_id = actor.user.pk if actor.user is not None else None
+    checkout: dict[str, Any] = {
+        "key": key.row(body=body, now=now),
+        "order": {
+            "id": str(order.pk),
+            "number": order.number,
+            "customer_id": customer.pk,
+            "email": email,
+            "shipping_address": shipping_address,
+            "currency": currency,
+            "subtotal_amount": order.subtotal_amount,
+            "shipping_amount": order.shipping_amount,
+            "tax_amount": order.tax_amount,
+            "total_amount": order.total_amount,
+            "shipping_method": shipping_method,
+            "status": order.status,
+            "reservation_expires_at": expires,
+            "created_at": stamp,
+            "updated_at": stamp,
+        },
+        "lines": [
+            {
+                "product_id": products[line.sku].pk,
+                "sku": line.sku,
+                "name": line.name,
+                "unit_price": line.unit_price,
+                "quantity": line.quantity,
+                "tax_amount": line.tax_amount,
+            }
+            for line in line_rows
+        ],
+        "status_change": {
+            "from_status": "",
+            "to_status": order.status,
+            "transition": "place",
+            "actor_id": user_id,
+            "actor_label": actor.label,
+            "reason": "",
+            "request_id": actor.request_id,
+            "created_at": stamp,
+        },
+        "event": event,
+        "outbox": order_event_messages(event=event, order_id=order.pk),
+        "stock": {
+            "now": stamp,
+            "expires_at": expires,
+            "held": Reservation.Status.HELD.value,
+            "kind": StockMovement.Kind.RESERVE.value,
+            "actor_id": user_id,
+            "request_id": actor.request_id,
+            "plan": [],
+        },
+    }
+    for attempt in range(RESERVATION_ATTEMPTS):
+        if attempt > 0:
+            # A re-plan after a lost race takes a hot product's fullest buckets first.
+            plan = stock_plan(demand=demand, skus=skus, fullest_buckets_first=True)
+        checkout["stock"]["plan"] = [
+            {
+                "stock_item_id": allocation.stock_item_id,
+                "product_id": allocation.product_id,
+                "quantity": allocation.quantity,
+            }
+            for allocation in plan
+        ]
+        try:
+            outbox_ids = checkout_write(checkout)
+        except ReservationRaceLost:
+            logger.info("Checkout lost a stock race; re-planning")
+            continue
+        outbox_dispatch_on_commit(outbox_ids)
+        return body, currency, order.total_amount
+    return None
+
+
+# The change of an order's first audit row and event, as order_create records it.
+_PLACED_CHANGE = {
+    "from_status": "",
+    "to_status": OrderStatus.PENDING_PAYMENT.value,
+    "transition": "place",
+    "reason": "",
+}
 
 
 def _stock_low_record(order: Order, products: list[Product], quantities: dict[str, int]) -> None:

@@ -241,6 +241,32 @@ def _stock_plan(
             F("on_hand") - F("reserved"),
         )
     )
+    return stock_plan_from_rows(
+        demand=demand,
+        skus=skus,
+        rows=rows,
+        fullest_buckets_first=fullest_buckets_first,
+        backorder_room=backorder_room,
+    )
+
+
+# A stock row as planning reads it: (stock item id, product id, warehouse id, warehouse
+# priority, warehouse code, available units), ordered by product, warehouse, bucket.
+StockRow = tuple[int, int, int, int, str, int]
+
+
+def stock_plan_from_rows(
+    *,
+    demand: dict[int, int],
+    skus: dict[int, str],
+    rows: Iterable[StockRow],
+    fullest_buckets_first: bool = False,
+    backorder_room: dict[int, int] | None = None,
+) -> tuple[list[Allocation], dict[int, int]]:
+    """Plan as `stock_plan` (or, with `backorder_room`, `stock_plan_backordering`) does,
+    from stock rows the caller read: the active warehouses' rows of the demanded products
+    with units available, in StockItem's order. For a caller that reads them with other
+    rows in one statement."""
     # One candidate per (product, warehouse), summed over buckets.
     buckets: dict[tuple[int, int], list[tuple[int, int]]] = defaultdict(list)
     candidates: dict[tuple[int, int], StockCandidate] = {}

@@ -11,8 +11,9 @@ from django.db import connection
 from django.utils import timezone
 
 from core.actors import Actor
-from core.outbox import outbox_publish
+from core.outbox import outbox_publish, outbox_rows
 from orders.models import Order, OrderStatusChange
+from orders.selectors import OrderRow
 
 # The outbox topic of each recorded event: "order_event." + its type.
 ORDER_EVENT_TOPIC_PREFIX = "order_event."
@@ -36,7 +37,7 @@ SELECT pg_notify('{ORDER_EVENTS_CHANNEL}', order_id::text) FROM written
 """  # noqa: S608 (a constant channel name, no input)
 
 
-def order_summary(order: Order) -> dict[str, Any]:
+def order_summary(order: Order | OrderRow) -> dict[str, Any]:
     """The order's own fields as the API names them (lines and payment are read from the
     order itself), for event payloads."""
     return {
@@ -53,6 +54,31 @@ def order_summary(order: Order) -> dict[str, Any]:
         "created_at": order.created_at,
         "updated_at": order.updated_at,
     }
+
+
+def order_event_row(
+    *, order: Order | OrderRow, type: str, change: dict[str, Any]
+) -> dict[str, Any]:
+    """The event `order_event_record` would append, as JSON-ready columns (its data with
+    the datetimes DjangoJSONEncoder encodes), for a caller that writes it in its own
+    statement as _EVENT_INSERT_SQL does (flows.checkout_sql)."""
+    return {
+        "id": str(uuid.uuid4()),
+        "type": type,
+        "occurred_at": timezone.now().isoformat(),
+        "api_version": settings.ORDER_EVENTS_API_VERSION,
+        "data": {"order": order_summary(order), "change": change},
+    }
+
+
+def order_event_messages(*, event: dict[str, Any], order_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The outbox messages `order_event_record` publishes for an event (a row from
+    `order_event_row`), as JSON-ready columns (core.outbox.outbox_rows)."""
+    return outbox_rows(
+        topic=ORDER_EVENT_TOPIC_PREFIX + event["type"],
+        payload={"event_id": event["id"], "order_id": str(order_id), "type": event["type"]},
+        key=f"order-event-{event['id']}",
+    )
 
 
 def order_event_record(*, order: Order, type: str, change: dict[str, Any]) -> None:

@@ -25,7 +25,16 @@ APPS = [
     "events",
 ]
 # Modules of flows/ that are adapters or helpers, not use cases.
-NOT_USE_CASES = {"__init__", "apps", "admin", "handlers", "tasks", "lock_objects", "metrics"}
+NOT_USE_CASES = {
+    "__init__",
+    "apps",
+    "admin",
+    "handlers",
+    "tasks",
+    "lock_objects",
+    "metrics",
+    "checkout_sql",  # the SQL of place's single-statement checkout
+}
 # Errors raised only inside workers (the email outbox handlers): never an API answer.
 WORKER_ONLY_ERRORS = {"EmailNotSendable", "EmailSendFailed", "EmailSendInProgress"}
 

@@ -8,7 +8,7 @@ from rest_framework.response import Response
 
 from core.actors import Actor
 from core.api.exceptions import PROBLEM_CONTENT_TYPE
-from core.idempotency import IdempotencyContext, idempotent_execute
+from core.idempotency import CompletedKey, IdempotencyContext, idempotent_execute
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -21,8 +21,10 @@ def idempotent_response(
     operation: Callable[[IdempotencyContext], tuple[int, Any]],
     atomic: bool = True,
     headers: dict[str, str] | None = None,
+    written: Callable[[CompletedKey], Any | None] | None = None,
 ) -> Response:
-    """Run the operation once per (user, Idempotency-Key); replay the stored response."""
+    """Run the operation once per (user, Idempotency-Key); replay the stored response.
+    `written`: core.idempotency.idempotent_execute's single-statement form of it."""
     result = idempotent_execute(
         user=Actor.from_request(request).require_user(),
         key=request.headers.get(IDEMPOTENCY_KEY_HEADER),
@@ -31,6 +33,7 @@ def idempotent_response(
         payload=payload,
         operation=operation,
         atomic=atomic,
+        written=written,
     )
     response_headers = dict(headers or {})
     if result.replayed:

@@ -23,7 +23,7 @@ from core.actors import Actor
 from core.api.conditional import PRIVATE, entity_tag, if_none_match, not_modified, tagged
 from core.api.idempotency import IDEMPOTENCY_KEY_HEADER, idempotent_response
 from core.api.pagination import CreatedAtCursorPagination
-from core.idempotency import IdempotencyContext, idempotency_key_validate
+from core.idempotency import CompletedKey, IdempotencyContext, idempotency_key_validate
 from core.read_routing import ReplicaReadsMixin
 from flows.api.actions import (
     IDEMPOTENCY_KEY_PARAMETER,
@@ -43,7 +43,7 @@ from flows.api.serializers import (
 )
 from flows.cancel import order_cancel, order_cancel_rest
 from flows.pay import order_pay
-from flows.place import OrderLineRequest, order_checkout, order_place
+from flows.place import OrderLineRequest, order_checkout, order_place, order_place_written
 from flows.refund import order_refund
 from flows.ship import order_ship
 from flows.transitions import order_transition_by_name
@@ -130,14 +130,24 @@ class OrderListCreateApi(ReplicaReadsMixin, ListModelMixin, GenericAPIView[Order
             )
             return status.HTTP_201_CREATED, order_body(order_id, actor)
 
+        def place_written(key: CompletedKey) -> dict[str, Any] | None:
+            # The key and the order written in one statement, where that path covers it.
+            return order_place_written(**order_input, key=key, render=_order_render)
+
         if not payment_method and not quote_calls_out():
             # One transaction: the key is claimed and the order written together.
-            return idempotent_response(request, payload=request.data, operation=place)
+            return idempotent_response(
+                request, payload=request.data, operation=place, written=place_written
+            )
         if not payment_method:
             # The tax service is called before order_place opens its transaction.
             return idempotent_response(request, payload=request.data, operation=place, atomic=False)
         # With a payment the provider is called between two transactions of its own.
         return idempotent_response(request, payload=request.data, operation=checkout, atomic=False)
+
+
+def _order_render(order: selectors.OrderRow) -> dict[str, Any]:
+    return OrderOutputSerializer().to_representation(order)
 
 
 # Part of every order ETag: bump it when the order's rendering changes shape.

@@ -2,6 +2,8 @@
 lock to COMMIT is the serial section that concurrent checkouts of one SKU (one bucket)
 queue on, so these tests pin what runs in it."""
 
+import re
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -55,12 +57,38 @@ def test_a_checkout_request_holds_the_stock_rows_for_the_stored_response_and_com
             HTTP_IDEMPOTENCY_KEY=new_idempotency_key(),
         )
 
-    # The Idempotency-Key's stored response commits with the order (its contract), so it
-    # is written, and the response rendered, while the rows are locked.
+    # The Idempotency-Key's stored response commits with the order (its contract): the
+    # key, the order and the stock are one statement, the request's last, in autocommit
+    # (its COMMIT is the statement's own end).
     assert response.status_code == 201, response.json()
     sql = [query["sql"] for query in captured.captured_queries]
-    assert statements_after_the_row_lock(sql) == [
-        "RELEASE",
-        "UPDATE core_idempotencykey",
-        "COMMIT",
+    assert sql[-1].startswith("SELECT oms_checkout_write(")
+    assert not [s for s in sql if s in ("BEGIN", "COMMIT")]
+
+
+@pytest.mark.django_db
+def test_the_checkout_statement_locks_the_stock_rows_after_every_other_write():
+    # Given the installed checkout function
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_functiondef('oms_checkout_write(jsonb)'::regprocedure)")
+        definition = cursor.fetchone()[0]
+
+    # Then its row lock on the stock rows comes after the key, order, lines, audit row and
+    # event are written, and only the reservations and their ledger rows follow it
+    lock = definition.index("FOR NO KEY UPDATE")
+    for table in (
+        "core_idempotencykey",
+        "orders_order",
+        "orders_orderline",
+        "orders_orderstatuschange",
+        "orders_orderevent",
+    ):
+        written = re.search(rf"INSERT INTO {table}\s", definition)
+        assert written is not None, table
+        assert written.start() < lock, table
+    after = definition[lock:]
+    assert [t for t in ("inventory_reservation", "inventory_stockmovement") if t in after] == [
+        "inventory_reservation",
+        "inventory_stockmovement",
     ]
+    assert not re.search(r"(INSERT INTO|UPDATE) (orders|core)_", after)

@@ -31,11 +31,13 @@ from hypothesis.stateful import (
 )
 
 from core.actors import Actor
+from core.idempotency import CompletedKey
 from fakes.warehouse import FakeWarehouse
+from flows.api.serializers import OrderOutputSerializer
 from flows.cancel import order_cancel, order_cancel_rest
 from flows.edit import order_edit_commit, order_edit_propose
 from flows.expire import orders_expire_overdue
-from flows.place import OrderLineRequest, order_place
+from flows.place import OrderLineRequest, order_place, order_place_written
 from flows.returns import (
     ReturnLineRequest,
     return_authorize,
@@ -292,8 +294,11 @@ class StockAndOrders(RuleBasedStateMachine):
         self.on_hand[key] += quantity
         assert item.on_hand == item.reserved == self.reserved[key]
 
-    @rule(wanted=st.dictionaries(st.integers(0, 2), st.integers(1, 3), min_size=1, max_size=3))
-    def checkout(self, wanted: dict[int, int]) -> None:
+    @rule(
+        wanted=st.dictionaries(st.integers(0, 2), st.integers(1, 3), min_size=1, max_size=3),
+        in_one_statement=st.booleans(),
+    )
+    def checkout(self, wanted: dict[int, int], in_one_statement: bool) -> None:
         lines = {index % len(self.products): quantity for index, quantity in wanted.items()}
         call: dict[str, Any] = {
             "customer": self.customer,
@@ -310,12 +315,33 @@ class StockAndOrders(RuleBasedStateMachine):
             for index, quantity in lines.items()
             if self.available(index) < quantity
         )
+        event("checkout in one statement" if in_one_statement else "checkout, general path")
+        if in_one_statement:
+            # The API's checkout path (flows.api.views): the single statement, or nothing
+            # written when it would fail (the general path then reports the error).
+            completed = CompletedKey(
+                user_id=self.customer.pk,
+                key=uuid.uuid4().hex,
+                method="POST",
+                path="/api/v1/orders/",
+                fingerprint="f" * 64,
+                status=201,
+            )
+            body = order_place_written(
+                **call, key=completed, render=OrderOutputSerializer().to_representation
+            )
+            assert (body is None) == bool(short)
         if short:
             with pytest.raises(InsufficientStock) as raised:
                 order_place(**call)
             assert raised.value.extra["skus"] == short
             return
-        order = order_place(**call)
+        if in_one_statement:
+            assert body is not None
+            order = Order.objects.get(pk=body["id"])
+            assert body == OrderOutputSerializer(order).data
+        else:
+            order = order_place(**call)
         assert order.status == S.PENDING_PAYMENT
         holds: dict[Key, int] = defaultdict(int)
         for reservation in Reservation.objects.filter(order_line__order=order).select_related(

@@ -22,8 +22,14 @@ from tests.conftest import new_idempotency_key, order_payload, stock_receive, to
 from tests.factories import ProductFactory, StaffFactory, UserFactory, WarehouseFactory
 
 # Statements per request, including the API-key lookup.
-# One of them is the shipping and tax rate lookup (pricing.selectors.rates_for).
-CHECKOUT_BUDGET = 15
+# Checkout (flows.place.order_place_written): the key, the products with their stock rows
+# (one read), the shipping and tax rates (pricing.selectors.rates_for), and the one call
+# of oms_checkout_write, here inside a savepoint (SAVEPOINT, call, RELEASE).
+CHECKOUT_BUDGET = 6
+# A checkout the single statement leaves to the general path (a product that allows
+# backorders): the read above, then the general path's own 16 statements (its 15, and
+# the products' backorder room).
+CHECKOUT_GENERAL_PATH_BUDGET = 17
 ORDER_DETAIL_BUDGET = 4
 # The key, the first page's version (for its ETag), the page, its lines, its payments.
 ORDER_LIST_BUDGET = 5
@@ -84,6 +90,24 @@ def test_checkout_sends_the_same_statements_for_1_3_and_10_lines(django_assert_n
     # When checkouts of 1, 3 and 10 lines are placed, Then each sends the same statements
     for lines in (1, 3, 10):
         with django_assert_num_queries(CHECKOUT_BUDGET):
+            response = checkout(client, catalogue, lines)
+        assert response.status_code == 201, response.json()
+        assert len(response.json()["lines"]) == lines
+
+
+@pytest.mark.django_db
+def test_a_checkout_on_the_general_path_sends_the_same_statements_for_1_3_and_10_lines(
+    django_assert_num_queries,
+):
+    # Given ten stocked products that allow backorders (the general path's case)
+    client = client_for(UserFactory())
+    catalogue = products(10)
+    Product.objects.filter(pk__in=[product.pk for product in catalogue]).update(backorder_limit=5)
+    checkout(client, catalogue, 1)
+
+    # When checkouts of 1, 3 and 10 lines are placed, Then each sends the same statements
+    for lines in (1, 3, 10):
+        with django_assert_num_queries(CHECKOUT_GENERAL_PATH_BUDGET):
             response = checkout(client, catalogue, lines)
         assert response.status_code == 201, response.json()
         assert len(response.json()["lines"]) == lines
@@ -280,9 +304,12 @@ def test_a_checkout_commits_once_and_reads_nothing_back():
     with CaptureQueriesContext(connection) as captured:
         response = checkout(client, catalogue, 3)
 
-    # Then the claim, the order and the stored response commit together, and the new
-    # order's lines and payments are rendered without a SELECT of them
+    # Then the claim, the order and the stored response are written by one statement in
+    # autocommit (no BEGIN or COMMIT of their own), and the new order's lines and
+    # payments are rendered without a SELECT of them
     assert response.status_code == 201, response.json()
     sql = [query["sql"] for query in captured.captured_queries]
-    assert [s for s in sql if s in ("BEGIN", "COMMIT")] == ["BEGIN", "COMMIT"]
+    assert [s for s in sql if s in ("BEGIN", "COMMIT") or s.startswith("SAVEPOINT")] == []
+    assert [s for s in sql if s.startswith(("INSERT", "UPDATE", "WITH"))] == []
+    assert len([s for s in sql if s.startswith("SELECT oms_checkout_write(")]) == 1
     assert not [s for s in sql if s.startswith(('SELECT "orders_', 'SELECT "payments_'))]
