@@ -8,13 +8,16 @@ What it does, in order:
    for the service alone and for the whole request through the WSGI app), Python vs
    database time per checkout, and with --profile a cProfile of an order_place loop
    (--profile-target request: of the whole POST).
-3. Starts gunicorn (config.wsgi) on a free loopback port, warms it up, then drives
-   POST /api/v1/orders/ (own Idempotency-Key each, 1-3 lines), GET /api/v1/products/ and
-   GET /api/v1/orders/{id}/ from a closed-loop load generator: one separate process with
-   --clients threads, each using http.client. Each phase is bounded by --duration (or
+3. Starts the server (--worker-class: gunicorn sync or gthread on config.wsgi, gunicorn
+   with uvicorn workers on config.asgi, or granian on either) on a free loopback port,
+   warms it up, then drives POST /api/v1/orders/ (own Idempotency-Key each, 1-3 lines),
+   GET /api/v1/products/ and GET /api/v1/orders/{id}/ from a closed-loop load generator:
+   one separate process with --clients threads, each with one keep-alive HTTP/1.1
+   connection over a plain socket. Each phase is bounded by --duration (or
    --read-duration) and --requests.
-4. Reports throughput, latency percentiles, status counts, CPU per request by process
-   group, gunicorn worker memory, then checks stock invariants and stops gunicorn.
+4. Reports throughput, latency percentiles, status counts, connections opened, CPU per
+   request by process group, server worker memory, then checks stock invariants and
+   stops the server.
 5. The database floor (floor): captures the statements of real checkouts, replays them
    with pgbench against the same database and reports oms checkouts/s over pgbench's
    transactions/s (--no-floor skips it).
@@ -36,7 +39,7 @@ Modules, one per concern: options (command line), source (working tree or export
 database (create, drop, describe, backends), django_env (Django in this process), seed,
 payload (what a checkout sends), db_clock and statements (time and statements per call),
 wsgi_client and inprocess (the in-process analysis), profiling (cProfile summary), server
-(gunicorn), load (the load generator process), phases and stats (one measured phase),
+(gunicorn or granian), load (the load generator process), phases and stats (one measured phase),
 procfs (CPU and memory readings), machine (versions), http_phases (the HTTP part),
 correctness (invariants), floor (pgbench replay), report (printing) and cli (the whole
 run).

@@ -41,7 +41,7 @@ from benchmarks.options import DEFAULT_DATABASE_URL
 from benchmarks.payload import SHIPPING_ADDRESS
 from benchmarks.procfs import background_load
 from benchmarks.seed import Seeded, api_keys_create, seed
-from benchmarks.server import Gunicorn, free_port
+from benchmarks.server import Server, free_port
 from benchmarks.source import REPO_ROOT
 from benchmarks.stats import percentile
 
@@ -75,7 +75,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if "bench" not in (urlsplit(args.database_url).path or ""):
         parser.error("the database name must contain 'bench': this script drops and recreates it")
-    # What seed() and Gunicorn read.
+    # What seed() and Server read.
     args.warehouses, args.products, args.stock, args.users = 3, 100, 1_000_000, 5
     args.worker_class, args.threads = "uvicorn_worker.UvicornWorker", 1
     args.app = "config.asgi:application"
@@ -185,7 +185,7 @@ def feed_phase(args: argparse.Namespace, port: int, key: str, limit: int) -> Non
 
 def feed_benchmark(args: argparse.Namespace, env: dict[str, str], scratch: Path) -> None:
     key = service_key()
-    server = Gunicorn(args, env | {"DATABASE_POOL": "1"}, scratch / "gunicorn.log")
+    server = Server(args, env | {"DATABASE_POOL": "1"}, scratch / "gunicorn.log")
     try:
         server.wait_ready()
         print(

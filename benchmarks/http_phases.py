@@ -1,4 +1,4 @@
-"""Start gunicorn, drive the phases against it, stop it."""
+"""Start the web server, drive the phases against it, stop it."""
 
 import argparse
 import time
@@ -12,7 +12,7 @@ from benchmarks.load import LoadSpec, run_load
 from benchmarks.phases import PhaseReport, run_phase
 from benchmarks.report import print_phase
 from benchmarks.seed import Seeded
-from benchmarks.server import Gunicorn
+from benchmarks.server import Server
 from benchmarks.soak import WorkerMemory, print_soak, sample_rss
 
 
@@ -23,21 +23,21 @@ def http_phases(
     log_dir: Path,
     soak: list[WorkerMemory] | None = None,
 ) -> tuple[list[PhaseReport], int]:
-    """Start gunicorn, run the phases (and the soak, whose per-worker memory is appended
+    """Start the web server, run the phases (and the soak, whose per-worker memory is appended
     to `soak`), stop it. Return the reports and orders acknowledged."""
     from django.db import connections
 
     database = database_name(args.database_url)
     connections.close_all()
-    server = Gunicorn(args, env, log_dir / "gunicorn.log")
+    server = Server(args, env, log_dir / "server.log")
     reports: list[PhaseReport] = []
     acknowledged = 0
     skus = seeded.skus[: args.hot_products] if args.hot_products else seeded.skus
     try:
         server.wait_ready()
         print(
-            f"\ngunicorn {args.worker_class} x{args.workers}"
-            f"{f' ({args.threads} threads)' if args.worker_class == 'gthread' else ''} on "
+            f"\n{server.name} {args.worker_class} x{args.workers}"
+            f"{f' ({args.threads} threads)' if args.threads > 1 else ''} on "
             f"127.0.0.1:{server.port}, {args.clients} client threads in one process"
         )
         base = LoadSpec(

@@ -1,13 +1,14 @@
 """Load generator: runs in its own (spawned) process, standard library only."""
 
-import http.client
 import json
 import random
+import socket
 import threading
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from benchmarks.payload import SHIPPING_ADDRESS, random_lines
 
@@ -40,35 +41,124 @@ class LoadResult:
     client_cpu: float
     retries: int
     error_samples: list[str]
+    # TCP connections opened: about one per client with keep-alive, one per request without.
+    connects: int = 0
+
+
+class ProtocolError(OSError):
+    """An answer this client cannot read (counted as an error, then a new connection)."""
 
 
 class _Client:
-    """One keep-alive HTTP/1.1 connection. gunicorn's sync workers close it after every
-    response (they do not do keep-alive), so those requests pay a loopback connect."""
+    """One keep-alive HTTP/1.1 connection over a plain socket. http.client parses every
+    answer's header block with the email package (about a third of this process's CPU
+    per request): here the status line and headers are split by hand, which is all a
+    loopback benchmark of one known server needs (Content-Length or chunked bodies, no
+    100-continue). gunicorn's sync workers close the connection after every response
+    (they do not do keep-alive), so those requests pay a loopback connect; `connects`
+    counts them."""
 
     def __init__(self, port: int) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        self.reused = False
+        self.port = port
+        self.host_line = f"Host: 127.0.0.1:{port}\r\n"
+        self.sock: socket.socket | None = None
+        self.reader: Any = None
+        self.connects = 0
+
+    def _connect(self) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=60)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = self.sock.makefile("rb")
+        self.connects += 1
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.reader.close()
+            self.sock.close()
+        self.sock = self.reader = None
 
     def send(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]
     ) -> tuple[int, bytes, int, str | None]:
+        head = f"{method} {path} HTTP/1.1\r\n{self.host_line}" + "".join(
+            f"{name}: {value}\r\n" for name, value in headers.items()
+        )
+        if body is not None:
+            head += f"Content-Length: {len(body)}\r\n"
+        request = (head + "\r\n").encode("latin-1") + (body or b"")
         for attempt in (1, 2):
-            reused = self.reused
+            reused = self.sock is not None
+            if self.sock is None:
+                self._connect()
             try:
-                self.conn.request(method, path, body=body, headers=headers)
-                response = self.conn.getresponse()
-                data = response.read()
-                self.reused = not response.will_close
-                return response.status, data, attempt - 1, response.getheader("ETag")
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                status, data, etag, keep = self._exchange(request)
+            except ValueError as error:  # a status line or length that is not a number
+                self.close()
+                raise ProtocolError(str(error)) from error
+            except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError, EOFError):
                 # A kept-alive connection the server closed while idle: retrying is safe
                 # (a checkout carries the same Idempotency-Key).
-                self.conn.close()
-                self.reused = False
+                self.close()
                 if not reused or attempt == 2:
-                    raise
+                    raise ConnectionResetError("the server closed the connection") from None
+                continue
+            except OSError:
+                self.close()
+                raise
+            if not keep:
+                self.close()
+            return status, data, attempt - 1, etag
         raise AssertionError("unreachable")
+
+    def _exchange(self, request: bytes) -> tuple[int, bytes, str | None, bool]:
+        assert self.sock is not None  # noqa: S101 - connected by send()
+        self.sock.sendall(request)
+        reader = self.reader
+        line = reader.readline(65537)
+        if not line:
+            raise EOFError
+        version, status_text = line[:8], line[9:12]
+        status = int(status_text)
+        length: int | None = None
+        chunked = False
+        keep = version == b"HTTP/1.1"
+        etag: str | None = None
+        while True:
+            line = reader.readline(65537)
+            if line in (b"\r\n", b"\n"):
+                break
+            if not line:
+                raise EOFError
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif name == b"connection":
+                keep = b"close" not in value.lower() and (keep or b"keep-alive" in value.lower())
+            elif name == b"etag":
+                etag = value.strip().decode("latin-1")
+        if status in (204, 304) or 100 <= status < 200:
+            data = b""
+        elif chunked:
+            parts = []
+            while True:
+                size = int(reader.readline(65537).split(b";")[0], 16)
+                if size == 0:
+                    while reader.readline(65537) not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                parts.append(reader.read(size))
+                reader.readline(65537)
+            data = b"".join(parts)
+        elif length is not None:
+            data = reader.read(length)
+            if len(data) < length:
+                raise EOFError
+        else:
+            data, keep = reader.read(), False  # delimited by the end of the connection
+        return status, data, etag, keep
 
 
 def run_load(spec: LoadSpec) -> LoadResult:
@@ -81,6 +171,7 @@ def run_load(spec: LoadSpec) -> LoadResult:
     statuses: list[Counter[str]] = [Counter() for _ in range(spec.clients)]
     created: list[list[tuple[str, str]]] = [[] for _ in range(spec.clients)]
     retries = [0] * spec.clients
+    connects = [0] * spec.clients
     error_samples: list[str] = []
     start_barrier = threading.Barrier(spec.clients + 1)
 
@@ -141,15 +232,16 @@ def run_load(spec: LoadSpec) -> LoadResult:
                 retries[index] += retried
                 if etag and spec.conditional and method == "GET":
                     etags[path] = etag
-            except OSError as error:  # includes http.client errors on a dead socket
+            except OSError as error:  # the client has closed the connection: a new one next
                 label, data = type(error).__name__, str(error).encode()
-                client = _Client(spec.port)
             latencies[index].append(time.perf_counter() - started)
             statuses[index][label] += 1
             if label == "201" and kind == "checkout":
                 created[index].append((token, json.loads(data)["id"]))
             elif label[0] not in "23" and len(error_samples) < 5:
                 error_samples.append(f"{label}: {data[:300].decode(errors='replace')}")
+        client.close()
+        connects[index] = client.connects
 
     threads = [
         threading.Thread(target=client_loop, args=(i,), daemon=True) for i in range(spec.clients)
@@ -174,6 +266,7 @@ def run_load(spec: LoadSpec) -> LoadResult:
         client_cpu=time.process_time() - cpu_start,
         retries=sum(retries),
         error_samples=error_samples,
+        connects=sum(connects),
     )
 
 

@@ -14,16 +14,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Benchmark checkout (POST /api/v1/orders/) under gunicorn + PostgreSQL.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--workers", type=int, default=2, help="server worker processes")
     parser.add_argument(
         "--worker-class",
-        choices=["sync", "gthread", "uvicorn"],
+        choices=["sync", "gthread", "uvicorn", "granian", "granian-wsgi"],
         default="sync",
-        help="gunicorn worker: sync or gthread (config.wsgi), or uvicorn "
-        "(uvicorn_worker.UvicornWorker on config.asgi with DATABASE_POOL=1, as "
-        "docker/start-web.sh serves the API)",
+        help="the server: gunicorn sync or gthread workers (config.wsgi); gunicorn with "
+        "uvicorn workers (uvicorn_worker.UvicornWorker on config.asgi, DATABASE_POOL=1); "
+        "granian on config.asgi (DATABASE_POOL=1) or on config.wsgi",
     )
-    parser.add_argument("--threads", type=int, default=1, help="threads per gthread worker")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads per gthread worker; granian's blocking threads per worker",
+    )
     parser.add_argument("--clients", type=int, default=4, help="concurrent client threads")
     parser.add_argument("--duration", type=float, default=20.0, help="checkout phase, seconds")
     parser.add_argument(
@@ -169,8 +174,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--stock-buckets must be at least 1")
     if args.workers < 1 or args.clients < 1 or args.threads < 1:
         parser.error("--workers, --clients and --threads must be at least 1")
-    if args.worker_class == "sync" and args.threads != 1:
-        parser.error("--threads needs --worker-class gthread")
+    if args.worker_class in ("sync", "uvicorn") and args.threads != 1:
+        parser.error("--threads needs --worker-class gthread, granian or granian-wsgi")
     if (
         args.max_lines < 1
         or min(args.products, args.hot_products or args.products) < args.max_lines

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from benchmarks.database import backend_pids
 from benchmarks.load import LoadResult, LoadSpec, run_load
 from benchmarks.procfs import machine_busy_seconds, proc_cpu_seconds, proc_memory_kib
-from benchmarks.server import Gunicorn
+from benchmarks.server import Server
 from benchmarks.stats import percentile
 
 
@@ -22,6 +22,7 @@ class PhaseReport:
     latency_ms: dict[str, float]
     statuses: dict[str, int]
     retries: int
+    connects: int
     cpu_ms_per_request: dict[str, float]
     machine_busy_pct: float
     # Throughput if these processes had every core to themselves: cores / CPU per request.
@@ -33,7 +34,7 @@ class PhaseReport:
 def run_phase(
     name: str,
     spec: LoadSpec,
-    server: Gunicorn,
+    server: Server,
     database: str,
     pool: ProcessPoolExecutor,
 ) -> tuple[PhaseReport, LoadResult]:
@@ -73,8 +74,9 @@ def run_phase(
         },
         statuses=dict(sorted(result.statuses.items())),
         retries=result.retries,
+        connects=result.connects,
         cpu_ms_per_request={
-            "gunicorn": app_cpu * per_request,
+            "server": app_cpu * per_request,
             "postgres": db_cpu * per_request,
             "client": result.client_cpu * per_request,
             "other": max(busy - app_cpu - db_cpu - result.client_cpu, 0.0) * per_request,

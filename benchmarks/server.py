@@ -1,4 +1,4 @@
-"""gunicorn serving the code under test on a free loopback port."""
+"""The web server under test (gunicorn or granian) on a free loopback port."""
 
 import argparse
 import http.client
@@ -19,46 +19,88 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-# --worker-class uvicorn: the production server (docker/start-web.sh), ASGI with a pool.
+# --worker-class uvicorn: gunicorn with uvicorn workers, ASGI with a pool.
 UVICORN_WORKER = "uvicorn_worker.UvicornWorker"
+# --worker-class granian / granian-wsgi: granian's own worker processes (a Rust HTTP
+# server calling Python), on config.asgi (asginl: ASGI without lifespan, which Django
+# does not speak) or on config.wsgi.
+GRANIAN_INTERFACES = {"granian": "asginl", "granian-wsgi": "wsgi"}
 
 
-class Gunicorn:
-    def __init__(self, args: argparse.Namespace, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
-        self.log_path = log_path
-        worker_class, app = args.worker_class, getattr(args, "app", "config.wsgi:application")
-        if worker_class in ("uvicorn", UVICORN_WORKER):
-            worker_class, app = UVICORN_WORKER, "config.asgi:application"
-            env = {"DATABASE_POOL": "1", **env}
+def server_command(args: argparse.Namespace, port: int) -> tuple[list[str], dict[str, str]]:
+    """The argv for --worker-class, and environment additions (a pool under ASGI)."""
+    worker_class, app = args.worker_class, getattr(args, "app", "config.wsgi:application")
+    if worker_class in GRANIAN_INTERFACES:
+        interface = GRANIAN_INTERFACES[worker_class]
+        app = "config.wsgi:application" if interface == "wsgi" else "config.asgi:application"
         command = [
             sys.executable,
             "-m",
-            "gunicorn",
+            "granian",
             app,
-            "--bind",
-            f"127.0.0.1:{self.port}",
+            "--interface",
+            interface,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
             "--workers",
             str(args.workers),
-            "--worker-class",
-            worker_class,
-            "--threads",
+            "--blocking-threads",
             str(args.threads),
+            "--no-ws",
             "--backlog",
             "512",
-            "--timeout",
-            "60",
-            "--graceful-timeout",
+            "--workers-kill-timeout",
             "5",
             "--log-level",
             "warning",
         ]
+        return command, ({} if interface == "wsgi" else {"DATABASE_POOL": "1"})
+    extra: dict[str, str] = {}
+    if worker_class in ("uvicorn", UVICORN_WORKER):
+        worker_class, app = UVICORN_WORKER, "config.asgi:application"
+        extra = {"DATABASE_POOL": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        app,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(args.workers),
+        "--worker-class",
+        worker_class,
+        "--threads",
+        str(args.threads),
+        "--backlog",
+        "512",
+        "--timeout",
+        "60",
+        "--graceful-timeout",
+        "5",
+        "--log-level",
+        "warning",
+    ]
+    return command, extra
+
+
+class Server:
+    """gunicorn (sync, gthread, uvicorn workers) or granian, per args.worker_class; its
+    worker processes are the master's children."""
+
+    def __init__(self, args: argparse.Namespace, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.log_path = log_path
+        command, extra = server_command(args, self.port)
+        self.name = Path(command[2]).name
         self.log = log_path.open("wb")
-        # Own session: a terminal Ctrl-C reaches this script, which then stops gunicorn.
+        # Own session: a terminal Ctrl-C reaches this script, which then stops the server.
         self.process = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
             command,
             cwd=args.source_root,
-            env=env,
+            env={**extra, **env},
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -69,7 +111,7 @@ class Gunicorn:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited; see {self.log_path}:\n{self.log_tail()}")
+                raise RuntimeError(f"{self.name} exited; see {self.log_path}:\n{self.log_tail()}")
             if len(self.worker_pids()) >= self.workers:
                 try:
                     conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
@@ -79,7 +121,7 @@ class Gunicorn:
                 except OSError:
                     pass
             time.sleep(0.2)
-        raise RuntimeError(f"gunicorn not ready after {timeout}s; see {self.log_path}")
+        raise RuntimeError(f"{self.name} not ready after {timeout}s; see {self.log_path}")
 
     def worker_pids(self) -> list[int]:
         return proc_children(self.process.pid)

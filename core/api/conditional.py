@@ -5,11 +5,17 @@ Views call these after authentication and authorization (a 304 is an answer abou
 resource, so only someone who may read it gets one) and set `Cache-Control: no-cache`
 (every use is revalidated) with `private` where the representation is one user's, so no
 shared cache keeps it.
+
+A 304 is Django's HttpResponseNotModified, not a DRF Response: it has no body to render,
+so it skips DRF's content negotiation at the end of the view and the renderer, and
+Django's handler has no template response to render (issue 11: 52 of the 1,719
+Python calls of an order's 304).
 """
 
-from rest_framework import status
+from typing import TypeVar
+
+from django.http import HttpResponseBase, HttpResponseNotModified
 from rest_framework.request import Request
-from rest_framework.response import Response
 
 PRIVATE = "private, no-cache"
 PUBLIC_REVALIDATE = "no-cache"
@@ -34,12 +40,14 @@ def if_none_match(request: Request, etag: str) -> bool:
     return False
 
 
-def not_modified(etag: str, cache_control: str) -> Response:
-    response = Response(status=status.HTTP_304_NOT_MODIFIED)
-    return tagged(response, etag, cache_control)
+def not_modified(etag: str, cache_control: str) -> HttpResponseNotModified:
+    return tagged(HttpResponseNotModified(), etag, cache_control)
 
 
-def tagged(response: Response, etag: str, cache_control: str) -> Response:
+Tagged = TypeVar("Tagged", bound=HttpResponseBase)
+
+
+def tagged(response: Tagged, etag: str, cache_control: str) -> Tagged:
     response["ETag"] = etag
     response["Cache-Control"] = cache_control
     return response

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from django.db.models import QuerySet
+from django.http import HttpResponseBase
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
@@ -70,7 +71,7 @@ class OrderListCreateApi(ReplicaReadsMixin, ListModelMixin, GenericAPIView[Order
     def get_queryset(self) -> QuerySet[Order]:
         return selectors.order_list_for(actor=Actor.from_request(self.request))
 
-    def get(self, request: Request) -> Response:
+    def get(self, request: Request) -> HttpResponseBase:
         actor = Actor.from_request(request)
         paginator = self.paginator
         assert isinstance(paginator, CreatedAtCursorPagination)  # noqa: S101 - set above
@@ -160,7 +161,7 @@ class OrderDetailApi(ReplicaReadsMixin, APIView):
     that reads only the version, not the lines or payments."""
 
     @extend_schema(responses=OrderOutputSerializer)
-    def get(self, request: Request, order_id: uuid.UUID) -> Response:
+    def get(self, request: Request, order_id: uuid.UUID) -> HttpResponseBase:
         actor = Actor.from_request(request)
         if request.headers.get("If-None-Match"):
             version = selectors.order_version_for(actor=actor, order_id=order_id)

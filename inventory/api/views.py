@@ -1,6 +1,7 @@
 """The catalogue and stock API. Who may call what is access.policy's table, applied by
 the default permission class (settings.REST_FRAMEWORK)."""
 
+from django.http import HttpResponseBase
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
@@ -23,7 +24,7 @@ from inventory.api.serializers import (
 
 class ProductListCreateApi(APIView):
     @extend_schema(responses=ProductOutputSerializer(many=True))
-    def get(self, request: Request) -> Response:
+    def get(self, request: Request) -> HttpResponseBase:
         """Active products with availability, possibly PRODUCT_LIST_CACHE_SECONDS old;
         ETag from the content, 304 on a matching If-None-Match."""
         current = product_list_current()

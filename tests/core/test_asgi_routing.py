@@ -1,7 +1,8 @@
 """config.asgi under uvicorn: a sync view is served by the WSGI application in one thread
 hop (core.asgi_routing) with the same middleware (request ids, problem+json, body
-limits) and its database connection returned after each request; async views (long
-polls) stay on Django's ASGI handler."""
+limits) and its database connection returned after each request, and every request
+reuses the process's Redis connection for the shared cache; async views (long polls)
+stay on Django's ASGI handler."""
 
 import time
 import uuid
@@ -14,7 +15,7 @@ from tests.conftest import api_key_for, order_payload
 from tests.factories import StaffFactory, UserFactory
 from tests.perf.test_query_budgets import products
 
-pytest_plugins = ("tests.support.asgi_server",)
+pytest_plugins = ("tests.support.asgi_server", "tests.support.redis_server")
 
 
 def test_only_async_views_are_routed_to_the_asgi_handler():
@@ -83,3 +84,36 @@ def test_sync_views_under_uvicorn_keep_their_middleware_and_return_connections(
     status, page = server.get("/api/v1/events/?wait=1", key=api_key_for(StaffFactory()))
     assert status == 200
     assert set(page) == {"events", "next_cursor"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_requests_under_uvicorn_share_the_processs_redis_connection(
+    start_asgi_server: Any, redis_server: Any
+):
+    # Given the API under uvicorn with the shared cache in a private Redis (API keys and
+    # the product list cached there)
+    server = start_asgi_server(
+        env={
+            "DJANGO_SETTINGS_MODULE": "config.settings.local",
+            "DJANGO_DEBUG": "0",
+            "CACHE_REDIS_URL": redis_server.url,
+            "API_KEY_CACHE_SECONDS": "60",
+            "PRODUCT_LIST_CACHE_SECONDS": "5",
+        }
+    )
+    products(2)
+    key = api_key_for(UserFactory())
+    assert server.get("/api/v1/products/", key=key)[0] == 200
+    redis = redis_server.client()
+    connections_before = redis.info("stats")["total_connections_received"]
+
+    # When 20 more requests read the key and the list from the cache, each in a context
+    # of its own (as an ASGI server runs every request)
+    for _ in range(20):
+        status, listed = server.get("/api/v1/products/", key=key)
+        assert status == 200
+        assert len(listed) == 2
+
+    # Then they went over the connection the process already had: Django's cache object
+    # per context no longer means a new client and a new connection per request
+    assert redis.info("stats")["total_connections_received"] - connections_before <= 1

@@ -1,8 +1,12 @@
 """The shared cache's backend (core.cache.RedisCache) against a real redis-server: one
-client per pool, reused by every call; it survives a Redis restart and a fork."""
+client per pool, reused by every call and by every request context of the process; it
+survives a Redis restart and a fork."""
 
+import contextvars
 import multiprocessing
 from typing import Any
+
+from django.core.cache import CacheHandler
 
 from core.cache import RedisCache
 
@@ -57,3 +61,28 @@ def test_the_reused_client_reconnects_after_a_restart_and_in_a_forked_process(re
     child.join(10)
     assert queue.get(timeout=5) == "after"
     assert cache.get("shared") == "after"
+
+
+def test_requests_in_contexts_of_their_own_share_one_client_and_one_connection(redis_server):
+    # Given Django's cache handler over this backend (under an ASGI server each request
+    # runs in a context of its own, and the handler keeps one cache object per context)
+    handler = CacheHandler(
+        {"default": {"BACKEND": "core.cache.RedisCache", "LOCATION": redis_server.url}}
+    )
+
+    def request(number: int) -> RedisCache:
+        cache = handler["default"]
+        cache.set(f"request-{number}", number, 30)
+        assert cache.get(f"request-{number}") == number
+        return cache
+
+    # When ten requests each use the cache in a new context
+    caches = [contextvars.copy_context().run(request, number) for number in range(10)]
+
+    # Then each had a cache object of its own, all over one client and one connection
+    assert len({id(cache) for cache in caches}) == 10
+    assert len({id(cache._cache) for cache in caches}) == 1
+    pool = caches[0]._cache.get_client().connection_pool
+    assert len(pool._available_connections) + len(pool._in_use_connections) == 1
+    # (another configuration gets a client of its own)
+    assert cache_for(redis_server.url)._cache is not caches[0]._cache

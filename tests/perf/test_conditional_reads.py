@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 import pytest
 from django.core.cache import caches
 from django.db import connections
+from django.urls import resolve
+from prometheus_client import REGISTRY
 
 from core.actors import Actor
 from flows.cancel import order_cancel
@@ -64,9 +66,17 @@ def test_order_detail_answers_304_to_its_reader_only_and_a_changed_order_gets_a_
     assert headers["Cache-Control"] == "private, no-cache"
     assert json.loads(body)["id"] == str(order.pk)
 
-    # When the same customer sends it back, Then 304 with the same tag and no body
-    status, headers, body = get(live_server, path, key, **{"If-None-Match": etag})
+    # When the same customer sends it back, Then 304 with the same tag and no body,
+    # still through the request id and metrics middleware (a 304 skips only rendering)
+    answered_304 = {"route": resolve(path).view_name, "method": "GET", "status": "304"}
+    counted_before = REGISTRY.get_sample_value("oms_http_requests_total", answered_304) or 0
+    status, headers, body = get(
+        live_server, path, key, **{"If-None-Match": etag, "X-Request-ID": "probe-304"}
+    )
     assert (status, headers["ETag"], body) == (304, etag, b"")
+    assert headers["X-Request-ID"] == "probe-304"
+    assert headers["Cache-Control"] == "private, no-cache"
+    assert REGISTRY.get_sample_value("oms_http_requests_total", answered_304) == counted_before + 1
     # (in a list, and as a weak tag, it matches too)
     status, _, _ = get(live_server, path, key, **{"If-None-Match": f'"x", W/{etag}'})
     assert status == 304
