@@ -70,6 +70,11 @@ def _handlers_wanting(topic: str) -> list[OutboxHandler]:
     ]
 
 
+def _dedup_key(handler: OutboxHandler, key: str) -> str:
+    # One message per handler and event, within the column's 255 characters.
+    return f"{handler.name}:{key}"[:255]
+
+
 def outbox_has_work(topic: str) -> bool:
     """Whether publishing the topic now would write any message (a registered handler
     wants it)."""
@@ -93,7 +98,7 @@ def outbox_rows(*, topic: str, payload: dict[str, Any], key: str) -> list[dict[s
             "handler": handler.name,
             "queue": handler.queue,
             "payload": payload,
-            "dedup_key": f"{handler.name}:{key}"[:255],
+            "dedup_key": _dedup_key(handler, key),
             "status": OutboxMessage.Status.PENDING.value,
             "request_id": request_id,
             "trace_context": trace_context,
@@ -118,7 +123,7 @@ def outbox_publish(*, topic: str, payload: dict[str, Any], key: str) -> list[int
     if not handlers:
         return []
     now = timezone.now()
-    dedup_keys = [f"{handler.name}:{key}"[:255] for handler in handlers]
+    dedup_keys = [_dedup_key(handler, key) for handler in handlers]
     trace_context = tracing.trace_context()
     OutboxMessage.objects.bulk_create(
         [

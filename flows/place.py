@@ -48,9 +48,9 @@ from orders.audit import order_event_messages, order_event_record, order_event_r
 from orders.errors import CurrencyMismatch
 from orders.models import Order, order_number_generate
 from orders.selectors import OrderLineRow, OrderRow
-from orders.services import OrderLineData, order_create
+from orders.services import OrderLineData, order_amounts, order_create
 from orders.states import OrderStatus
-from pricing.base import PricedLine, PricingRequest
+from pricing.base import PricedLine, PricingRequest, Quote
 from pricing.services import order_quote
 
 logger = logging.getLogger(__name__)
@@ -118,13 +118,12 @@ def _order_place(
         raise CurrencyMismatch(f"Products are priced in {', '.join(currencies)}.")
     demand = {products[sku].pk: qty for sku, qty in quantities.items()}
     skus = {product.pk: sku for sku, product in products.items()}
-    quote = order_quote(
-        PricingRequest(
-            lines=[PricedLine(sku, products[sku].price, qty) for sku, qty in quantities.items()],
-            country=str(shipping_address.get("country", "")).upper(),
-            currency=currencies[0],
-            shipping_method=shipping_method,
-        )
+    quote = _quote(
+        prices={sku: product.price for sku, product in products.items()},
+        quantities=quantities,
+        shipping_address=shipping_address,
+        currency=currencies[0],
+        shipping_method=shipping_method,
     )
     line_data = [
         OrderLineData(
@@ -279,13 +278,12 @@ def _order_place_written(
     currency = currencies.pop()
     demand = {products[sku].pk: qty for sku, qty in quantities.items()}
     skus = {product.pk: sku for sku, product in products.items()}
-    quote = order_quote(
-        PricingRequest(
-            lines=[PricedLine(sku, products[sku].price, qty) for sku, qty in quantities.items()],
-            country=str(shipping_address.get("country", "")).upper(),
-            currency=currency,
-            shipping_method=shipping_method,
-        )
+    quote = _quote(
+        prices={sku: product.price for sku, product in products.items()},
+        quantities=quantities,
+        shipping_address=shipping_address,
+        currency=currency,
+        shipping_method=shipping_method,
     )
     plan, _shortfall = stock_plan_from_rows(demand=demand, skus=skus, rows=stock_rows)
 
@@ -302,9 +300,12 @@ def _order_place_written(
         )
         for sku, qty in quantities.items()
     ]
-    # As orders.services.order_create computes them.
-    subtotal = sum(line.line_total for line in line_rows)
-    tax = sum(line.tax_amount for line in line_rows) + quote.shipping_tax
+    subtotal, tax, total = order_amounts(
+        line_totals=[line.line_total for line in line_rows],
+        line_taxes=[line.tax_amount for line in line_rows],
+        shipping_amount=quote.shipping_amount,
+        shipping_tax_amount=quote.shipping_tax,
+    )
     order = OrderRow(
         pk=uuid.uuid4(),
         number=order_number_generate(),
@@ -312,7 +313,7 @@ def _order_place_written(
         subtotal_amount=subtotal,
         shipping_amount=quote.shipping_amount,
         tax_amount=tax,
-        total_amount=subtotal + quote.shipping_amount + tax,
+        total_amount=total,
         currency=currency,
         email=email,
         shipping_method=shipping_method,
@@ -358,12 +359,9 @@ def _order_place_written(
             for line in line_rows
         ],
         "status_change": {
-            "from_status": "",
-            "to_status": order.status,
-            "transition": "place",
+            **_PLACED_CHANGE,
             "actor_id": user_id,
             "actor_label": actor.label,
-            "reason": "",
             "request_id": actor.request_id,
             "created_at": stamp,
         },
@@ -408,6 +406,25 @@ _PLACED_CHANGE = {
     "transition": "place",
     "reason": "",
 }
+
+
+def _quote(
+    *,
+    prices: dict[str, int],
+    quantities: dict[str, int],
+    shipping_address: dict[str, Any],
+    currency: str,
+    shipping_method: str,
+) -> Quote:
+    """Shipping and tax for the checkout's lines, from the pricing provider."""
+    return order_quote(
+        PricingRequest(
+            lines=[PricedLine(sku, prices[sku], qty) for sku, qty in quantities.items()],
+            country=str(shipping_address.get("country", "")).upper(),
+            currency=currency,
+            shipping_method=shipping_method,
+        )
+    )
 
 
 def _stock_low_record(order: Order, products: list[Product], quantities: dict[str, int]) -> None:

@@ -75,10 +75,17 @@ def order_event_messages(*, event: dict[str, Any], order_id: uuid.UUID) -> list[
     """The outbox messages `order_event_record` publishes for an event (a row from
     `order_event_row`), as JSON-ready columns (core.outbox.outbox_rows)."""
     return outbox_rows(
-        topic=ORDER_EVENT_TOPIC_PREFIX + event["type"],
-        payload={"event_id": event["id"], "order_id": str(order_id), "type": event["type"]},
-        key=f"order-event-{event['id']}",
+        **_event_delivery(event_id=event["id"], order_id=order_id, type=event["type"])
     )
+
+
+def _event_delivery(*, event_id: Any, order_id: Any, type: str) -> dict[str, Any]:
+    """The outbox topic, payload and key of an event's delivery to subscribers."""
+    return {
+        "topic": ORDER_EVENT_TOPIC_PREFIX + type,
+        "payload": {"event_id": str(event_id), "order_id": str(order_id), "type": type},
+        "key": f"order-event-{event_id}",
+    }
 
 
 def order_event_record(*, order: Order, type: str, change: dict[str, Any]) -> None:
@@ -100,11 +107,7 @@ def order_event_record(*, order: Order, type: str, change: dict[str, Any]) -> No
             ],
         )
     # Delivery to subscribers (events app) commits with the event.
-    outbox_publish(
-        topic=ORDER_EVENT_TOPIC_PREFIX + type,
-        payload={"event_id": str(event_id), "order_id": str(order.pk), "type": type},
-        key=f"order-event-{event_id}",
-    )
+    outbox_publish(**_event_delivery(event_id=event_id, order_id=order.pk, type=type))
 
 
 def order_status_change_record(

@@ -4,7 +4,7 @@ The order use cases (flows) call these inside their transactions; nothing here t
 to stock, payments or warehouses.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,6 +34,20 @@ class OrderLineData:
     tax_amount: int = 0
 
 
+def order_amounts(
+    *,
+    line_totals: Iterable[int],
+    line_taxes: Iterable[int],
+    shipping_amount: int,
+    shipping_tax_amount: int,
+) -> tuple[int, int, int]:
+    """An order's (subtotal, tax, total): its tax is its lines' taxes plus the shipping's
+    tax; its total, subtotal + shipping + tax."""
+    subtotal = sum(line_totals)
+    tax = sum(line_taxes) + shipping_tax_amount
+    return subtotal, tax, subtotal + shipping_amount + tax
+
+
 def order_create(
     *,
     customer: User,
@@ -47,10 +61,14 @@ def order_create(
     shipping_amount: int = 0,
     shipping_tax_amount: int = 0,
 ) -> tuple[Order, list[OrderLine]]:
-    """Insert a pending_payment order, its lines and its first audit row. The order's tax
-    is its lines' taxes plus the shipping's tax; its total, subtotal + shipping + tax."""
-    subtotal = sum(line.unit_price * line.quantity for line in lines)
-    tax = sum(line.tax_amount for line in lines) + shipping_tax_amount
+    """Insert a pending_payment order, its lines and its first audit row, with the
+    amounts `order_amounts` gives."""
+    subtotal, tax, total = order_amounts(
+        line_totals=[line.unit_price * line.quantity for line in lines],
+        line_taxes=[line.tax_amount for line in lines],
+        shipping_amount=shipping_amount,
+        shipping_tax_amount=shipping_tax_amount,
+    )
     order = Order.objects.create(
         customer=customer,
         email=email,
@@ -60,7 +78,7 @@ def order_create(
         shipping_method=shipping_method,
         shipping_amount=shipping_amount,
         tax_amount=tax,
-        total_amount=subtotal + shipping_amount + tax,
+        total_amount=total,
         reservation_expires_at=reservation_expires_at,
     )
     order_lines = OrderLine.objects.bulk_create(
