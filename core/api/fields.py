@@ -28,6 +28,16 @@ def _require_text(field: serializers.Field, data: Any) -> None:
         field.fail("invalid")
 
 
+class IntegerField(serializers.IntegerField):
+    """An integer sent as a JSON integer. DRF's own also takes "3", 3.0 and "5.00" (as 5):
+    a money amount sent as "5.00" would otherwise mean 5 minor units."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return int(super().to_internal_value(data))
+
+
 class CharField(serializers.CharField):
     """A string field that takes JSON strings only."""
 

@@ -22,7 +22,7 @@ class ProductInputSerializer(serializers.Serializer):
         error_messages={"invalid": "Letters, digits, '.', '_' and '-' only; at most 64."},
     )
     name = fields.CharField(max_length=200)
-    price = serializers.IntegerField(min_value=0, max_value=MAX_PRICE)
+    price = fields.IntegerField(min_value=0, max_value=MAX_PRICE)
     currency = CurrencyField()
 
 
@@ -41,7 +41,7 @@ class WarehouseInputSerializer(serializers.Serializer):
     code = fields.SlugField(max_length=32)
     name = fields.CharField(max_length=200)
     region = fields.CharField(max_length=64, required=False, allow_blank=True, default="")
-    priority = serializers.IntegerField(
+    priority = fields.IntegerField(
         required=False, default=0, min_value=-1_000_000, max_value=1_000_000
     )
 
@@ -67,7 +67,7 @@ class StockItemOutputSerializer(serializers.ModelSerializer):
 class StockAdjustmentInputSerializer(serializers.Serializer):
     sku = fields.CharField(max_length=64)
     warehouse = fields.CharField(max_length=32)
-    quantity = serializers.IntegerField(min_value=-MAX_ADJUSTMENT, max_value=MAX_ADJUSTMENT)
+    quantity = fields.IntegerField(min_value=-MAX_ADJUSTMENT, max_value=MAX_ADJUSTMENT)
     reason = fields.CharField(max_length=255)
 
     def validate_quantity(self, value: int) -> int:
