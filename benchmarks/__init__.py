@@ -22,6 +22,16 @@ What it does, in order:
    with pgbench against the same database and reports oms checkouts/s over pgbench's
    transactions/s (--no-floor skips it).
 
+With --payment (issue 11's checkout) every checkout, in process, over HTTP, in the soak
+and in the floor's capture, sends "payment_method": "pm_card_visa" and counts only as a
+201 with its payment authorized for the order's total; the correctness check then also
+wants exactly one such payment per order. The run starts a fake provider first and
+stops it last (payment_fake: benchmarks.stripe_responder, which answers at once, or with
+--payment-fake localstripe the project's fake) and points the server's STRIPE_API_BASE
+at it, plus a private redis-server as the Celery broker for the confirmed orders' outbox
+messages; both report CPU per request beside the server's and PostgreSQL's. Without
+--payment orders are placed unpaid (pending_payment), as before.
+
 The load generator competes with gunicorn and PostgreSQL for the same cores, and other
 processes on the machine do too: the "other" CPU column shows how much of the machine
 went elsewhere during a phase, and "ceiling" what the measured CPU per request would
@@ -41,6 +51,6 @@ payload (what a checkout sends), db_clock and statements (time and statements pe
 wsgi_client and inprocess (the in-process analysis), profiling (cProfile summary), server
 (gunicorn or granian), load (the load generator process), phases and stats (one measured phase),
 procfs (CPU and memory readings), machine (versions), http_phases (the HTTP part),
-correctness (invariants), floor (pgbench replay), report (printing) and cli (the whole
-run).
+correctness (invariants), floor (pgbench replay), payment_fake and stripe_responder (the
+provider of a --payment run), report (printing) and cli (the whole run).
 """
