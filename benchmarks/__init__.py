@@ -41,8 +41,11 @@ The code under test is the working tree, or with --ref a commit exported by git 
 (useful while others edit the working tree). Settings: config.settings.production
 (DEBUG off, persistent connections) with a throwaway DJANGO_SECRET_KEY.
 
-Example (results in benchmarks/RESULTS.md):
+Example (results in benchmarks/RESULTS.md); issue 11's checkout, with payment, over 1,000
+SKUs, and the unpaid run the earlier results used:
 
+    .venv/bin/python -m benchmarks --payment --products 1000 --conditional \
+        --product-list-cache 5 --api-key-cache redis://127.0.0.1:6379/0 --drop
     .venv/bin/python -m benchmarks --ref HEAD --workers 2 --clients 4 --duration 20 --drop
 
 Modules, one per concern: options (command line), source (working tree or exported commit),
@@ -52,5 +55,6 @@ wsgi_client and inprocess (the in-process analysis), profiling (cProfile summary
 (gunicorn or granian), load (the load generator process), phases and stats (one measured phase),
 procfs (CPU and memory readings), machine (versions), http_phases (the HTTP part),
 correctness (invariants), floor (pgbench replay), payment_fake and stripe_responder (the
-provider of a --payment run), report (printing) and cli (the whole run).
+provider of a --payment run; fake_cost measures a fake's CPU per authorization), report
+(printing) and cli (the whole run).
 """

@@ -14,6 +14,7 @@ import pytest
 
 from benchmarks.cli import run_environment
 from benchmarks.correctness import correctness_check
+from benchmarks.fake_cost import main as fake_cost_main
 from benchmarks.floor import _Identities, _RowKeys
 from benchmarks.load import UNPAID_CREATED, LoadSpec, run_load
 from benchmarks.options import parse_args
@@ -221,3 +222,14 @@ def test_floor_gives_each_replayed_payment_row_its_own_random_key():
     assert f'"payment_id": {payment}, "amount": 70' in replayed[4]
     assert f"order-status-change-{status_change}" in replayed[4]
     assert all(line.startswith("\\set oms_id") for line in identities.declarations)
+
+
+def test_fake_cost_reports_the_responders_cpu_per_authorization(capsys):
+    assert fake_cost_main(["--fake", "responder", "--batches", "5,5"]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "responder (new connection), intents 1-5",
+        "responder (new connection), intents 6-10",
+    ]
+    assert all("ms fake CPU per authorization" in line for line in lines)
