@@ -19,11 +19,13 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from benchmarks.payload import PAYMENT_METHOD
 from benchmarks.procfs import proc_cpu_seconds
@@ -94,6 +96,9 @@ def payment_fake(
                     f"the {kind} payment fake did not start ({text!r}, exit {process.poll()}); "
                     f"see {log_path}"
                 )
+            # Whatever the fake prints later is read and dropped, so that it never blocks
+            # on a full pipe.
+            threading.Thread(target=_drain, args=(process.stdout,), daemon=True).start()
             fake = PaymentFake(kind=kind, url=text.removeprefix(ready), process=process)
             with private_broker(log_path.parent, ports) as (fake.broker, fake.broker_url):
                 yield fake
@@ -142,6 +147,11 @@ def private_broker(
         yield process, f"redis://127.0.0.1:{port}/0"
     finally:
         _stop(process)
+
+
+def _drain(stream: IO[bytes]) -> None:
+    while stream.read(65536):
+        pass
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
