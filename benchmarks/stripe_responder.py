@@ -3,11 +3,12 @@
     python -m benchmarks.stripe_responder --port 18401 [--host 127.0.0.1]
 
 Issue 11 measures checkout with "payment authorized by a fake provider that answers at
-once". The project's fake (localstripe, fakes/stripe_server.py) costs 2 to 8 ms of CPU per
-authorization on this machine, growing with the intents it holds (benchmarks/RESULTS.md,
-"Issue 11, checkout with payment"): on 2 shared cores that would take CPU from the server
-being measured. This responder is what `--payment` runs by default
-(`--payment-fake localstripe` runs the project's fake instead).
+once". The project's fake (localstripe, fakes/stripe_server.py) costs 1.3-1.8 ms of CPU
+per authorization at first and 10-12 ms once it holds 1,000 intents (python -m
+benchmarks.fake_cost; benchmarks/RESULTS.md, "Issue 11, checkout with payment"): on 2
+shared cores that would take CPU from the server being measured. This responder costs
+0.2-0.4 ms and is what `--payment` runs by default (`--payment-fake localstripe` runs the
+project's fake instead).
 
 It serves only `POST /v1/payment_intents` (create and confirm, as
 payments.gateways.stripe.StripeGateway.authorize sends it) and `GET
@@ -102,8 +103,9 @@ class Responder:
         for name, wanted in (("capture_method", "manual"), ("confirm", "true")):
             if params.get(name) != wanted:
                 return 400, _error("invalid_request_error", "parameter_invalid", name)
-        if not params.get("currency") or not params.get("payment_method"):
-            return 400, _error("invalid_request_error", "parameter_missing", "currency")
+        for name in ("currency", "payment_method"):
+            if not params.get(name):
+                return 400, _error("invalid_request_error", "parameter_missing", name)
         amount = int(amount_text)
         intent_id = "pi_" + secrets.token_hex(12)
         metadata = {
