@@ -16,6 +16,8 @@ from benchmarks.http_phases import http_phases
 from benchmarks.inprocess import inprocess_analysis
 from benchmarks.machine import machine_description
 from benchmarks.options import parse_args
+from benchmarks.payment_fake import PaymentFake, payment_fake
+from benchmarks.payment_fake import describe as describe_payment
 from benchmarks.phases import PhaseReport
 from benchmarks.procfs import background_load
 from benchmarks.report import floor_ratio, print_floor, print_inprocess
@@ -39,9 +41,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, scratch: Path) -> int:
+    if not args.payment:
+        return run_with(args, scratch, None)
+    with payment_fake(args.payment_fake, scratch / "payment-fake.log", args.port_range) as fake:
+        print(f"Payment fake: {args.payment_fake} at {fake.url} (pid {fake.pid})")
+        return run_with(args, scratch, fake)
+
+
+def run_environment(args: argparse.Namespace, fake: PaymentFake | None) -> dict[str, str]:
+    """The server's (and this process's) environment: with a payment fake, pointed at it."""
     env = django_environment(args)
+    if fake is not None:
+        env.update(fake.environment())
+    return env
+
+
+def run_with(args: argparse.Namespace, scratch: Path, fake: PaymentFake | None) -> int:
+    env = run_environment(args, fake)
     started = time.perf_counter()
-    print(f"Benchmarking {args.source}")
+    print(f"Benchmarking {args.source}; checkout: {describe_payment(args)}")
     print(f"Recreating {database_name(args.database_url)} and migrating ...", flush=True)
     database_recreate(args.database_url)
     exit_code = 0
@@ -63,7 +81,7 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
             f"one customer with {seeded.history_orders} orders "
             f"in {time.perf_counter() - started:.1f}s"
         )
-        inprocess = inprocess_analysis(args, seeded)
+        inprocess = inprocess_analysis(args, seeded, fake)
         print_inprocess(inprocess)
         reports: list[PhaseReport] = []
         soak: list[WorkerMemory] = []
@@ -72,10 +90,12 @@ def run(args: argparse.Namespace, scratch: Path) -> int:
             background = background_load()
             print(f"\nBackground load before the HTTP phases: {background:.0f}% of all cores")
             machine["background_load"] = f"{background:.0f}%"
-            reports, acknowledged = http_phases(args, env, seeded, scratch, soak)
+            reports, acknowledged = http_phases(args, env, seeded, scratch, soak, fake)
+        machine["checkout"] = describe_payment(args)
         correctness = correctness_check(
             inprocess.orders_created + acknowledged + seeded.history_orders,
             history_customer_id=seeded.history_customer_id,
+            paid=args.payment,
         )
         verdict = "OK" if correctness.ok else "FAILED: " + "; ".join(correctness.problems)
         print(

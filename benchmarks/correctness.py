@@ -15,10 +15,12 @@ class CorrectnessReport:
 
 
 def correctness_check(
-    expected_orders: int, *, history_customer_id: int | None = None
+    expected_orders: int, *, history_customer_id: int | None = None, paid: bool = False
 ) -> CorrectnessReport:
     """Stock invariants after the run; every placed order is fully reserved (the seeded
-    history customer's delivered orders hold nothing, and count as expected)."""
+    history customer's delivered orders hold nothing, and count as expected). With
+    `paid` (--payment), every placed order also has exactly one payment, authorized for
+    its total."""
     from django.db.models import F, Q, Sum
     from django.db.models.functions import Coalesce
 
@@ -57,7 +59,41 @@ def correctness_check(
     orders = Order.objects.count()
     if orders != expected_orders:
         problems.append(f"{orders} orders in the database, {expected_orders} acknowledged")
+    if paid:
+        problems += _payment_problems(history_customer_id)
     stuck = IdempotencyKey.objects.filter(status=IdempotencyKey.Status.IN_PROGRESS).count()
     if stuck:
         problems.append(f"{stuck} idempotency key(s) left in progress")
     return CorrectnessReport(problems=problems, orders=orders, stock_items=len(counters))
+
+
+def _payment_problems(history_customer_id: int | None) -> list[str]:
+    """Every order placed by the run has one payment: authorized (nothing captured yet),
+    current, with a provider intent id, for its total in its currency."""
+    from django.db.models import Count, F, Q
+
+    from orders.models import Order
+    from payments.models import Payment
+
+    orders = Order.objects.all()
+    if history_customer_id is not None:
+        orders = orders.exclude(customer_id=history_customer_id)
+    authorized = Q(
+        payments__status=Payment.Status.AUTHORIZED,
+        payments__is_current=True,
+        payments__amount=F("total_amount"),
+        payments__currency=F("currency"),
+        payments__amount_captured=0,
+        payments__provider_payment_id__isnull=False,
+    )
+    counted = orders.annotate(
+        payments_count=Count("payments"), authorized_count=Count("payments", filter=authorized)
+    )
+    problems = []
+    if unpaid := counted.filter(payments_count=0).count():
+        problems.append(f"{unpaid} order(s) without a payment")
+    if several := counted.filter(payments_count__gt=1).count():
+        problems.append(f"{several} order(s) with more than one payment")
+    if wrong := counted.filter(payments_count=1).exclude(authorized_count=1).count():
+        problems.append(f"{wrong} order(s) whose payment is not authorized for the total")
+    return problems

@@ -15,6 +15,14 @@ general path, the order line ids the app reads back with RETURNING are looked up
 order's id in the one statement that uses them (the reservation), an index probe the app
 does not pay.
 
+A paid checkout (--payment) also writes rows with bigint keys that later statements name
+by value (the idempotency key row, the status changes, the payment and its authorize
+operation): each such INSERT gets an explicit random id and every later use of the
+captured id becomes that variable (_RowKeys), and the PaymentIntent id (unique) a random
+text. The outbox rows the request dispatches after its commit are named by their dedup
+key instead of their id. The provider's HTTP call is not a statement: the floor holds
+the payment's three transactions, not the wait for the provider.
+
 Replay: one pgbench script per captured checkout (equal weights), simple query protocol
 as Django's psycopg cursor sends, --floor-clients connections for --floor-duration
 seconds, against the benchmark database, after the HTTP phases and the correctness check
@@ -32,7 +40,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from benchmarks.payload import SHIPPING_ADDRESS, random_lines
+from benchmarks.payload import PAYMENT_METHOD, checkout_body, payment_authorized, random_lines
 from benchmarks.statements import capture
 
 _LINE_IDS_SQL = (
@@ -96,13 +104,152 @@ class _Identities:
         a, b = self._pair()
         self.replacements.append((value, f"{prefix}{a}-{b}"))
 
+    def bigint(self) -> str:
+        """A random bigint primary key: one in 8e12, so a run's rows do not collide."""
+        name = f"oms_id{self._count}"
+        self._count += 1
+        self.declarations.append(f"\\set {name} random(1000000000000, 8999999999999)")
+        return f":{name}"
+
     def apply(self, sql: str) -> str:
         for old, new in self.replacements:
             sql = sql.replace(old, new)
         return sql
 
 
-def _script(statements: list[str], order_id: uuid.UUID, identities: _Identities) -> str:
+def _split_top_level(text: str) -> list[str]:
+    """Split a column or VALUES list at the commas outside quotes and parentheses."""
+    parts, depth, quoted, start = [], 0, False, 0
+    for index, char in enumerate(text):
+        if char == "'":
+            quoted = not quoted  # '' inside a literal toggles twice
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            depth -= 1
+        elif not quoted and depth == 0 and char == ",":
+            parts.append(text[start:index].strip())
+            start = index + 1
+    parts.append(text[start:].strip())
+    return parts
+
+
+def _closing(text: str, opening: int) -> int:
+    """The index of the parenthesis that closes the one at `opening`."""
+    depth, quoted = 0, False
+    for index in range(opening, len(text)):
+        char = text[index]
+        if char == "'":
+            quoted = not quoted
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            depth -= 1
+            if depth == 0:
+                return index
+    raise ValueError("unbalanced parentheses")
+
+
+class _RowKeys:
+    """Bigint primary keys of rows a checkout inserts (`INSERT INTO "t" (...) VALUES
+    (...) RETURNING id`) and then names by value: the idempotency key, the payment and its
+    operation, the status changes. Each insert gets an explicit random id, and every later
+    use of the captured id (`"t"."id" = N`, a foreign key column or VALUES entry, a JSON
+    field, an outbox dedup key) becomes that variable, so that pgbench's transactions
+    neither collide on unique keys nor all lock the captured row."""
+
+    def __init__(self, identities: _Identities) -> None:
+        self.identities = identities
+        # table -> ids in insertion order; id -> variable
+        self.ids: dict[str, list[int]] = {}
+        self.variables: dict[tuple[str, int], str] = {}
+        self.foreign_keys: dict[str, str] = {}  # column -> table
+        self.inserted: dict[str, int] = {}
+
+    def add(self, table: str, ids: list[int], *, foreign_key: str = "") -> None:
+        self.ids[table] = sorted(ids)
+        for row_id in self.ids[table]:
+            self.variables[table, row_id] = self.identities.bigint()
+        if foreign_key:
+            self.foreign_keys[foreign_key] = table
+
+    def apply(self, sql: str) -> str:
+        sql = self._insert(sql)
+        for (table, row_id), variable in self.variables.items():
+            sql = re.sub(rf'"{table}"\."id" = {row_id}\b', f'"{table}"."id" = {variable}', sql)
+        for column, table in self.foreign_keys.items():
+            for row_id in self.ids[table]:
+                variable = self.variables[table, row_id]
+                sql = re.sub(rf'"{column}" = {row_id}\b', f'"{column}" = {variable}', sql)
+                # JSON documents, plain and inside an escaped array literal.
+                sql = re.sub(rf'(\\*"{column}\\*": ){row_id}\b', rf"\g<1>{variable}", sql)
+        for row_id in self.ids.get("orders_orderstatuschange", []):
+            variable = self.variables["orders_orderstatuschange", row_id]
+            sql = re.sub(rf"order-status-change-{row_id}\b", f"order-status-change-{variable}", sql)
+            sql = re.sub(rf'(\\*"status_change_id\\*": ){row_id}\b', rf"\g<1>{variable}", sql)
+        return sql
+
+    def _insert(self, sql: str) -> str:
+        match = re.match(r'INSERT INTO "(\w+)" \(', sql)
+        if match is None or match.group(1) not in self.ids or " VALUES (" not in sql:
+            return sql
+        table = match.group(1)
+        columns_open = match.end() - 1
+        columns_close = _closing(sql, columns_open)
+        columns = _split_top_level(sql[columns_open + 1 : columns_close])
+        values_open = sql.index(" VALUES (", columns_close) + len(" VALUES ")
+        values_close = _closing(sql, values_open)
+        values = _split_top_level(sql[values_open + 1 : values_close])
+        for index, column in enumerate(columns):
+            table_of = self.foreign_keys.get(column.strip('"'))
+            if (
+                table_of
+                and values[index].isdigit()
+                and (table_of, int(values[index])) in self.variables
+            ):
+                values[index] = self.variables[table_of, int(values[index])]
+        if '"id"' not in columns:
+            number = self.inserted.get(table, 0)
+            self.inserted[table] = number + 1
+            if number < len(self.ids[table]):
+                columns.insert(0, '"id"')
+                values.insert(0, self.variables[table, self.ids[table][number]])
+        return (
+            f"{sql[: columns_open + 1]}{', '.join(columns)}{sql[columns_close : values_open + 1]}"
+            f"{', '.join(values)}{sql[values_close:]}"
+        )
+
+
+_OUTBOX_IDS = re.compile(r'"core_outboxmessage"\."id" (= (\d+)\b|IN \(([\d, ]+)\))')
+
+
+def _outbox_by_dedup_key(sql: str) -> str:
+    """An outbox row the request names by id after its commit is named by its dedup key
+    (unique, indexed): the row pgbench's transaction wrote, not the captured one."""
+    from core.models import OutboxMessage
+
+    def lookup(match: re.Match[str]) -> str:
+        ids = [int(match.group(2))] if match.group(2) else _ints(match.group(3))
+        keys = dict(OutboxMessage.objects.filter(pk__in=ids).values_list("pk", "dedup_key"))
+        quoted = ", ".join("'" + keys[row_id].replace("'", "''") + "'" for row_id in ids)
+        return (
+            f'"core_outboxmessage"."id" IN (SELECT id FROM core_outboxmessage '  # noqa: S608 - pgbench script text
+            f"WHERE dedup_key IN ({quoted}))"
+        )
+
+    return _OUTBOX_IDS.sub(lookup, sql)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+def _script(
+    statements: list[str],
+    order_id: uuid.UUID,
+    identities: _Identities,
+    row_keys: "_RowKeys | None" = None,
+) -> str:
     lines = [*identities.declarations, "SELECT 1;"]  # the health check on a reused connection
     for sql in statements:
         sql = sql.strip().rstrip(";")
@@ -113,8 +260,37 @@ def _script(statements: list[str], order_id: uuid.UUID, identities: _Identities)
             if len(arrays) > 1:
                 head, tail = sql.split(arrays[1], 1)
                 sql = head + line_ids + tail
+        if row_keys is not None:
+            sql = row_keys.apply(_outbox_by_dedup_key(sql))
         lines.append(identities.apply(sql) + ";")
     return "\n".join(lines) + "\n"
+
+
+def _row_keys(order: Any, user_id: int, key: str, identities: _Identities) -> _RowKeys:
+    """The bigint keys (and payment intent ids) one captured checkout wrote."""
+    from core.models import IdempotencyKey
+    from orders.models import OrderStatusChange
+    from payments.models import Payment, PaymentOperation
+
+    row_keys = _RowKeys(identities)
+    row_keys.add(
+        "core_idempotencykey",
+        list(IdempotencyKey.objects.filter(user_id=user_id, key=key).values_list("pk", flat=True)),
+    )
+    row_keys.add(
+        "orders_orderstatuschange",
+        list(OrderStatusChange.objects.filter(order=order).values_list("pk", flat=True)),
+    )
+    payments = list(Payment.objects.filter(order=order))
+    row_keys.add("payments_payment", [p.pk for p in payments], foreign_key="payment_id")
+    row_keys.add(
+        "payments_paymentoperation",
+        list(PaymentOperation.objects.filter(payment__order=order).values_list("pk", flat=True)),
+    )
+    for payment in payments:
+        if payment.provider_payment_id:  # unique: the intent id
+            identities.text(payment.provider_payment_id, "pi_pgb")
+    return row_keys
 
 
 def floor_scripts(args: argparse.Namespace, seeded: Any, scratch: Path) -> tuple[list[Path], float]:
@@ -128,16 +304,17 @@ def floor_scripts(args: argparse.Namespace, seeded: Any, scratch: Path) -> tuple
     pool = seeded.skus[: args.hot_products] if args.hot_products else seeded.skus
     client = InProcessClient()
     token = seeded.tokens[0]
+    token_user = seeded.user_ids[0]
     email = "floor@example.com"
     scripts: list[Path] = []
     counts: list[int] = []
     for variant in range(args.floor_variants):
         key = uuid.uuid4().hex
-        body = {
-            "lines": random_lines(rng, pool, args.max_lines),
-            "email": email,
-            "shipping_address": SHIPPING_ADDRESS,
-        }
+        body = checkout_body(
+            random_lines(rng, pool, args.max_lines),
+            email,
+            PAYMENT_METHOD if args.payment else "",
+        )
         outcome: dict[str, Any] = {}
 
         def post(
@@ -148,7 +325,7 @@ def floor_scripts(args: argparse.Namespace, seeded: Any, scratch: Path) -> tuple
             )
 
         statements, _kinds = capture(post)
-        if outcome["status"] != 201:
+        if outcome["status"] != 201 or (args.payment and not payment_authorized(outcome["body"])):
             raise RuntimeError(f"floor capture checkout failed: {outcome}")
         order = Order.objects.get(pk=outcome["body"]["id"])
         identities = _Identities()
@@ -158,8 +335,9 @@ def floor_scripts(args: argparse.Namespace, seeded: Any, scratch: Path) -> tuple
         # An outbox row's dedup key quotes its event's id: replaced with it.
         for event_id in OrderEvent.objects.filter(order=order).values_list("id", flat=True):
             identities.uuid(event_id)
+        row_keys = _row_keys(order, token_user, key, identities)
         script = scratch / f"floor-{variant:02d}.sql"
-        script.write_text(_script(statements, order.pk, identities))
+        script.write_text(_script(statements, order.pk, identities, row_keys))
         scripts.append(script)
         counts.append(len(statements) + 1)
     return scripts, sum(counts) / max(len(counts), 1)

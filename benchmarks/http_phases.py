@@ -8,12 +8,19 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from benchmarks.database import database_name
-from benchmarks.load import LoadSpec, run_load
+from benchmarks.load import UNPAID_CREATED, LoadResult, LoadSpec, run_load
+from benchmarks.payload import PAYMENT_METHOD
+from benchmarks.payment_fake import PaymentFake
 from benchmarks.phases import PhaseReport, run_phase
 from benchmarks.report import print_phase
 from benchmarks.seed import Seeded
 from benchmarks.server import Server
 from benchmarks.soak import WorkerMemory, print_soak, sample_rss
+
+
+def _orders_made(result: LoadResult) -> int:
+    """Orders a phase's checkouts acknowledged (a 201, paid or, counted as an error, not)."""
+    return result.statuses.get("201", 0) + result.statuses.get(UNPAID_CREATED, 0)
 
 
 def http_phases(
@@ -22,9 +29,11 @@ def http_phases(
     seeded: Seeded,
     log_dir: Path,
     soak: list[WorkerMemory] | None = None,
+    fake: PaymentFake | None = None,
 ) -> tuple[list[PhaseReport], int]:
     """Start the web server, run the phases (and the soak, whose per-worker memory is appended
-    to `soak`), stop it. Return the reports and orders acknowledged."""
+    to `soak`), stop it. Return the reports and orders acknowledged. `fake`: the payment
+    fake of a --payment run, whose CPU each phase reports."""
     from django.db import connections
 
     database = database_name(args.database_url)
@@ -53,6 +62,7 @@ def http_phases(
             orders=[],
             history_token=seeded.history_token,
             conditional=args.conditional,
+            payment_method=PAYMENT_METHOD if args.payment else "",
         )
         with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
             pool.submit(time.sleep, 0).result()  # start the client process before timing
@@ -60,15 +70,17 @@ def http_phases(
             if args.warmup > 0:
                 warm = pool.submit(run_load, base).result()
                 created.extend(warm.created)
-                acknowledged += warm.statuses.get("201", 0)
+                acknowledged += _orders_made(warm)
                 pool.submit(
                     run_load, replace(base, kind="products", duration=min(args.warmup, 1.0))
                 ).result()
             checkout = replace(
                 base, duration=args.duration, max_requests=args.requests, seed=args.seed + 1
             )
-            report, result = run_phase("POST /api/v1/orders/", checkout, server, database, pool)
-            acknowledged += result.statuses.get("201", 0)
+            report, result = run_phase(
+                "POST /api/v1/orders/", checkout, server, database, pool, fake
+            )
+            acknowledged += _orders_made(result)
             created.extend(result.created)
             reports.append(report)
             print_phase(report)
@@ -89,7 +101,9 @@ def http_phases(
                         kind == "customer_orders" and not seeded.history_token
                     ):
                         continue
-                    report, _ = run_phase(name, replace(reads, kind=kind), server, database, pool)
+                    report, _ = run_phase(
+                        name, replace(reads, kind=kind), server, database, pool, fake
+                    )
                     reports.append(report)
                     print_phase(report)
             if args.soak > 0:
@@ -104,7 +118,7 @@ def http_phases(
                 workers, result = sample_rss(
                     server.worker_pids, pool.submit(run_load, mixed), args.soak_interval
                 )
-                acknowledged += result.statuses.get("201", 0)
+                acknowledged += _orders_made(result)
                 print_soak(args.soak, workers, result)
                 if soak is not None:
                     soak.extend(workers)

@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from benchmarks.db_clock import DbClock
-from benchmarks.payload import SHIPPING_ADDRESS, random_lines
+from benchmarks.payload import (
+    PAYMENT_METHOD,
+    SHIPPING_ADDRESS,
+    checkout_body,
+    payment_authorized,
+    random_lines,
+)
+from benchmarks.payment_fake import PaymentFake
 from benchmarks.profiling import profile_summary
 from benchmarks.seed import Seeded
 from benchmarks.statements import capture
@@ -28,11 +35,15 @@ class InProcessReport:
     orders_created: int = 0
 
 
-def inprocess_analysis(args: argparse.Namespace, seeded: Seeded) -> InProcessReport:
+def inprocess_analysis(
+    args: argparse.Namespace, seeded: Seeded, fake: PaymentFake | None = None
+) -> InProcessReport:
+    """With --payment (`fake` running), every checkout pays: the service is
+    flows.place.order_checkout instead of order_place, the request sends payment_method,
+    and the fake's CPU per call is reported beside this process's."""
     from django.contrib.auth.models import User
 
     from core.actors import Actor
-    from orders.models import Order
 
     try:
         from flows.place import OrderLineRequest, order_place
@@ -42,6 +53,8 @@ def inprocess_analysis(args: argparse.Namespace, seeded: Seeded) -> InProcessRep
             order_place,
         )
 
+    from payments.models import Payment
+
     report = InProcessReport()
     rng = random.Random(args.seed + 7)  # noqa: S311 - test data, not secrets
     user = User.objects.get(pk=seeded.user_ids[0])
@@ -50,15 +63,27 @@ def inprocess_analysis(args: argparse.Namespace, seeded: Seeded) -> InProcessRep
     client = InProcessClient()
     pool = seeded.skus[: args.hot_products] if args.hot_products else seeded.skus
 
-    def place(lines: list[dict[str, Any]]) -> Order:
+    payment_method = PAYMENT_METHOD if args.payment else ""
+    service_name = "order_checkout" if payment_method else "order_place"
+
+    def place(lines: list[dict[str, Any]]) -> Any:
         report.orders_created += 1
-        return order_place(
-            customer=user,
-            email=user.email,
-            shipping_address=dict(SHIPPING_ADDRESS),
-            lines=[OrderLineRequest(line["sku"], line["quantity"]) for line in lines],
-            actor=actor,
-        )
+        order_input: dict[str, Any] = {
+            "customer": user,
+            "email": user.email,
+            "shipping_address": dict(SHIPPING_ADDRESS),
+            "lines": [OrderLineRequest(line["sku"], line["quantity"]) for line in lines],
+            "actor": actor,
+        }
+        if payment_method:
+            from flows.place import order_checkout
+
+            order_id = order_checkout(**order_input, payment_method=payment_method)
+            payment = Payment.objects.get(order_id=order_id)
+            if payment.status != Payment.Status.AUTHORIZED:
+                raise RuntimeError(f"in-process order_checkout left payment {payment.status}")
+            return order_id
+        return order_place(**order_input)
 
     created_ids: list[str] = []
 
@@ -68,9 +93,9 @@ def inprocess_analysis(args: argparse.Namespace, seeded: Seeded) -> InProcessRep
             "/api/v1/orders/",
             token=token,
             key=uuid.uuid4().hex,
-            body={"lines": lines, "email": user.email, "shipping_address": SHIPPING_ADDRESS},
+            body=checkout_body(lines, user.email, payment_method),
         )
-        if status != 201:
+        if status != 201 or (payment_method and not payment_authorized(body)):
             raise RuntimeError(f"in-process checkout failed: {status} {body}")
         report.orders_created += 1
         created_ids.append(body["id"])
@@ -79,9 +104,9 @@ def inprocess_analysis(args: argparse.Namespace, seeded: Seeded) -> InProcessRep
     # Warm caches (URL resolver, serializers, connection) before counting.
     place(random_lines(rng, pool, args.max_lines))
     counted: list[tuple[str, Callable[[], Any]]] = [
-        ("order_place, 1 line", lambda: place([{"sku": pool[0], "quantity": 1}])),
+        (f"{service_name}, 1 line", lambda: place([{"sku": pool[0], "quantity": 1}])),
         (
-            "order_place, 3 lines",
+            f"{service_name}, 3 lines",
             lambda: place([{"sku": sku, "quantity": 1} for sku in pool[:3]]),
         ),
         # Not counted: warms the request path.
@@ -112,12 +137,14 @@ def inprocess_analysis(args: argparse.Namespace, seeded: Seeded) -> InProcessRep
         clock = DbClock()
         iterations = args.inprocess_iterations
         with clock.installed():
+            fake_start = fake.cpu_seconds() if fake else 0.0
             start = time.perf_counter()
             cpu_start = time.process_time()
             for _ in range(iterations):
                 run()
             wall = time.perf_counter() - start
             cpu = time.process_time() - cpu_start
+            fake_cpu = fake.cpu_seconds() - fake_start if fake else 0.0
         report.timings[label] = {
             "iterations": iterations,
             "wall_ms": 1000 * wall / iterations,
@@ -126,6 +153,8 @@ def inprocess_analysis(args: argparse.Namespace, seeded: Seeded) -> InProcessRep
             "python_ms": 1000 * (wall - clock.seconds) / iterations,
             "process_cpu_ms": 1000 * cpu / iterations,
         }
+        if fake is not None:
+            report.timings[label]["fake_cpu_ms"] = 1000 * fake_cpu / iterations
 
     def counted_calls(label: str, run: Callable[[], Any], iterations: int = 50) -> None:
         """Python function calls per call: unlike CPU time, the same on a busy machine."""
@@ -139,9 +168,9 @@ def inprocess_analysis(args: argparse.Namespace, seeded: Seeded) -> InProcessRep
     if args.inprocess_iterations > 0:
         service = lambda: place(random_lines(rng, pool, args.max_lines))  # noqa: E731
         request = lambda: post(random_lines(rng, pool, args.max_lines))  # noqa: E731
-        timed("order_place (service)", service)
+        timed(f"{service_name} (service)", service)
         timed("POST /api/v1/orders/ (WSGI)", request)
-        counted_calls("order_place (service)", service)
+        counted_calls(f"{service_name} (service)", service)
         counted_calls("POST /api/v1/orders/ (WSGI)", request)
 
     reads_inprocess(args, seeded, client, token, created_ids, report)
@@ -150,7 +179,9 @@ def inprocess_analysis(args: argparse.Namespace, seeded: Seeded) -> InProcessRep
         timer = time.process_time if args.profile_clock == "cpu" else time.perf_counter
         profiler = cProfile.Profile(timer)
         lines_list = [random_lines(rng, pool, args.max_lines) for _ in range(args.profile)]
-        run_one = place if args.profile_target == "service" else post
+        run_one: Callable[[list[dict[str, Any]]], Any] = (
+            place if args.profile_target == "service" else post
+        )
         profiler.enable()
         for lines in lines_list:
             run_one(lines)
@@ -159,7 +190,7 @@ def inprocess_analysis(args: argparse.Namespace, seeded: Seeded) -> InProcessRep
             profiler, args.profile, args.profile_top, args.source_root
         )
         report.profile_label = (
-            f"{'order_place' if args.profile_target == 'service' else 'POST /api/v1/orders/'}"
+            f"{service_name if args.profile_target == 'service' else 'POST /api/v1/orders/'}"
             f" x{args.profile}, {args.profile_clock} clock"
         )
     return report

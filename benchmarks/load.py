@@ -10,7 +10,11 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from benchmarks.payload import SHIPPING_ADDRESS, random_lines
+from benchmarks.payload import checkout_body, payment_authorized, random_lines
+
+# A checkout answered 201 whose payment is not authorized (with --payment): an error
+# (the label does not start with 2, so it counts as one everywhere).
+UNPAID_CREATED = "unpaid 201"
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,9 @@ class LoadSpec:
     history_token: str = ""
     # Send If-None-Match with the ETag last received for the same path.
     conditional: bool = False
+    # With --payment: every checkout pays with this, and only a 201 with the payment
+    # authorized counts as one (any other 201 is counted as UNPAID_CREATED).
+    payment_method: str = ""
 
 
 @dataclass
@@ -205,11 +212,11 @@ def run_load(spec: LoadSpec) -> LoadResult:
                 headers["Idempotency-Key"] = uuid.uuid4().hex
                 number = rng.randrange(len(spec.tokens))
                 body = json.dumps(
-                    {
-                        "lines": random_lines(rng, spec.skus, spec.max_lines),
-                        "email": f"bench-{number:04d}@example.com",
-                        "shipping_address": SHIPPING_ADDRESS,
-                    }
+                    checkout_body(
+                        random_lines(rng, spec.skus, spec.max_lines),
+                        f"bench-{number:04d}@example.com",
+                        spec.payment_method,
+                    )
                 ).encode()
             elif kind == "products":
                 method, path = "GET", "/api/v1/products/"
@@ -235,10 +242,13 @@ def run_load(spec: LoadSpec) -> LoadResult:
             except OSError as error:  # the client has closed the connection: a new one next
                 label, data = type(error).__name__, str(error).encode()
             latencies[index].append(time.perf_counter() - started)
-            statuses[index][label] += 1
             if label == "201" and kind == "checkout":
-                created[index].append((token, json.loads(data)["id"]))
-            elif label[0] not in "23" and len(error_samples) < 5:
+                order = json.loads(data)
+                created[index].append((token, order["id"]))
+                if spec.payment_method and not payment_authorized(order):
+                    label = UNPAID_CREATED
+            statuses[index][label] += 1
+            if label[0] not in "23" and len(error_samples) < 5:
                 error_samples.append(f"{label}: {data[:300].decode(errors='replace')}")
         client.close()
         connects[index] = client.connects

@@ -5,6 +5,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from benchmarks.payment_fake import parse_ports
+
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/oms_bench"
 
 
@@ -156,10 +158,34 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=20,
         help="checkouts captured for the floor, one pgbench script each",
     )
+    parser.add_argument(
+        "--payment",
+        action="store_true",
+        help="every checkout sends payment_method pm_card_visa and must come back 201 with "
+        "its payment authorized, by a fake provider this run starts (issue 11's checkout); "
+        "without: orders are placed unpaid (pending_payment)",
+    )
+    parser.add_argument(
+        "--payment-fake",
+        choices=["responder", "localstripe"],
+        default="responder",
+        help="with --payment: benchmarks.stripe_responder (answers at once, ~0.15 ms CPU per "
+        "authorization) or the project's localstripe fake (fakes.stripe_server, several ms)",
+    )
+    parser.add_argument(
+        "--ports",
+        default="",
+        metavar="LOW-HIGH",
+        help="loopback ports for the server and the payment fake (empty: any free port)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed for the load")
     parser.add_argument("--json", type=Path, default=None, help="also write results here")
     parser.add_argument("--drop", action="store_true", help="drop the database at the end")
     args = parser.parse_args(argv)
+    try:
+        args.port_range = parse_ports(args.ports)
+    except ValueError:
+        parser.error("--ports takes LOW-HIGH, e.g. 18400-18499")
     if args.json is not None:
         args.json = args.json.resolve()  # the run changes directory into the code under test
     if "bench" not in (urlsplit(args.database_url).path or ""):

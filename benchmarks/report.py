@@ -20,7 +20,13 @@ def print_phase(report: PhaseReport) -> None:
         f"connections {report.connects}"
         f"{_not_modified_share(report)})\n"
         f"  CPU ms/req  server {cpu['server']:.2f}  postgres {cpu['postgres']:.2f}  "
-        f"client {cpu['client']:.2f}  other {cpu['other']:.2f}  "
+        f"client {cpu['client']:.2f}  "
+        + (
+            f"payment fake {cpu['fake']:.2f}  broker {cpu['broker']:.2f}  "
+            if cpu.get("fake") or cpu.get("broker")
+            else ""
+        )
+        + f"other {cpu['other']:.2f}  "
         f"(machine {report.machine_busy_pct:.0f}% busy)\n"
         f"  ceiling     {report.cpu_bound_ceiling:.0f}/s if server, PostgreSQL backends and "
         f"client had all {os.cpu_count()} cores\n"
@@ -56,7 +62,12 @@ def print_inprocess(report: InProcessReport) -> None:
             f"  {label:34s} wall {timing['wall_ms']:.2f} ms = DB {timing['db_ms']:.2f} "
             f"(of which COMMIT {timing['commit_ms']:.2f}) + Python {timing['python_ms']:.2f}   "
             f"(process CPU {timing['process_cpu_ms']:.2f} ms, "
-            f"n={timing['iterations']:.0f}; "
+            + (
+                f"payment fake CPU {timing['fake_cpu_ms']:.2f} ms, "
+                if "fake_cpu_ms" in timing
+                else ""
+            )
+            + f"n={timing['iterations']:.0f}; "
             f"{timing.get('python_calls', 0):,.0f} Python calls)"
         )
     if report.profile_areas:

@@ -13,10 +13,16 @@ from pathlib import Path
 from benchmarks.procfs import proc_children
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def free_port(ports: range | None = None) -> int:
+    """A loopback port free now: any (the kernel's pick), or the first free one of `ports`."""
+    for port in ports or [0]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(sock.getsockname()[1])
+    raise RuntimeError(f"no free loopback port in {ports}")
 
 
 # --worker-class uvicorn: gunicorn with uvicorn workers, ASGI with a pool.
@@ -91,7 +97,7 @@ class Server:
     worker processes are the master's children."""
 
     def __init__(self, args: argparse.Namespace, env: dict[str, str], log_path: Path) -> None:
-        self.port = free_port()
+        self.port = free_port(getattr(args, "port_range", None))
         self.log_path = log_path
         command, extra = server_command(args, self.port)
         self.name = Path(command[2]).name
