@@ -45,12 +45,26 @@ def payment_lock(*, payment_id: int) -> LockedPayment:
     )
 
 
-def operation_lock(*, operation_id: int) -> LockedOperation:
-    """Lock the operation's order, then its payment, then the operation."""
-    payment_id = PaymentOperation.objects.values_list("payment_id", flat=True).get(pk=operation_id)
-    locked = payment_lock(payment_id=payment_id)
-    operation = PaymentOperation.objects.select_for_update().get(pk=operation_id)
-    return LockedOperation(order=locked.order, payment=locked.payment, operation=operation)
+def operation_lock(
+    *, operation_id: int, payment_id: int | None = None, order_id: uuid.UUID | str | None = None
+) -> LockedOperation:
+    """Lock the operation's order, then its payment, then the operation. A caller that
+    knows the operation's payment and that payment's order (they never change) passes
+    them: three statements instead of five."""
+    if payment_id is None:
+        payment_id = PaymentOperation.objects.values_list("payment_id", flat=True).get(
+            pk=operation_id
+        )
+    if order_id is None:
+        locked = payment_lock(payment_id=payment_id)
+        order, payment = locked.order, locked.payment
+    else:
+        order = order_lock(order_id=order_id)
+        payment = Payment.objects.select_for_update().get(pk=payment_id, order_id=order_id)
+    operation = PaymentOperation.objects.select_for_update().get(
+        pk=operation_id, payment_id=payment_id
+    )
+    return LockedOperation(order=order, payment=payment, operation=operation)
 
 
 def order_payment_lock(*, order: Order, statuses: Sequence[str]) -> Payment | None:

@@ -13,11 +13,20 @@ from payments.gateways.base import IntentResult
 from payments.models import Payment, PaymentOperation
 from payments.services.operations import (
     LIVE_PAYMENT_STATUSES,
+    OPEN_OPERATION_STATUSES,
     operation_open_locked,
     operation_settle,
     payment_capture_record,
     payment_fail,
 )
+
+
+def _authorize_open(payment: Payment, known: PaymentOperation | None) -> PaymentOperation | None:
+    """The payment's open authorize operation, locked: the one the caller holds locked
+    (a payment has one authorize operation), else read."""
+    if known is not None:
+        return known if known.status in OPEN_OPERATION_STATUSES else None
+    return operation_open_locked(payment, PaymentOperation.Kind.AUTHORIZE)
 
 
 class IntentChange(enum.Enum):
@@ -33,9 +42,11 @@ class IntentChange(enum.Enum):
     CAPTURED = "captured"  # money taken
 
 
-def _requires_capture(payment: Payment, intent: IntentResult) -> IntentChange:
+def _requires_capture(
+    payment: Payment, intent: IntentResult, known: PaymentOperation | None
+) -> IntentChange:
     operation_settle(
-        operation_open_locked(payment, PaymentOperation.Kind.AUTHORIZE),
+        _authorize_open(payment, known),
         PaymentOperation.Status.SUCCEEDED,
         provider_object_id=intent.id,
     )
@@ -59,9 +70,11 @@ def _requires_capture(payment: Payment, intent: IntentResult) -> IntentChange:
     return IntentChange.AUTHORIZED
 
 
-def _requires_action(payment: Payment, intent: IntentResult) -> IntentChange:
+def _requires_action(
+    payment: Payment, intent: IntentResult, known: PaymentOperation | None
+) -> IntentChange:
     operation_settle(
-        operation_open_locked(payment, PaymentOperation.Kind.AUTHORIZE),
+        _authorize_open(payment, known),
         PaymentOperation.Status.SUCCEEDED,
         provider_object_id=intent.id,
     )
@@ -72,10 +85,12 @@ def _requires_action(payment: Payment, intent: IntentResult) -> IntentChange:
     return IntentChange.REQUIRES_ACTION
 
 
-def _requires_payment_method(payment: Payment, intent: IntentResult) -> IntentChange:
+def _requires_payment_method(
+    payment: Payment, intent: IntentResult, known: PaymentOperation | None
+) -> IntentChange:
     decline_code = intent.decline_code or "payment_failed"
     operation_settle(
-        operation_open_locked(payment, PaymentOperation.Kind.AUTHORIZE),
+        _authorize_open(payment, known),
         PaymentOperation.Status.FAILED,
         provider_object_id=intent.id,
         error_code=decline_code,
@@ -84,9 +99,11 @@ def _requires_payment_method(payment: Payment, intent: IntentResult) -> IntentCh
     return IntentChange.FAILED
 
 
-def _canceled(payment: Payment, intent: IntentResult) -> IntentChange:
+def _canceled(
+    payment: Payment, intent: IntentResult, known: PaymentOperation | None
+) -> IntentChange:
     operation_settle(
-        operation_open_locked(payment, PaymentOperation.Kind.AUTHORIZE),
+        _authorize_open(payment, known),
         PaymentOperation.Status.FAILED,
         error_code="canceled",
     )
@@ -107,7 +124,9 @@ def _canceled(payment: Payment, intent: IntentResult) -> IntentChange:
     return IntentChange.VOIDED if was_authorized else IntentChange.CANCELED_BEFORE_AUTHORIZATION
 
 
-def _succeeded(payment: Payment, intent: IntentResult) -> IntentChange:
+def _succeeded(
+    payment: Payment, intent: IntentResult, known: PaymentOperation | None
+) -> IntentChange:
     """Captured for good (a final capture, or a cancel ending a partly captured intent):
     the open capture (at most one is open) is settled with it."""
     capture = operation_open_locked(payment, PaymentOperation.Kind.CAPTURE)
@@ -122,7 +141,7 @@ def _succeeded(payment: Payment, intent: IntentResult) -> IntentChange:
     return IntentChange.CAPTURED
 
 
-_BY_STATUS: dict[str, Callable[[Payment, IntentResult], IntentChange]] = {
+_BY_STATUS: dict[str, Callable[[Payment, IntentResult, PaymentOperation | None], IntentChange]] = {
     "requires_capture": _requires_capture,
     "requires_action": _requires_action,
     "requires_source_action": _requires_action,
@@ -133,10 +152,14 @@ _BY_STATUS: dict[str, Callable[[Payment, IntentResult], IntentChange]] = {
 }
 
 
-def intent_apply_to_payment(payment: Payment, intent: IntentResult) -> IntentChange:
-    """Record the intent's state on the locked payment; return what changed."""
+def intent_apply_to_payment(
+    payment: Payment, intent: IntentResult, *, authorize_operation: PaymentOperation | None = None
+) -> IntentChange:
+    """Record the intent's state on the locked payment; return what changed.
+    `authorize_operation`: the payment's authorize operation, when the caller holds it
+    locked already (not read again)."""
     if not payment.provider_payment_id:
         payment.provider_payment_id = intent.id
         payment.save(update_fields=["provider_payment_id", "updated_at"])
     apply = _BY_STATUS.get(intent.status)
-    return apply(payment, intent) if apply is not None else IntentChange.NONE
+    return apply(payment, intent, authorize_operation) if apply is not None else IntentChange.NONE
