@@ -29,6 +29,13 @@ def _authorize_open(payment: Payment, known: PaymentOperation | None) -> Payment
     return operation_open_locked(payment, PaymentOperation.Kind.AUTHORIZE)
 
 
+def _taken(unsaved: list[str]) -> list[str]:
+    """The fields set but not yet saved, now saved by the caller."""
+    fields = list(unsaved)
+    unsaved.clear()
+    return fields
+
+
 class IntentChange(enum.Enum):
     NONE = "none"  # nothing the order needs to know
     AUTHORIZED = "authorized"  # the payment holds the order's money
@@ -43,7 +50,7 @@ class IntentChange(enum.Enum):
 
 
 def _requires_capture(
-    payment: Payment, intent: IntentResult, known: PaymentOperation | None
+    payment: Payment, intent: IntentResult, known: PaymentOperation | None, unsaved: list[str]
 ) -> IntentChange:
     operation_settle(
         _authorize_open(payment, known),
@@ -64,14 +71,14 @@ def _requires_capture(
     ):
         payment.authorize()
         payment.client_secret = ""
-        payment.save(update_fields=["status", "client_secret", "updated_at"])
+        payment.save(update_fields=["status", "client_secret", "updated_at", *_taken(unsaved)])
     if payment.status != Payment.Status.AUTHORIZED:
         return IntentChange.NONE
     return IntentChange.AUTHORIZED
 
 
 def _requires_action(
-    payment: Payment, intent: IntentResult, known: PaymentOperation | None
+    payment: Payment, intent: IntentResult, known: PaymentOperation | None, unsaved: list[str]
 ) -> IntentChange:
     operation_settle(
         _authorize_open(payment, known),
@@ -81,12 +88,12 @@ def _requires_action(
     if payment.status == Payment.Status.PENDING:
         payment.require_action()
         payment.client_secret = (intent.client_secret or "")[:255]
-        payment.save(update_fields=["status", "client_secret", "updated_at"])
+        payment.save(update_fields=["status", "client_secret", "updated_at", *_taken(unsaved)])
     return IntentChange.REQUIRES_ACTION
 
 
 def _requires_payment_method(
-    payment: Payment, intent: IntentResult, known: PaymentOperation | None
+    payment: Payment, intent: IntentResult, known: PaymentOperation | None, unsaved: list[str]
 ) -> IntentChange:
     decline_code = intent.decline_code or "payment_failed"
     operation_settle(
@@ -100,7 +107,7 @@ def _requires_payment_method(
 
 
 def _canceled(
-    payment: Payment, intent: IntentResult, known: PaymentOperation | None
+    payment: Payment, intent: IntentResult, known: PaymentOperation | None, unsaved: list[str]
 ) -> IntentChange:
     operation_settle(
         _authorize_open(payment, known),
@@ -120,12 +127,12 @@ def _canceled(
         return IntentChange.NONE
     was_authorized = payment.status == Payment.Status.AUTHORIZED
     payment.void()
-    payment.save(update_fields=["status", "updated_at"])
+    payment.save(update_fields=["status", "updated_at", *_taken(unsaved)])
     return IntentChange.VOIDED if was_authorized else IntentChange.CANCELED_BEFORE_AUTHORIZATION
 
 
 def _succeeded(
-    payment: Payment, intent: IntentResult, known: PaymentOperation | None
+    payment: Payment, intent: IntentResult, known: PaymentOperation | None, unsaved: list[str]
 ) -> IntentChange:
     """Captured for good (a final capture, or a cancel ending a partly captured intent):
     the open capture (at most one is open) is settled with it."""
@@ -141,7 +148,9 @@ def _succeeded(
     return IntentChange.CAPTURED
 
 
-_BY_STATUS: dict[str, Callable[[Payment, IntentResult, PaymentOperation | None], IntentChange]] = {
+_BY_STATUS: dict[
+    str, Callable[[Payment, IntentResult, PaymentOperation | None, list[str]], IntentChange]
+] = {
     "requires_capture": _requires_capture,
     "requires_action": _requires_action,
     "requires_source_action": _requires_action,
@@ -158,8 +167,15 @@ def intent_apply_to_payment(
     """Record the intent's state on the locked payment; return what changed.
     `authorize_operation`: the payment's authorize operation, when the caller holds it
     locked already (not read again)."""
+    # Fields set here and saved with the status the intent brings, if it brings one.
+    unsaved: list[str] = []
     if not payment.provider_payment_id:
         payment.provider_payment_id = intent.id
-        payment.save(update_fields=["provider_payment_id", "updated_at"])
+        unsaved.append("provider_payment_id")
     apply = _BY_STATUS.get(intent.status)
-    return apply(payment, intent, authorize_operation) if apply is not None else IntentChange.NONE
+    change = IntentChange.NONE
+    if apply is not None:
+        change = apply(payment, intent, authorize_operation, unsaved)
+    if unsaved:
+        payment.save(update_fields=[*unsaved, "updated_at"])
+    return change
