@@ -7,7 +7,8 @@ the key's unique index, then replays its response (or runs, if it rolled back).
 
 Multi-step use cases (atomic=False, e.g. reserve stock, then call the payment provider,
 then record the outcome): the key is claimed in its own committed write before the use
-case runs, so concurrent requests with the same key see it and get 409
+case runs (or, `claimed_by_statement`, by the use case's first statement, with what it
+creates: `StatementClaim`), so concurrent requests with the same key see it and get 409
 request_in_progress. Each step commits on its own, and the first records what it
 created with `IdempotencyContext.checkpoint`. A retry of a key whose request failed with
 a 5xx, or died, resumes from that checkpoint instead of creating a second order. A claim

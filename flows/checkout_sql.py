@@ -7,12 +7,12 @@ the PL/pgSQL function the flows migrations install (0001 from
 with every row of the checkout built in Python as plain data: one statement, its own
 transaction in autocommit (no BEGIN, SAVEPOINT or COMMIT round trip). In order, it writes
 
-  1. the Idempotency-Key, already completed with its response, or, for a paid
-     checkout, claimed by this request (in progress, locked, checkpointed with the
-     order's id, as core.idempotency's multi-step path claims it) (the key is claimed in
-     the order's transaction; a concurrent request with the same key waits on its
-     unique index until this one ends), or raises KEY_TAKEN_SQLSTATE when the key
-     exists, writing nothing;
+  1. the Idempotency-Key: completed with its response, or, for a paid checkout, claimed
+     by this request (in progress, locked, checkpointed with the order's id, as
+     core.idempotency's multi-step path leaves it). Either way it is claimed in the
+     order's transaction: a concurrent request with the same key waits on its unique
+     index until this one ends. A key that exists raises KEY_TAKEN_SQLSTATE, writing
+     nothing;
   2. the order, its lines, the audit row (orders_orderstatuschange) and the order event
      (as orders.audit.order_event_record writes it: next sequence, the transaction's
      id, the notification on oms_order_events delivered at commit, and the outbox

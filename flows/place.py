@@ -8,11 +8,14 @@ limit (inventory.backorders); a paid order with claims awaits stock (flows.backo
 With a payment method, the payment then runs as flows.pay does: its own transactions
 around, never across, the provider call.
 
-The API's checkout without a payment method and with local pricing first tries
-`order_place_written`: the same domain decisions on two reads (products with their stock
-rows, then the rates), and every write, the Idempotency-Key's included, in one statement
-(flows.checkout_sql). What it does not cover (backorders, low-stock thresholds, a
-handler of the order.pending_payment topic) and every error go through `order_place`.
+The API's checkout with local pricing first tries `order_place_written` (with a payment
+method: `order_checkout_written`): the same domain decisions on two reads (products with
+their stock rows, then the rates), and every write, the Idempotency-Key's included, in
+one statement (flows.checkout_sql); a paid checkout's statement also writes the payment
+and its pending authorize operation, the provider call's checkpoint, then pays from
+there (flows.pay `order_pay_checkpointed`). What it does not cover (backorders,
+low-stock thresholds, a handler of the order.pending_payment topic) and every error go
+through `order_place` (`order_checkout`).
 """
 
 import dataclasses
