@@ -26,7 +26,12 @@ from flows.reconcile import payments_reconcile
 from inventory.models import Product, Reservation, StockMovement
 from orders.models import Order, OrderEvent, OrderLine, OrderStatusChange
 from payments.models import Payment, PaymentOperation
-from tests.conftest import assert_stock_consistent, new_idempotency_key, order_payload
+from tests.conftest import (
+    assert_stock_consistent,
+    new_idempotency_key,
+    order_payload,
+    run_concurrently,
+)
 from tests.payments.conftest import (
     AUTHORIZE_PATH,
     GOOD_CARD,
@@ -328,3 +333,31 @@ def test_a_paid_checkout_whose_process_died_after_the_statement_is_finished_once
     assert {r.idempotency_key for r in provider.sent(AUTHORIZE_PATH)} <= {
         op.idempotency_key for op in PaymentOperation.objects.filter(payment__order=order)
     }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_paid_checkouts_with_one_key_place_one_order_and_authorize_once(
+    provider, checkout, customer_client, fake_stripe
+):
+    # Given the same paid checkout sent four times at once with one Idempotency-Key
+    responses = run_concurrently(
+        [lambda: checkout(customer_client, GOOD_CARD, key="same-paid-key") for _ in range(4)]
+    )
+
+    # Then one order exists, authorized once; every answer is that order (placed, or
+    # replayed) or "still in progress" while the first ran
+    assert not [r for r in responses if isinstance(r, BaseException)], responses
+    order = Order.objects.get()
+    assert order.status == "confirmed"
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(201) >= 1
+    assert set(statuses) <= {201, 409}
+    for response in responses:
+        if response.status_code == 201:
+            assert response.json()["id"] == str(order.pk)
+        else:
+            assert response.json()["code"] == "request_in_progress"
+    totals = assert_provider_consistent(fake_stripe, order.pk)
+    assert (totals["intents"], totals["authorized"]) == (1, 1)
+    assert len(provider.sent(AUTHORIZE_PATH)) == 1
+    assert_stock_consistent()
