@@ -7,7 +7,8 @@ the key's unique index, then replays its response (or runs, if it rolled back).
 
 Multi-step use cases (atomic=False, e.g. reserve stock, then call the payment provider,
 then record the outcome): the key is claimed in its own committed write before the use
-case runs, so concurrent requests with the same key see it and get 409
+case runs (or, `claimed_by_statement`, by the use case's first statement, with what it
+creates: `StatementClaim`), so concurrent requests with the same key see it and get 409
 request_in_progress. Each step commits on its own, and the first records what it
 created with `IdempotencyContext.checkpoint`. A retry of a key whose request failed with
 a 5xx, or died, resumes from that checkpoint instead of creating a second order. A claim
@@ -92,6 +93,50 @@ class CompletedKey:
             "created_at": stamp,
             "completed_at": stamp,
         }
+
+
+class StatementClaim:
+    """The key of a multi-step operation (atomic=False) whose first step is one statement
+    that claims the key itself: in progress, locked by this request and checkpointed
+    with what the statement creates, in that statement's transaction (see
+    `idempotent_execute`, `written`). The claim then costs no statement or commit of its
+    own, and a crash after it leaves a key that resumes from the checkpoint."""
+
+    def __init__(self, key: CompletedKey) -> None:
+        self.key = key
+        self.record: IdempotencyKey | None = None
+
+    def row(self, *, resource_id: str, now: datetime) -> dict[str, Any]:
+        """The key's columns as JSON, as `_claim_insert` and a checkpoint leave them."""
+        stamp = now.isoformat()
+        return {
+            "user_id": self.key.user_id,
+            "key": self.key.key,
+            "request_method": self.key.method,
+            "request_path": self.key.path,
+            "request_fingerprint": self.key.fingerprint,
+            "status": IdempotencyKey.Status.IN_PROGRESS.value,
+            "locked_at": stamp,
+            "resource_id": resource_id,
+            "response_status": None,
+            "response_body": None,
+            "created_at": stamp,
+            "completed_at": None,
+        }
+
+    def claimed(self, *, resource_id: str, now: datetime) -> None:
+        """The statement that wrote `row(resource_id=..., now=...)` committed: the key
+        is this request's, to complete or release as any claimed key."""
+        self.record = IdempotencyKey(
+            user_id=self.key.user_id,
+            key=self.key.key,
+            request_method=self.key.method,
+            request_path=self.key.path,
+            request_fingerprint=self.key.fingerprint,
+            status=IdempotencyKey.Status.IN_PROGRESS,
+            locked_at=now,
+            resource_id=resource_id,
+        )
 
 
 class KeyTaken(Exception):  # noqa: N818 - an outcome, not a failure
@@ -257,12 +302,21 @@ def _storable(body: Any) -> Any:
     return json_storable(json.loads(json.dumps(body, cls=DjangoJSONEncoder)))
 
 
+def _held(record: IdempotencyKey) -> Any:
+    """The record's row while still claimed as this request claimed it (a key a
+    statement claimed has no pk here: its user and key name it)."""
+    named = (
+        {"pk": record.pk}
+        if record.pk is not None
+        else {"user_id": record.user_id, "key": record.key}
+    )
+    return IdempotencyKey.objects.filter(
+        **named, status=IdempotencyKey.Status.IN_PROGRESS, locked_at=record.locked_at
+    )
+
+
 def _complete(record: IdempotencyKey, *, status: int, body: Any) -> None:
-    completed = IdempotencyKey.objects.filter(
-        pk=record.pk,
-        status=IdempotencyKey.Status.IN_PROGRESS,
-        locked_at=record.locked_at,
-    ).update(
+    completed = _held(record).update(
         status=IdempotencyKey.Status.COMPLETED,
         response_status=status,
         response_body=_storable(body),
@@ -276,11 +330,7 @@ def _complete(record: IdempotencyKey, *, status: int, body: Any) -> None:
 
 def _release(record: IdempotencyKey) -> None:
     """Give the key up so a retry can run: resumable keys stay, unlocked."""
-    held = IdempotencyKey.objects.filter(
-        pk=record.pk,
-        status=IdempotencyKey.Status.IN_PROGRESS,
-        locked_at=record.locked_at,
-    )
+    held = _held(record)
     if record.resource_id:
         held.update(locked_at=None)
     else:
@@ -298,6 +348,7 @@ def idempotent_execute(
     atomic: bool = True,
     written: Callable[[CompletedKey], Any | None] | None = None,
     written_status: int = 201,
+    claimed_by_statement: Callable[[StatementClaim], tuple[int, Any] | None] | None = None,
 ) -> IdempotentResult:
     """Run `operation` at most once for this user's key; replay its stored response after.
 
@@ -312,6 +363,14 @@ def idempotent_execute(
     above), and returns the body. It returns None, writing nothing, for a case it leaves
     to `operation` (including every error outcome), and raises KeyTaken when the key
     exists; either way `operation` then runs as above (or the key replays).
+
+    `claimed_by_statement` (atomic=False only) is the same for a multi-step operation:
+    its first statement claims the key (`StatementClaim.row`: in progress, checkpointed)
+    with its own rows, and it reports that with `StatementClaim.claimed` once that
+    statement committed; it then runs the rest and returns (HTTP status, JSON body), and
+    the key completes or is released as a claimed key is after `operation`. It returns
+    None before claiming (a case it leaves to `operation`), or raises KeyTaken when the
+    key exists; either way `operation` then runs as above.
     """
     key = idempotency_key_validate(key)
     fingerprint = request_fingerprint(method=method, path=path, payload=payload)
@@ -331,6 +390,29 @@ def idempotent_execute(
             body = None
         if body is not None:
             return IdempotentResult(written_status, body, False)
+    if not atomic and claimed_by_statement is not None:
+        claim = StatementClaim(
+            CompletedKey(
+                user_id=user.pk,
+                key=key,
+                method=method,
+                path=path,
+                fingerprint=fingerprint,
+                status=written_status,
+            )
+        )
+        try:
+            claimed = claimed_by_statement(claim)
+        except KeyTaken:
+            claimed = None
+        except BaseException as error:
+            if claim.record is not None:
+                _failed_release(claim.record, error)
+            raise
+        if claim.record is not None:
+            if claimed is None:
+                raise RuntimeError("A statement claimed the key and then gave no outcome.")
+            return _claimed_finish(claim.record, *claimed)
     if atomic:
         result = _execute_in_one_transaction(
             user=user,
@@ -362,19 +444,32 @@ def idempotent_execute(
                 _complete(record, status=status, body=body)
         if status >= 500:
             _release(record)
-    except _TRANSIENT_ERRORS:
-        _release(record)
-        raise
-    except DomainError as error:
-        if error.status >= 500:
-            _release(record)
-        else:
-            _complete(record, status=error.status, body=error.to_problem())
-        raise
-    except BaseException:
-        _release(record)
+    except BaseException as error:
+        _failed_release(record, error)
         raise
     return IdempotentResult(status, body, False)
+
+
+def _claimed_finish(record: IdempotencyKey, status: int, body: Any) -> IdempotentResult:
+    """Complete the claimed key with the operation's outcome, or (5xx) release it."""
+    if status < 500:
+        _complete(record, status=status, body=body)
+    else:
+        _release(record)
+    return IdempotentResult(status, body, False)
+
+
+def _failed_release(record: IdempotencyKey, error: BaseException) -> None:
+    """The claimed key's operation raised `error` (the caller re-raises it): a
+    DomainError below 500 is its stored outcome; anything else releases the key."""
+    if (
+        isinstance(error, DomainError)
+        and not isinstance(error, _TRANSIENT_ERRORS)
+        and error.status < 500
+    ):
+        _complete(record, status=error.status, body=error.to_problem())
+        return
+    _release(record)
 
 
 def idempotency_keys_purge(*, now: datetime | None = None) -> int:

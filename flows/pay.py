@@ -6,14 +6,18 @@ authorize operation (an operation whose outcome is unknown is sent again with th
 key, so at most one authorization exists for it), commit; (2) call the provider
 outside any transaction; (3) lock order, payment and operation again and record the
 outcome through flows.payment_outcomes; (4) void a stray authorization, if any.
+
+A paid checkout written in one statement (flows.place.order_checkout_written) has
+written step (1) with its order: `order_pay_checkpointed` starts at (2).
 """
 
 import uuid
+from dataclasses import dataclass
 
 from django.db import transaction
 
 from core.actors import Actor
-from flows.lock_objects import operation_lock, order_lock, order_payment_lock
+from flows.lock_objects import LockedOperation, operation_lock, order_lock, order_payment_lock
 from flows.payment_outcomes import (
     order_confirm_locked,
     order_payment_failed_locked,
@@ -85,60 +89,135 @@ def _authorize_prepare(
                 operation_resend(operation)  # unknown outcome: same key again
                 return payment, operation
             payment_fail(payment, decline_code="")
-        return payment_create(
+        created, operation = payment_create(
             order_id=order.pk,
             payment_method=payment_method,
             amount=order.total_amount,
             currency=order.currency,
         )
+        created.order = order  # the provider call's metadata reads it
+        return created, operation
+
+
+@dataclass(frozen=True)
+class _Recorded:
+    """The outcome recorded: the rows as its transaction left them, and whether a stray
+    authorization must be voided (outside it)."""
+
+    locked: LockedOperation
+    needs_void: bool
 
 
 def _authorize_record(
-    *, payment: Payment, operation: PaymentOperation, outcome: Outcome[IntentResult], actor: Actor
-) -> bool:
-    """Record the outcome; return True when a stray authorization must be voided."""
+    *,
+    order_id: uuid.UUID | str,
+    payment_id: int,
+    operation_id: int,
+    outcome: Outcome[IntentResult],
+    actor: Actor,
+) -> _Recorded:
+    """Record the outcome, with the order, payment and operation locked."""
     with transaction.atomic():
-        locked = operation_lock(operation_id=operation.pk)
-        order, payment, operation_locked = locked.order, locked.payment, locked.operation
-        if operation_locked.status not in (
-            PaymentOperation.Status.PENDING,
-            PaymentOperation.Status.UNKNOWN,
-        ):
-            return False  # a webhook or the reconciler recorded it first
-        if outcome.kind is OutcomeKind.SUCCEEDED and outcome.result is not None:
-            return payment_intent_apply_locked(
-                order=order,
-                payment=payment,
-                intent=outcome.result,
-                actor=actor,
-            )
-        declined = outcome.kind in (OutcomeKind.DECLINED, OutcomeKind.REJECTED)
-        never_sent = outcome.kind is OutcomeKind.NOT_SENT and operation_locked.attempts <= 1
-        if declined or never_sent:
-            # Definite: nothing was authorized for this attempt.
-            operation_settle(
-                operation_locked,
-                PaymentOperation.Status.FAILED,
-                error_code=outcome.error_code,
-                message=outcome.message,
-            )
-            payment_declined_locked(
-                order=order,
-                payment=payment,
-                decline_code=outcome.error_code if declined else "",
-                actor=actor,
-                reason=f"payment declined: {outcome.error_code}"
-                if declined
-                else "payment provider unavailable",
-            )
-        else:
-            # It may have reached the provider: it stays unknown, for a retry with the
-            # same key or the reconciler; the order's attempt failed for now.
-            operation_mark_unknown(operation_locked, outcome)
-            order_payment_failed_locked(
-                order=order, actor=actor, reason="payment provider unavailable"
-            )
-        return False
+        locked = operation_lock(operation_id=operation_id, payment_id=payment_id, order_id=order_id)
+        return _Recorded(locked, _authorize_record_locked(locked, outcome=outcome, actor=actor))
+
+
+def _authorize_record_locked(
+    locked: LockedOperation, *, outcome: Outcome[IntentResult], actor: Actor
+) -> bool:
+    """Record the outcome on the locked rows; return True when a stray authorization
+    must be voided."""
+    order, payment, operation = locked.order, locked.payment, locked.operation
+    if operation.status not in (PaymentOperation.Status.PENDING, PaymentOperation.Status.UNKNOWN):
+        return False  # a webhook or the reconciler recorded it first
+    if outcome.kind is OutcomeKind.SUCCEEDED and outcome.result is not None:
+        return payment_intent_apply_locked(
+            order=order,
+            payment=payment,
+            intent=outcome.result,
+            actor=actor,
+            authorize_operation=operation,
+        )
+    declined = outcome.kind in (OutcomeKind.DECLINED, OutcomeKind.REJECTED)
+    never_sent = outcome.kind is OutcomeKind.NOT_SENT and operation.attempts <= 1
+    if declined or never_sent:
+        # Definite: nothing was authorized for this attempt.
+        operation_settle(
+            operation,
+            PaymentOperation.Status.FAILED,
+            error_code=outcome.error_code,
+            message=outcome.message,
+        )
+        payment_declined_locked(
+            order=order,
+            payment=payment,
+            decline_code=outcome.error_code if declined else "",
+            actor=actor,
+            reason=f"payment declined: {outcome.error_code}"
+            if declined
+            else "payment provider unavailable",
+        )
+    else:
+        # It may have reached the provider: it stays unknown, for a retry with the
+        # same key or the reconciler; the order's attempt failed for now.
+        operation_mark_unknown(operation, outcome)
+        order_payment_failed_locked(order=order, actor=actor, reason="payment provider unavailable")
+    return False
+
+
+def _authorize_send(
+    *,
+    operation: PaymentOperation,
+    payment: Payment,
+    order_number: str,
+    counted: bool = False,
+) -> Outcome[IntentResult]:
+    """Call the provider for the authorize operation (outside any transaction)."""
+    return operation_send(
+        operation,
+        lambda gateway: gateway.authorize(
+            amount=payment.amount,
+            currency=payment.currency.lower(),
+            payment_method=payment.payment_method,
+            idempotency_key=operation.idempotency_key,
+            metadata={
+                "order_id": str(payment.order_id),
+                "order_number": order_number,
+                "payment_id": str(payment.pk),
+            },
+        ),
+        counted=counted,
+    )
+
+
+def _authorize_finish(
+    recorded: _Recorded, *, outcome: Outcome[IntentResult], order_number: str, actor: Actor
+) -> Payment:
+    """Void a stray authorization; return the payment as recorded, or raise the error
+    its outcome means for the client."""
+    payment = recorded.locked.payment
+    if recorded.needs_void:
+        payment_void(payment_id=payment.pk, actor=actor)
+        payment = Payment.objects.get(pk=payment.pk)
+    if payment.status in (
+        Payment.Status.AUTHORIZED,
+        Payment.Status.REQUIRES_ACTION,
+        Payment.Status.CAPTURED,
+    ):
+        return payment
+    order_id = str(payment.order_id)
+    if payment.status == Payment.Status.FAILED:
+        if outcome.kind is OutcomeKind.REJECTED:
+            raise PaymentRejected(outcome.message, order_id=order_id)
+        if outcome.kind is OutcomeKind.NOT_SENT:
+            raise PaymentProviderUnavailable(retry_after=retry_after_seconds(), order_id=order_id)
+        raise PaymentDeclined(
+            decline_code=payment.decline_code or outcome.error_code,
+            message=outcome.message,
+            order_id=order_id,
+            order_number=order_number,
+        )
+    raise PaymentProviderUnavailable(retry_after=retry_after_seconds(), order_id=order_id)
 
 
 def order_pay(*, order_id: uuid.UUID | str, payment_method: str, actor: Actor) -> Payment:
@@ -154,47 +233,70 @@ def order_pay(*, order_id: uuid.UUID | str, payment_method: str, actor: Actor) -
     )
     if operation is None:
         return payment
-    order = payment.order
-    outcome: Outcome[IntentResult] = operation_send(
-        operation,
-        lambda gateway: gateway.authorize(
-            amount=payment.amount,
-            currency=payment.currency.lower(),
-            payment_method=payment.payment_method,
-            idempotency_key=operation.idempotency_key,
-            metadata={
-                "order_id": str(order.pk),
-                "order_number": order.number,
-                "payment_id": str(payment.pk),
-            },
-        ),
+    order_number = payment.order.number
+    outcome = _authorize_send(operation=operation, payment=payment, order_number=order_number)
+    recorded = _authorize_record(
+        order_id=payment.order_id,
+        payment_id=payment.pk,
+        operation_id=operation.pk,
+        outcome=outcome,
+        actor=actor,
     )
-    needs_void = _authorize_record(
-        payment=payment, operation=operation, outcome=outcome, actor=actor
+    return _authorize_finish(recorded, outcome=outcome, order_number=order_number, actor=actor)
+
+
+@dataclass(frozen=True)
+class CheckpointedPayment:
+    """A paid checkout's payment and authorize operation, as its statement wrote them
+    with the order (pending, the attempt counted)."""
+
+    order_id: uuid.UUID
+    order_number: str
+    payment_id: int
+    operation_id: int
+    payment_method: str
+    amount: int
+    currency: str
+
+
+def order_pay_checkpointed(
+    *, checkpoint: CheckpointedPayment, actor: Actor
+) -> tuple[Order, Payment]:
+    """Steps (2)-(4) of `order_pay` for a payment whose authorize operation committed
+    with its order: call the provider (same deterministic key), record the outcome.
+    Return the order and the payment as recorded (nothing is read back); raise as
+    `order_pay` does."""
+    payment = Payment(
+        pk=checkpoint.payment_id,
+        order_id=checkpoint.order_id,
+        payment_method=checkpoint.payment_method,
+        amount=checkpoint.amount,
+        currency=checkpoint.currency,
     )
-    if needs_void:
-        payment_void(payment_id=payment.pk, actor=actor)
-    payment = Payment.objects.get(pk=payment.pk)
-    if payment.status in (
-        Payment.Status.AUTHORIZED,
-        Payment.Status.REQUIRES_ACTION,
-        Payment.Status.CAPTURED,
-    ):
-        return payment
-    if payment.status == Payment.Status.FAILED:
-        if outcome.kind is OutcomeKind.REJECTED:
-            raise PaymentRejected(outcome.message, order_id=str(order.pk))
-        if outcome.kind is OutcomeKind.NOT_SENT:
-            raise PaymentProviderUnavailable(
-                retry_after=retry_after_seconds(), order_id=str(order.pk)
-            )
-        raise PaymentDeclined(
-            decline_code=payment.decline_code or outcome.error_code,
-            message=outcome.message,
-            order_id=str(order.pk),
-            order_number=order.number,
-        )
-    raise PaymentProviderUnavailable(retry_after=retry_after_seconds(), order_id=str(order.pk))
+    operation = PaymentOperation(
+        pk=checkpoint.operation_id,
+        payment_id=checkpoint.payment_id,
+        kind=PaymentOperation.Kind.AUTHORIZE,
+        amount=checkpoint.amount,
+        attempts=1,
+    )
+    outcome = _authorize_send(
+        operation=operation, payment=payment, order_number=checkpoint.order_number, counted=True
+    )
+    recorded = _authorize_record(
+        order_id=checkpoint.order_id,
+        payment_id=checkpoint.payment_id,
+        operation_id=checkpoint.operation_id,
+        outcome=outcome,
+        actor=actor,
+    )
+    paid = _authorize_finish(
+        recorded, outcome=outcome, order_number=checkpoint.order_number, actor=actor
+    )
+    order = recorded.locked.order
+    if recorded.needs_void:
+        order = Order.objects.get(pk=checkpoint.order_id)  # the void changed it
+    return order, paid
 
 
 def order_payment_retry(*, order_id: uuid.UUID | str, actor: Actor, reason: str = "") -> Order:

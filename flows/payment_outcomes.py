@@ -20,7 +20,7 @@ from orders.models import Order, OrderEdit
 from orders.services import order_transition_locked
 from orders.states import STATUSES_USING_PAYMENT, OrderStatus
 from payments.gateways.base import IntentResult
-from payments.models import Payment
+from payments.models import Payment, PaymentOperation
 from payments.services.intents import IntentChange, intent_apply_to_payment
 from payments.services.operations import payment_event_data, payment_fail
 
@@ -118,12 +118,18 @@ def payment_unused_locked(payment: Payment) -> bool:
 
 
 def payment_intent_apply_locked(
-    *, order: Order, payment: Payment, intent: IntentResult, actor: Actor
+    *,
+    order: Order,
+    payment: Payment,
+    intent: IntentResult,
+    actor: Actor,
+    authorize_operation: PaymentOperation | None = None,
 ) -> bool:
     """Apply a PaymentIntent's state to the payment and the order. Return True when the
-    authorization must be voided (it exists but its order no longer wants it)."""
+    authorization must be voided (it exists but its order no longer wants it).
+    `authorize_operation`: the payment's authorize operation, already locked."""
     status_before = payment.status
-    change = intent_apply_to_payment(payment, intent)
+    change = intent_apply_to_payment(payment, intent, authorize_operation=authorize_operation)
     event_type = _EVENT_BY_PAYMENT_CHANGE.get(change)
     if payment.status != status_before and event_type is not None:
         order_event_record(order=order, type=event_type, change=payment_event_data(payment))

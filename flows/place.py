@@ -8,17 +8,22 @@ limit (inventory.backorders); a paid order with claims awaits stock (flows.backo
 With a payment method, the payment then runs as flows.pay does: its own transactions
 around, never across, the provider call.
 
-The API's checkout without a payment method and with local pricing first tries
-`order_place_written`: the same domain decisions on two reads (products with their stock
-rows, then the rates), and every write, the Idempotency-Key's included, in one statement
-(flows.checkout_sql). What it does not cover (backorders, low-stock thresholds, a
-handler of the order.pending_payment topic) and every error go through `order_place`.
+The API's checkout with local pricing first tries `order_place_written` (with a payment
+method: `order_checkout_written`): the same domain decisions on two reads (products with
+their stock rows, then the rates), and every write, the Idempotency-Key's included, in
+one statement (flows.checkout_sql); a paid checkout's statement also writes the payment
+and its pending authorize operation, the provider call's checkpoint, then pays from
+there (flows.pay `order_pay_checkpointed`). What it does not cover (backorders,
+low-stock thresholds, a handler of the order.pending_payment topic) and every error go
+through `order_place` (`order_checkout`).
 """
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -28,11 +33,17 @@ from django.utils import timezone
 
 from core.actors import Actor
 from core.errors import DomainError
-from core.idempotency import CompletedKey, KeyTaken
+from core.idempotency import CompletedKey, KeyTaken, StatementClaim
 from core.outbox import outbox_dispatch_on_commit, outbox_has_work
-from flows.checkout_sql import CheckoutProduct, checkout_rows_read, checkout_write
+from flows.checkout_sql import (
+    CheckoutProduct,
+    PaidCheckoutWritten,
+    checkout_paid_write,
+    checkout_rows_read,
+    checkout_write,
+)
 from flows.metrics import checkout_observed
-from flows.pay import order_pay
+from flows.pay import CheckpointedPayment, order_pay, order_pay_checkpointed
 from inventory.backorders import BackorderRequest, backorder_claims_create
 from inventory.errors import InsufficientStock, ReservationRaceLost, UnknownSku
 from inventory.models import Product, Reservation, StockMovement
@@ -47,9 +58,10 @@ from inventory.services import (
 from orders.audit import order_event_messages, order_event_record, order_event_row
 from orders.errors import CurrencyMismatch
 from orders.models import Order, order_number_generate
-from orders.selectors import OrderLineRow, OrderRow
+from orders.selectors import OrderLineRow, OrderRow, PaymentRow
 from orders.services import OrderLineData, order_amounts, order_create
 from orders.states import OrderStatus
+from payments.models import Payment, PaymentOperation
 from pricing.base import PricedLine, PricingRequest, Quote
 from pricing.services import order_quote
 
@@ -237,9 +249,90 @@ def order_place_written(
         if written is None:
             observation.pass_on()
             return None
-        body, currency, total_amount = written
-        observation.placed(currency=currency, total_amount=total_amount)
-    return body
+        observation.placed(currency=written.order.currency, total_amount=written.order.total_amount)
+    assert written.body is not None  # noqa: S101 - rendered before the write for a CompletedKey
+    return written.body
+
+
+def order_checkout_written(
+    *,
+    customer: User,
+    email: str,
+    shipping_address: dict[str, Any],
+    lines: Sequence[OrderLineRequest],
+    payment_method: str,
+    actor: Actor,
+    claim: StatementClaim,
+    render: Callable[[OrderRow], dict[str, Any]],
+    shipping_method: str = "standard",
+) -> dict[str, Any] | None:
+    """`order_checkout` for the checkouts `order_place_written` covers: one statement
+    claims the Idempotency-Key (checkpointed with the order's id) and writes the order,
+    as `order_place_written` does, with its payment and pending authorize operation (the
+    checkpoint of the provider call, committed before the call). Then the provider is
+    called and the outcome recorded as `order_pay` records it (flows.pay
+    `order_pay_checkpointed`). Return the body `render` makes of the order as written
+    and recorded (nothing read back).
+
+    Return None, having written nothing, where `order_place_written` does; raise KeyTaken
+    when the key exists. Once the statement committed, payment errors propagate as
+    `order_checkout`'s do (the order stays, payment_failed, its stock held).
+    """
+    with checkout_observed() as observation:
+        try:
+            written = _order_place_written(
+                customer=customer,
+                email=email,
+                shipping_address=shipping_address,
+                lines=lines,
+                actor=actor,
+                key=claim,
+                render=render,
+                shipping_method=shipping_method,
+                payment_method=payment_method,
+            )
+        except KeyTaken:
+            observation.pass_on()
+            raise
+        except DomainError:
+            written = None
+        if written is None or written.payment is None:
+            observation.pass_on()
+            return None
+        order_row = written.order
+        observation.placed(currency=order_row.currency, total_amount=order_row.total_amount)
+        order, payment = order_pay_checkpointed(
+            checkpoint=CheckpointedPayment(
+                order_id=order_row.pk,
+                order_number=order_row.number,
+                payment_id=written.payment.payment_id,
+                operation_id=written.payment.operation_id,
+                payment_method=payment_method,
+                amount=order_row.total_amount,
+                currency=order_row.currency,
+            ),
+            actor=actor,
+        )
+    return render(
+        dataclasses.replace(
+            order_row,
+            status=order.status,
+            updated_at=order.updated_at,
+            payments=[
+                PaymentRow(
+                    pk=payment.pk,  # type: ignore[arg-type] # a payment's pk is its bigint id
+                    status=payment.status,
+                    amount=payment.amount,
+                    amount_captured=payment.amount_captured,
+                    amount_refunded=payment.amount_refunded,
+                    currency=payment.currency,
+                    decline_code=payment.decline_code,
+                    client_secret=payment.client_secret,
+                    created_at=written.now,
+                )
+            ],
+        )
+    )
 
 
 def _written_covers(products: list[CheckoutProduct]) -> bool:
@@ -255,6 +348,18 @@ def _written_covers(products: list[CheckoutProduct]) -> bool:
 _CREATED_EVENT = "order.created"
 
 
+@dataclass(frozen=True)
+class _Written:
+    """What the single statement wrote: the order as rendered, the response body (a
+    completed key's), the payment's and operation's ids (a paid checkout's), and the
+    time it stamped on them."""
+
+    order: OrderRow
+    body: dict[str, Any] | None
+    payment: PaidCheckoutWritten | None
+    now: datetime
+
+
 def _order_place_written(
     *,
     customer: User,
@@ -262,10 +367,11 @@ def _order_place_written(
     shipping_address: dict[str, Any],
     lines: Sequence[OrderLineRequest],
     actor: Actor,
-    key: CompletedKey,
+    key: CompletedKey | StatementClaim,
     render: Callable[[OrderRow], dict[str, Any]],
     shipping_method: str,
-) -> tuple[dict[str, Any], str, int] | None:
+    payment_method: str = "",
+) -> _Written | None:
     quantities = {line.sku: line.quantity for line in lines}
     products, stock_rows = checkout_rows_read(list(quantities))
     if set(products) != set(quantities):
@@ -324,12 +430,18 @@ def _order_place_written(
         lines=line_rows,
         payments=[],
     )
-    body = render(order)
+    if isinstance(key, StatementClaim):
+        # Paid: the body is rendered once the payment's outcome is recorded.
+        body = None
+        key_row = key.row(resource_id=str(order.pk), now=now)
+    else:
+        body = render(order)
+        key_row = key.row(body=body, now=now)
     stamp, expires = now.isoformat(), expires_at.isoformat()
     event = order_event_row(order=order, type=_CREATED_EVENT, change=_PLACED_CHANGE)
     user_id = actor.user.pk if actor.user is not None else None
     checkout: dict[str, Any] = {
-        "key": key.row(body=body, now=now),
+        "key": key_row,
         "order": {
             "id": str(order.pk),
             "number": order.number,
@@ -377,6 +489,20 @@ def _order_place_written(
             "plan": [],
         },
     }
+    if payment_method:
+        checkout["payment"] = {
+            "provider": Payment._meta.get_field("provider").default,
+            "payment_method": payment_method,
+            "amount": order.total_amount,
+            "currency": currency,
+            "status": Payment.Status.PENDING.value,
+            "operation_kind": PaymentOperation.Kind.AUTHORIZE.value,
+            "operation_status": PaymentOperation.Status.PENDING.value,
+            # Counted here, as payments.services.outcomes.operation_send counts an
+            # attempt before its call.
+            "attempts": 1,
+        }
+    paid: PaidCheckoutWritten | None = None
     for attempt in range(RESERVATION_ATTEMPTS):
         if attempt > 0:
             # A re-plan after a lost race takes a hot product's fullest buckets first.
@@ -390,12 +516,18 @@ def _order_place_written(
             for allocation in plan
         ]
         try:
-            outbox_ids = checkout_write(checkout)
+            if payment_method:
+                paid = checkout_paid_write(checkout)
+                outbox_ids = paid.outbox_ids
+            else:
+                outbox_ids = checkout_write(checkout)
         except ReservationRaceLost:
             logger.info("Checkout lost a stock race; re-planning")
             continue
+        if isinstance(key, StatementClaim):
+            key.claimed(resource_id=str(order.pk), now=now)
         outbox_dispatch_on_commit(outbox_ids)
-        return body, currency, order.total_amount
+        return _Written(order=order, body=body, payment=paid, now=now)
     return None
 
 

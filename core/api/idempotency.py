@@ -8,7 +8,12 @@ from rest_framework.response import Response
 
 from core.actors import Actor
 from core.api.exceptions import PROBLEM_CONTENT_TYPE
-from core.idempotency import CompletedKey, IdempotencyContext, idempotent_execute
+from core.idempotency import (
+    CompletedKey,
+    IdempotencyContext,
+    StatementClaim,
+    idempotent_execute,
+)
 
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -22,9 +27,11 @@ def idempotent_response(
     atomic: bool = True,
     headers: dict[str, str] | None = None,
     written: Callable[[CompletedKey], Any | None] | None = None,
+    claimed_by_statement: Callable[[StatementClaim], tuple[int, Any] | None] | None = None,
 ) -> Response:
     """Run the operation once per (user, Idempotency-Key); replay the stored response.
-    `written`: core.idempotency.idempotent_execute's single-statement form of it."""
+    `written`, `claimed_by_statement`: core.idempotency.idempotent_execute's
+    single-statement forms of it."""
     result = idempotent_execute(
         user=Actor.from_request(request).require_user(),
         key=request.headers.get(IDEMPOTENCY_KEY_HEADER),
@@ -34,6 +41,7 @@ def idempotent_response(
         operation=operation,
         atomic=atomic,
         written=written,
+        claimed_by_statement=claimed_by_statement,
     )
     response_headers = dict(headers or {})
     if result.replayed:

@@ -24,7 +24,12 @@ from core.actors import Actor
 from core.api.conditional import PRIVATE, entity_tag, if_none_match, not_modified, tagged
 from core.api.idempotency import IDEMPOTENCY_KEY_HEADER, idempotent_response
 from core.api.pagination import CreatedAtCursorPagination
-from core.idempotency import CompletedKey, IdempotencyContext, idempotency_key_validate
+from core.idempotency import (
+    CompletedKey,
+    IdempotencyContext,
+    StatementClaim,
+    idempotency_key_validate,
+)
 from core.read_routing import ReplicaReadsMixin
 from flows.api.actions import (
     IDEMPOTENCY_KEY_PARAMETER,
@@ -44,7 +49,13 @@ from flows.api.serializers import (
 )
 from flows.cancel import order_cancel, order_cancel_rest
 from flows.pay import order_pay
-from flows.place import OrderLineRequest, order_checkout, order_place, order_place_written
+from flows.place import (
+    OrderLineRequest,
+    order_checkout,
+    order_checkout_written,
+    order_place,
+    order_place_written,
+)
 from flows.refund import order_refund
 from flows.ship import order_ship
 from flows.transitions import order_transition_by_name
@@ -135,6 +146,17 @@ class OrderListCreateApi(ReplicaReadsMixin, ListModelMixin, GenericAPIView[Order
             # The key and the order written in one statement, where that path covers it.
             return order_place_written(**order_input, key=key, render=_order_render)
 
+        def checkout_written(claim: StatementClaim) -> tuple[int, Any] | None:
+            # The key's claim, the order and its payment's checkpoint in one statement,
+            # where that path covers it; then the provider call.
+            body = order_checkout_written(
+                **order_input,
+                payment_method=payment_method or "",
+                claim=claim,
+                render=_order_render,
+            )
+            return None if body is None else (status.HTTP_201_CREATED, body)
+
         if not payment_method and not quote_calls_out():
             # One transaction: the key is claimed and the order written together.
             return idempotent_response(
@@ -143,8 +165,14 @@ class OrderListCreateApi(ReplicaReadsMixin, ListModelMixin, GenericAPIView[Order
         if not payment_method:
             # The tax service is called before order_place opens its transaction.
             return idempotent_response(request, payload=request.data, operation=place, atomic=False)
-        # With a payment the provider is called between two transactions of its own.
-        return idempotent_response(request, payload=request.data, operation=checkout, atomic=False)
+        # With a payment the provider is called between transactions of its own.
+        return idempotent_response(
+            request,
+            payload=request.data,
+            operation=checkout,
+            atomic=False,
+            claimed_by_statement=None if quote_calls_out() else checkout_written,
+        )
 
 
 def _order_render(order: selectors.OrderRow) -> dict[str, Any]:

@@ -13,11 +13,27 @@ from payments.gateways.base import IntentResult
 from payments.models import Payment, PaymentOperation
 from payments.services.operations import (
     LIVE_PAYMENT_STATUSES,
+    OPEN_OPERATION_STATUSES,
     operation_open_locked,
     operation_settle,
     payment_capture_record,
     payment_fail,
 )
+
+
+def _authorize_open(payment: Payment, known: PaymentOperation | None) -> PaymentOperation | None:
+    """The payment's open authorize operation, locked: the one the caller holds locked
+    (a payment has one authorize operation), else read."""
+    if known is not None:
+        return known if known.status in OPEN_OPERATION_STATUSES else None
+    return operation_open_locked(payment, PaymentOperation.Kind.AUTHORIZE)
+
+
+def _taken(unsaved: list[str]) -> list[str]:
+    """The fields set but not yet saved, now saved by the caller."""
+    fields = list(unsaved)
+    unsaved.clear()
+    return fields
 
 
 class IntentChange(enum.Enum):
@@ -33,9 +49,11 @@ class IntentChange(enum.Enum):
     CAPTURED = "captured"  # money taken
 
 
-def _requires_capture(payment: Payment, intent: IntentResult) -> IntentChange:
+def _requires_capture(
+    payment: Payment, intent: IntentResult, known: PaymentOperation | None, unsaved: list[str]
+) -> IntentChange:
     operation_settle(
-        operation_open_locked(payment, PaymentOperation.Kind.AUTHORIZE),
+        _authorize_open(payment, known),
         PaymentOperation.Status.SUCCEEDED,
         provider_object_id=intent.id,
     )
@@ -53,29 +71,33 @@ def _requires_capture(payment: Payment, intent: IntentResult) -> IntentChange:
     ):
         payment.authorize()
         payment.client_secret = ""
-        payment.save(update_fields=["status", "client_secret", "updated_at"])
+        payment.save(update_fields=["status", "client_secret", "updated_at", *_taken(unsaved)])
     if payment.status != Payment.Status.AUTHORIZED:
         return IntentChange.NONE
     return IntentChange.AUTHORIZED
 
 
-def _requires_action(payment: Payment, intent: IntentResult) -> IntentChange:
+def _requires_action(
+    payment: Payment, intent: IntentResult, known: PaymentOperation | None, unsaved: list[str]
+) -> IntentChange:
     operation_settle(
-        operation_open_locked(payment, PaymentOperation.Kind.AUTHORIZE),
+        _authorize_open(payment, known),
         PaymentOperation.Status.SUCCEEDED,
         provider_object_id=intent.id,
     )
     if payment.status == Payment.Status.PENDING:
         payment.require_action()
         payment.client_secret = (intent.client_secret or "")[:255]
-        payment.save(update_fields=["status", "client_secret", "updated_at"])
+        payment.save(update_fields=["status", "client_secret", "updated_at", *_taken(unsaved)])
     return IntentChange.REQUIRES_ACTION
 
 
-def _requires_payment_method(payment: Payment, intent: IntentResult) -> IntentChange:
+def _requires_payment_method(
+    payment: Payment, intent: IntentResult, known: PaymentOperation | None, unsaved: list[str]
+) -> IntentChange:
     decline_code = intent.decline_code or "payment_failed"
     operation_settle(
-        operation_open_locked(payment, PaymentOperation.Kind.AUTHORIZE),
+        _authorize_open(payment, known),
         PaymentOperation.Status.FAILED,
         provider_object_id=intent.id,
         error_code=decline_code,
@@ -84,9 +106,11 @@ def _requires_payment_method(payment: Payment, intent: IntentResult) -> IntentCh
     return IntentChange.FAILED
 
 
-def _canceled(payment: Payment, intent: IntentResult) -> IntentChange:
+def _canceled(
+    payment: Payment, intent: IntentResult, known: PaymentOperation | None, unsaved: list[str]
+) -> IntentChange:
     operation_settle(
-        operation_open_locked(payment, PaymentOperation.Kind.AUTHORIZE),
+        _authorize_open(payment, known),
         PaymentOperation.Status.FAILED,
         error_code="canceled",
     )
@@ -103,11 +127,13 @@ def _canceled(payment: Payment, intent: IntentResult) -> IntentChange:
         return IntentChange.NONE
     was_authorized = payment.status == Payment.Status.AUTHORIZED
     payment.void()
-    payment.save(update_fields=["status", "updated_at"])
+    payment.save(update_fields=["status", "updated_at", *_taken(unsaved)])
     return IntentChange.VOIDED if was_authorized else IntentChange.CANCELED_BEFORE_AUTHORIZATION
 
 
-def _succeeded(payment: Payment, intent: IntentResult) -> IntentChange:
+def _succeeded(
+    payment: Payment, intent: IntentResult, known: PaymentOperation | None, unsaved: list[str]
+) -> IntentChange:
     """Captured for good (a final capture, or a cancel ending a partly captured intent):
     the open capture (at most one is open) is settled with it."""
     capture = operation_open_locked(payment, PaymentOperation.Kind.CAPTURE)
@@ -122,7 +148,9 @@ def _succeeded(payment: Payment, intent: IntentResult) -> IntentChange:
     return IntentChange.CAPTURED
 
 
-_BY_STATUS: dict[str, Callable[[Payment, IntentResult], IntentChange]] = {
+_BY_STATUS: dict[
+    str, Callable[[Payment, IntentResult, PaymentOperation | None, list[str]], IntentChange]
+] = {
     "requires_capture": _requires_capture,
     "requires_action": _requires_action,
     "requires_source_action": _requires_action,
@@ -133,10 +161,21 @@ _BY_STATUS: dict[str, Callable[[Payment, IntentResult], IntentChange]] = {
 }
 
 
-def intent_apply_to_payment(payment: Payment, intent: IntentResult) -> IntentChange:
-    """Record the intent's state on the locked payment; return what changed."""
+def intent_apply_to_payment(
+    payment: Payment, intent: IntentResult, *, authorize_operation: PaymentOperation | None = None
+) -> IntentChange:
+    """Record the intent's state on the locked payment; return what changed.
+    `authorize_operation`: the payment's authorize operation, when the caller holds it
+    locked already (not read again)."""
+    # Fields set here and saved with the status the intent brings, if it brings one.
+    unsaved: list[str] = []
     if not payment.provider_payment_id:
         payment.provider_payment_id = intent.id
-        payment.save(update_fields=["provider_payment_id", "updated_at"])
+        unsaved.append("provider_payment_id")
     apply = _BY_STATUS.get(intent.status)
-    return apply(payment, intent) if apply is not None else IntentChange.NONE
+    change = IntentChange.NONE
+    if apply is not None:
+        change = apply(payment, intent, authorize_operation, unsaved)
+    if unsaved:
+        payment.save(update_fields=[*unsaved, "updated_at"])
+    return change

@@ -37,9 +37,14 @@ class Outcome(Generic[T]):
     message: str = ""
 
 
-def operation_send(operation: PaymentOperation, call: Callable[[StripeGateway], T]) -> Outcome[T]:
-    """Count the attempt, make the call outside any transaction, classify the outcome."""
-    PaymentOperation.objects.filter(pk=operation.pk).update(attempts=F("attempts") + 1)
+def operation_send(
+    operation: PaymentOperation, call: Callable[[StripeGateway], T], *, counted: bool = False
+) -> Outcome[T]:
+    """Count the attempt, make the call outside any transaction, classify the outcome.
+    `counted`: the attempt was counted when the operation was written (a paid checkout's
+    statement writes it with attempts=1)."""
+    if not counted:
+        PaymentOperation.objects.filter(pk=operation.pk).update(attempts=F("attempts") + 1)
     started = time.perf_counter()
     outcome = _operation_call(operation, call)
     kind = str(operation.kind)

@@ -15,11 +15,14 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from core.actors import Actor
+from core.breakers import circuit_breakers_reset
 from flows.place import OrderLineRequest, order_place
 from inventory.models import Product
 from orders.models import Order
 from tests.conftest import new_idempotency_key, order_payload, stock_receive, token_client
 from tests.factories import ProductFactory, StaffFactory, UserFactory, WarehouseFactory
+
+pytest_plugins = ("tests.support.fake_stripe",)
 
 # Statements per request, including the API-key lookup.
 # Checkout (flows.place.order_place_written): the key, the products with their stock rows
@@ -30,6 +33,16 @@ CHECKOUT_BUDGET = 6
 # backorders): the read above, then the general path's own 16 statements (its 15, and
 # the products' backorder room).
 CHECKOUT_GENERAL_PATH_BUDGET = 17
+# A paid checkout (flows.place.order_checkout_written): the key, the read, the rates, the
+# one call (in a savepoint here: 3) writing the key's claim, the order, the payment and
+# its authorize operation; the provider call; then the outcome's transaction (in a
+# savepoint: 2 + 10: the order, payment and operation locked by id in one statement,
+# the operation settled, the payment authorized with its provider id,
+# payment.authorized, the order's backorder check, the order confirmed, its audit row,
+# order.confirmed, its outbox message and that message's id); and the key completed
+# with the response, rendered from what was written. Before it (the general path,
+# 2026-11-29): 46.
+PAID_CHECKOUT_BUDGET = 19
 ORDER_DETAIL_BUDGET = 4
 # The key, the first page's version (for its ETag), the page, its lines, its payments.
 ORDER_LIST_BUDGET = 5
@@ -71,10 +84,15 @@ def place(customer: Any, catalogue: list[Product], lines: int = 1) -> Order:
     )
 
 
-def checkout(client: APIClient, catalogue: list[Product], lines: int) -> Any:
+def checkout(
+    client: APIClient, catalogue: list[Product], lines: int, payment_method: str = ""
+) -> Any:
+    payload = order_payload([(product.sku, 2) for product in catalogue[:lines]])
+    if payment_method:
+        payload["payment_method"] = payment_method
     return client.post(
         "/api/v1/orders/",
-        order_payload([(product.sku, 2) for product in catalogue[:lines]]),
+        payload,
         format="json",
         HTTP_IDEMPOTENCY_KEY=new_idempotency_key(),
     )
@@ -111,6 +129,29 @@ def test_a_checkout_on_the_general_path_sends_the_same_statements_for_1_3_and_10
             response = checkout(client, catalogue, lines)
         assert response.status_code == 201, response.json()
         assert len(response.json()["lines"]) == lines
+
+
+@pytest.mark.django_db
+def test_a_paid_checkout_sends_the_same_statements_for_1_3_and_10_lines(
+    django_assert_num_queries, fake_stripe, settings
+):
+    # Given a customer with an API key, ten stocked products and the fake provider
+    circuit_breakers_reset()
+    settings.STRIPE_API_BASE = fake_stripe.url
+    settings.STRIPE_API_KEY = fake_stripe.api_key
+    client = client_for(UserFactory())
+    catalogue = products(10)
+    checkout(client, catalogue, 1, payment_method="pm_card_visa")
+
+    # When paid checkouts of 1, 3 and 10 lines are placed, Then each sends the same
+    # statements, and is authorized
+    for lines in (1, 3, 10):
+        with django_assert_num_queries(PAID_CHECKOUT_BUDGET):
+            response = checkout(client, catalogue, lines, payment_method="pm_card_visa")
+        assert response.status_code == 201, response.json()
+        assert len(response.json()["lines"]) == lines
+        assert response.json()["payment"]["status"] == "authorized"
+    circuit_breakers_reset()
 
 
 @pytest.mark.django_db
