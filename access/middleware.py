@@ -38,7 +38,7 @@ class RateLimitMiddleware(MiddlewareMixin):
         if rule is None or rule.rate_limit in (None, RateLimitClass.STREAMS):
             # Streams are bounded by how many are open at once (events.stream_slots).
             return None
-        key = key_subject(request.headers.get("Authorization", ""))
+        key = key_subject(request.META.get("HTTP_AUTHORIZATION", ""))
         subjects = {"ip": client_ip(request), "key": key or ""}
         try:
             usages = [

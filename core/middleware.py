@@ -1,11 +1,15 @@
 import re
 import time
 import uuid
+from typing import Any
 
 from django.conf import settings
+from django.contrib.messages import middleware as messages_middleware
+from django.contrib.messages.storage import default_storage
 from django.http import HttpRequest, HttpResponse
 from django.middleware import common
 from django.utils.deprecation import MiddlewareMixin
+from django.utils.functional import SimpleLazyObject, empty
 
 from core import log_context
 from core.api.exceptions import PROBLEM_CONTENT_TYPE, not_found_view, problem_json_response
@@ -13,6 +17,7 @@ from core.errors import DomainError, LengthRequired, RequestTooLarge
 from core.metrics import HTTP_REQUEST_DURATION, HTTP_REQUESTS
 
 REQUEST_ID_HEADER = "X-Request-ID"
+_REQUEST_ID_META = "HTTP_X_REQUEST_ID"
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
@@ -25,7 +30,8 @@ class RequestIdMiddleware(MiddlewareMixin):
     """Tag each request with an id (the client's X-Request-ID when sane) and echo it."""
 
     def process_request(self, request: HttpRequest) -> None:
-        supplied = request.headers.get(REQUEST_ID_HEADER, "")
+        # From META: request.headers would copy every header of the request first.
+        supplied = request.META.get(_REQUEST_ID_META, "")
         request_id = supplied if _VALID_REQUEST_ID.match(supplied) else uuid.uuid4().hex
         request.request_id = request_id  # type: ignore[attr-defined]
         log_context.bind(request_id=request_id, user="", order_id="")
@@ -68,13 +74,25 @@ class RequestMetricsMiddleware(MiddlewareMixin):
         match = getattr(request, "resolver_match", None)
         route = (match.view_name or "unnamed") if match is not None else "unmatched"
         method = request.method if request.method in _KNOWN_METHODS else "other"
-        HTTP_REQUESTS.labels(route=route, method=method, status=str(response.status_code)).inc()
+        counter = _counters.get((route, method, response.status_code))
+        if counter is None:
+            counter = _counters[(route, method, response.status_code)] = HTTP_REQUESTS.labels(
+                route=route, method=method, status=str(response.status_code)
+            )
+        counter.inc()
         if started is not None:
-            HTTP_REQUEST_DURATION.labels(route=route).observe(time.perf_counter() - started)
+            timer = _timers.get(route)
+            if timer is None:
+                timer = _timers[route] = HTTP_REQUEST_DURATION.labels(route=route)
+            timer.observe(time.perf_counter() - started)
         return response
 
 
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# The labelled instruments, looked up once per label set (labels() takes a lock and builds
+# its key on every call); as many as the series, which URL names bound.
+_counters: dict[tuple[str, str, int], Any] = {}
+_timers: dict[str, Any] = {}
 
 
 class RequestBodyLimitMiddleware(MiddlewareMixin):
@@ -115,3 +133,19 @@ class CommonMiddleware(common.CommonMiddleware):
         if request.method not in ("GET", "HEAD"):
             return False
         return bool(super().should_redirect_with_slash(request))
+
+
+class MessageMiddleware(messages_middleware.MessageMiddleware):
+    """Django's, but a request's message storage is built when the request first uses
+    it (the admin does; the API never): building it imported the storage classes and
+    made a cookie signer on every request (issue 11). A storage never used has nothing
+    to store, as Django's `update()` finds too."""
+
+    def process_request(self, request: HttpRequest) -> None:
+        request._messages = SimpleLazyObject(lambda: default_storage(request))  # type: ignore[attr-defined]
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        messages = request.__dict__.get("_messages")
+        if isinstance(messages, SimpleLazyObject) and messages._wrapped is empty:
+            return response
+        return super().process_response(request, response)

@@ -12,8 +12,8 @@ from typing import Any
 
 from django.contrib.auth.models import User
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework import exceptions
-from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework import HTTP_HEADER_ENCODING, exceptions
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
 from access.models import ApiKey
@@ -32,7 +32,12 @@ class ApiKeyCredential:
 
 def presented_key(request: Request) -> str | None:
     """The key in the Authorization header, or None when it holds none of our schemes."""
-    parts = get_authorization_header(request).split()
+    # From META, not DRF's get_authorization_header: request.headers would copy every
+    # header of the request first.
+    header = request.META.get("HTTP_AUTHORIZATION", b"")
+    if isinstance(header, str):
+        header = header.encode(HTTP_HEADER_ENCODING)
+    parts = header.split()
     if not parts or parts[0].lower().decode(errors="replace") not in SCHEMES:
         return None
     if len(parts) != 2:

@@ -16,6 +16,8 @@ from core import log_context
 
 _ALL_SCOPES = frozenset(ALL_SCOPES)
 _CUSTOMER = frozenset({Role.CUSTOMER.value})
+# Read from META: request.headers would copy every header of the request first.
+_ON_BEHALF_OF_META = "HTTP_" + ON_BEHALF_OF_HEADER.upper().replace("-", "_")
 
 
 class PolicyPermission(BasePermission):
@@ -43,7 +45,7 @@ class PolicyPermission(BasePermission):
 
     @staticmethod
     def _roles(request: Request, user: User, credential: ApiKeyCredential | None) -> frozenset[str]:
-        named = request.headers.get(ON_BEHALF_OF_HEADER)
+        named = request.META.get(_ON_BEHALF_OF_META)
         if named is None:
             return roles_of(user)
         if credential is None or not credential.api_key.act_as_customer:

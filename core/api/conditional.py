@@ -29,7 +29,8 @@ def entity_tag(*parts: object) -> str:
 def if_none_match(request: Request, etag: str) -> bool:
     """Whether the request's If-None-Match names `etag` (weak comparison, as RFC 9110
     prescribes for If-None-Match) or is `*`."""
-    header = request.headers.get("If-None-Match")
+    # From META: request.headers would copy every header of the request first.
+    header = request.META.get("HTTP_IF_NONE_MATCH")
     if not header:
         return False
     wanted = etag.removeprefix("W/")

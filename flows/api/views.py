@@ -191,7 +191,7 @@ class OrderDetailApi(ReplicaReadsMixin, APIView):
     @extend_schema(responses=OrderOutputSerializer)
     def get(self, request: Request, order_id: uuid.UUID) -> HttpResponseBase:
         actor = Actor.from_request(request)
-        if request.headers.get("If-None-Match"):
+        if request.META.get("HTTP_IF_NONE_MATCH"):
             version = selectors.order_version_for(actor=actor, order_id=order_id)
             etag = entity_tag(ORDER_REPRESENTATION, *version.tag_parts())
             if if_none_match(request, etag):

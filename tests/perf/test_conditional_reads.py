@@ -11,7 +11,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from django.core.cache import caches
 from django.db import connections
 from django.urls import resolve
 from prometheus_client import REGISTRY
@@ -19,7 +18,12 @@ from prometheus_client import REGISTRY
 from core.actors import Actor
 from flows.cancel import order_cancel
 from flows.edit import order_edit_commit, order_edit_propose
-from inventory.api.product_list import CACHE_KEY
+from inventory.api.product_list import (
+    CACHE_KEY,
+    ProductList,
+    product_list_current,
+    product_list_forget,
+)
 from inventory.services import stock_adjust
 from orders.models import Order
 from payments.models import Payment
@@ -44,9 +48,9 @@ def get(server: Any, path: str, key: str | None, **headers: str) -> tuple[int, A
 
 @pytest.fixture
 def empty_product_cache() -> Any:
-    caches["default"].delete(CACHE_KEY)
+    product_list_forget()
     yield
-    caches["default"].delete(CACHE_KEY)
+    product_list_forget()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -307,3 +311,32 @@ def test_the_product_list_renders_as_its_serializer_declares():
     assert rendered == declared
     assert [row["sku"] for row in rendered] == sorted([p.sku for p in stocked] + ["EMPTY-1"])
     assert {row["available"] for row in rendered} == {1000, 0}
+
+
+@pytest.mark.django_db
+def test_a_process_serves_its_copy_of_the_shared_list_until_the_entry_expires(
+    settings, empty_product_cache
+):
+    from django.core.cache import caches
+
+    # Given an entry another process stored in the shared cache, valid for a minute more
+    settings.PRODUCT_LIST_CACHE_SECONDS = 60
+    shared = caches[settings.PRODUCT_LIST_CACHE]
+    other = ProductList(etag='"p-other"', products=[], expires_at=time.time() + 60)
+    shared.set(CACHE_KEY, other, timeout=60)
+
+    # When this process reads the list, Then it serves that entry, and keeps serving its
+    # copy without the shared cache (here: after the entry is gone from it)
+    assert product_list_current().etag == '"p-other"'
+    shared.delete(CACHE_KEY)
+    assert product_list_current().etag == '"p-other"'
+
+    # And an entry past its expiry is never served, from the copy or the shared cache:
+    # the list is rendered again (and stored)
+    expired = ProductList(etag='"p-expired"', products=[], expires_at=time.time() - 0.01)
+    product_list_forget()
+    shared.set(CACHE_KEY, expired, timeout=60)
+    rendered = product_list_current()
+    assert rendered.etag not in ('"p-other"', '"p-expired"')
+    assert shared.get(CACHE_KEY) == rendered
+    assert time.time() < rendered.expires_at <= time.time() + 60

@@ -189,13 +189,11 @@ def test_an_unchanged_order_costs_one_statement_after_the_key(django_assert_num_
 
 @pytest.mark.django_db
 def test_the_cached_product_list_reads_no_product_or_stock(django_assert_num_queries, settings):
-    from django.core.cache import caches
-
-    from inventory.api.product_list import CACHE_KEY
+    from inventory.api.product_list import product_list_forget
 
     # Given the product list cached, and filled by one read
     settings.PRODUCT_LIST_CACHE_SECONDS = 60
-    caches["default"].delete(CACHE_KEY)
+    product_list_forget()
     products(10)
     client = client_for(UserFactory())
     try:
@@ -208,7 +206,7 @@ def test_the_cached_product_list_reads_no_product_or_stock(django_assert_num_que
             again = client.get("/api/v1/products/", HTTP_IF_NONE_MATCH=response["ETag"])
         assert again.status_code == 304
     finally:
-        caches["default"].delete(CACHE_KEY)
+        product_list_forget()
 
 
 @pytest.mark.django_db
