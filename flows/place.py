@@ -320,7 +320,7 @@ def order_checkout_written(
             updated_at=order.updated_at,
             payments=[
                 PaymentRow(
-                    pk=payment.pk,  # type: ignore[arg-type] # a payment's pk is its bigint id
+                    pk=payment.pk,
                     status=payment.status,
                     amount=payment.amount,
                     amount_captured=payment.amount_captured,

@@ -56,7 +56,7 @@ def order_list_for(*, actor: Actor) -> QuerySet[Order]:
 class PaymentRow:
     """A payment as an order's rendering reads it: a plain row."""
 
-    pk: uuid.UUID
+    pk: int
     status: str
     amount: int
     amount_captured: int
