@@ -216,8 +216,9 @@ def order_confirm_authorized_written(
     if respond is not None:
         try:
             body, key = respond(order, payment)
-        except (TypeError, ValueError, RuntimeError) as error:
-            # Not storable here: the key completes (or fails) after the commit, as before.
+        except Exception as error:
+            # A response that cannot be made here must not cost the outcome: the key
+            # completes (or fails) after the commit, as for any other outcome.
             logger.warning("Order %s: response not completed with the outcome: %s", order.pk, error)
             body, key = None, None
     document = {
