@@ -5,9 +5,10 @@
 
 Each authorization is what a checkout sends: payments.gateways.stripe.StripeGateway.authorize,
 a PaymentIntent created and confirmed with manual capture, from 2 client threads. With
-`--connection new` (the default) every call gets its own gateway, as
-payments.provider.payment_gateway() makes one per call, so a new connection each; with
-`keep-alive` one gateway is shared. The batches run one after the other against the same
+`--connection new` (the default) every call gets its own gateway, so a new connection
+each (as payments.provider.payment_gateway() did until 2026-11-29); with `keep-alive`
+one gateway is shared, as payment_gateway() now shares one per process and
+configuration. The batches run one after the other against the same
 fake, so a fake whose cost grows with the intents it holds shows it.
 """
 

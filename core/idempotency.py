@@ -105,6 +105,8 @@ class StatementClaim:
     def __init__(self, key: CompletedKey) -> None:
         self.key = key
         self.record: IdempotencyKey | None = None
+        # Set by `stored`: the operation completed the key itself, with its response.
+        self.completed_in_operation = False
 
     def row(self, *, resource_id: str, now: datetime) -> dict[str, Any]:
         """The key's columns as JSON, as `_claim_insert` and a checkpoint leave them."""
@@ -137,6 +139,28 @@ class StatementClaim:
             locked_at=now,
             resource_id=resource_id,
         )
+
+    def completion(self, *, body: Any) -> dict[str, Any]:
+        """The claimed key's completion with `body` (and the key's status) as JSON-ready
+        columns, as `_complete` writes it (only while this request still holds the
+        claim: user, key, in progress, and its `locked_at`), for an operation that
+        completes it in its own statement, with the outcome it records, and then
+        reports that with `stored`. Call after `claimed`."""
+        if self.record is None or self.record.locked_at is None:
+            raise RuntimeError("The key is not claimed.")
+        return {
+            "user_id": self.key.user_id,
+            "key": self.key.key,
+            "locked_at": self.record.locked_at.isoformat(),
+            "response_status": self.key.status,
+            "response_body": _storable(body),
+            "completed_at": timezone.now().isoformat(),
+        }
+
+    def stored(self) -> None:
+        """The statement with `completion(...)` committed and completed the key: nothing
+        is left to write for it."""
+        self.completed_in_operation = True
 
 
 class KeyTaken(Exception):  # noqa: N818 - an outcome, not a failure
@@ -412,6 +436,8 @@ def idempotent_execute(
         if claim.record is not None:
             if claimed is None:
                 raise RuntimeError("A statement claimed the key and then gave no outcome.")
+            if claim.completed_in_operation:
+                return IdempotentResult(*claimed, False)
             return _claimed_finish(claim.record, *claimed)
     if atomic:
         result = _execute_in_one_transaction(

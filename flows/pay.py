@@ -11,14 +11,20 @@ A paid checkout written in one statement (flows.place.order_checkout_written) ha
 written step (1) with its order: `order_pay_checkpointed` starts at (2).
 """
 
+import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
 
 from core.actors import Actor
+from core.idempotency import StatementClaim
 from flows.lock_objects import LockedOperation, operation_lock, order_lock, order_payment_lock
 from flows.payment_outcomes import (
+    OutcomeWriteFailed,
+    order_confirm_authorized_written,
     order_confirm_locked,
     order_payment_failed_locked,
     payment_declined_locked,
@@ -48,6 +54,8 @@ from payments.services.operations import (
     payment_fail,
 )
 from payments.services.outcomes import Outcome, OutcomeKind, operation_send
+
+logger = logging.getLogger(__name__)
 
 
 def _payment_retry_locked(order: Order, actor: Actor) -> None:
@@ -106,6 +114,21 @@ class _Recorded:
 
     locked: LockedOperation
     needs_void: bool
+    body: dict[str, Any] | None = None  # the response, rendered with the outcome
+
+
+@dataclass(frozen=True)
+class CheckoutResponse:
+    """A paid checkout's claimed Idempotency-Key and how to render its response from
+    the order and payment as recorded: the key completes with the outcome, in its
+    transaction, where that outcome is written in one statement."""
+
+    claim: StatementClaim
+    render: Callable[[Order, Payment], dict[str, Any]]
+
+    def respond(self, order: Order, payment: Payment) -> tuple[dict[str, Any], dict[str, Any]]:
+        body = self.render(order, payment)
+        return body, self.claim.completion(body=body)
 
 
 def _authorize_record(
@@ -115,8 +138,39 @@ def _authorize_record(
     operation_id: int,
     outcome: Outcome[IntentResult],
     actor: Actor,
+    written: CheckoutResponse | None = None,
 ) -> _Recorded:
-    """Record the outcome, with the order, payment and operation locked."""
+    """Record the outcome, with the order, payment and operation locked.
+
+    `written` (a paid checkout written in one statement, whose order has no backordered
+    units): an authorization is written in one statement with the key's completion
+    (flows.payment_outcomes `order_confirm_authorized_written`). Should that statement
+    fail, its transaction rolls back and the outcome is recorded the general way in a
+    new one (the key then completes after it, as for any other outcome): a key that
+    cannot complete never costs the recorded authorization."""
+    if written is not None and outcome.kind is OutcomeKind.SUCCEEDED and outcome.result:
+        try:
+            with transaction.atomic():
+                locked = operation_lock(
+                    operation_id=operation_id, payment_id=payment_id, order_id=order_id
+                )
+                confirmed = None
+                if locked.operation.status == PaymentOperation.Status.PENDING:
+                    confirmed = order_confirm_authorized_written(
+                        locked=locked, intent=outcome.result, actor=actor, respond=written.respond
+                    )
+                if confirmed is None:
+                    needs_void = _authorize_record_locked(locked, outcome=outcome, actor=actor)
+        except OutcomeWriteFailed as error:
+            logger.warning(
+                "Payment operation %s: outcome statement failed: %s", operation_id, error
+            )
+        else:
+            if confirmed is None:
+                return _Recorded(locked, needs_void)
+            if confirmed.key_completed:
+                written.claim.stored()  # committed with the outcome
+            return _Recorded(locked, False, confirmed.body)
     with transaction.atomic():
         locked = operation_lock(operation_id=operation_id, payment_id=payment_id, order_id=order_id)
         return _Recorded(locked, _authorize_record_locked(locked, outcome=outcome, actor=actor))
@@ -260,12 +314,13 @@ class CheckpointedPayment:
 
 
 def order_pay_checkpointed(
-    *, checkpoint: CheckpointedPayment, actor: Actor
-) -> tuple[Order, Payment]:
+    *, checkpoint: CheckpointedPayment, actor: Actor, response: CheckoutResponse | None = None
+) -> tuple[Order, Payment, dict[str, Any] | None]:
     """Steps (2)-(4) of `order_pay` for a payment whose authorize operation committed
     with its order: call the provider (same deterministic key), record the outcome.
-    Return the order and the payment as recorded (nothing is read back); raise as
-    `order_pay` does."""
+    Return the order and the payment as recorded (nothing is read back), and the
+    response `response` rendered when the outcome was written with the key's
+    completion (None otherwise); raise as `order_pay` does."""
     payment = Payment(
         pk=checkpoint.payment_id,
         order_id=checkpoint.order_id,
@@ -289,6 +344,7 @@ def order_pay_checkpointed(
         operation_id=checkpoint.operation_id,
         outcome=outcome,
         actor=actor,
+        written=response,
     )
     paid = _authorize_finish(
         recorded, outcome=outcome, order_number=checkpoint.order_number, actor=actor
@@ -296,7 +352,7 @@ def order_pay_checkpointed(
     order = recorded.locked.order
     if recorded.needs_void:
         order = Order.objects.get(pk=checkpoint.order_id)  # the void changed it
-    return order, paid
+    return order, paid, recorded.body
 
 
 def order_payment_retry(*, order_id: uuid.UUID | str, actor: Actor, reason: str = "") -> Order:

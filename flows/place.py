@@ -43,7 +43,7 @@ from flows.checkout_sql import (
     checkout_write,
 )
 from flows.metrics import checkout_observed
-from flows.pay import CheckpointedPayment, order_pay, order_pay_checkpointed
+from flows.pay import CheckoutResponse, CheckpointedPayment, order_pay, order_pay_checkpointed
 from inventory.backorders import BackorderRequest, backorder_claims_create
 from inventory.errors import InsufficientStock, ReservationRaceLost, UnknownSku
 from inventory.models import Product, Reservation, StockMovement
@@ -301,7 +301,12 @@ def order_checkout_written(
             return None
         order_row = written.order
         observation.placed(currency=order_row.currency, total_amount=order_row.total_amount)
-        order, payment = order_pay_checkpointed(
+        now = written.now
+
+        def render_paid(order: Order, payment: Payment) -> dict[str, Any]:
+            return render(_order_row_paid(order_row, order, payment, created_at=now))
+
+        order, payment, body = order_pay_checkpointed(
             checkpoint=CheckpointedPayment(
                 order_id=order_row.pk,
                 order_number=order_row.number,
@@ -312,26 +317,33 @@ def order_checkout_written(
                 currency=order_row.currency,
             ),
             actor=actor,
+            response=CheckoutResponse(claim=claim, render=render_paid),
         )
-    return render(
-        dataclasses.replace(
-            order_row,
-            status=order.status,
-            updated_at=order.updated_at,
-            payments=[
-                PaymentRow(
-                    pk=payment.pk,
-                    status=payment.status,
-                    amount=payment.amount,
-                    amount_captured=payment.amount_captured,
-                    amount_refunded=payment.amount_refunded,
-                    currency=payment.currency,
-                    decline_code=payment.decline_code,
-                    client_secret=payment.client_secret,
-                    created_at=written.now,
-                )
-            ],
-        )
+    return body if body is not None else render_paid(order, payment)
+
+
+def _order_row_paid(
+    order_row: OrderRow, order: Order, payment: Payment, *, created_at: datetime
+) -> OrderRow:
+    """The order as its statement wrote it, with the status and payment the outcome
+    recorded."""
+    return dataclasses.replace(
+        order_row,
+        status=order.status,
+        updated_at=order.updated_at,
+        payments=[
+            PaymentRow(
+                pk=payment.pk,
+                status=payment.status,
+                amount=payment.amount,
+                amount_captured=payment.amount_captured,
+                amount_refunded=payment.amount_refunded,
+                currency=payment.currency,
+                decline_code=payment.decline_code,
+                client_secret=payment.client_secret,
+                created_at=created_at,
+            )
+        ],
     )
 
 

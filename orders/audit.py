@@ -110,6 +110,61 @@ def order_event_record(*, order: Order, type: str, change: dict[str, Any]) -> No
     outbox_publish(**_event_delivery(event_id=event_id, order_id=order.pk, type=type))
 
 
+def order_status_change_rows(
+    *,
+    order: Order,
+    from_status: str,
+    transition: str,
+    actor: Actor,
+    reason: str = "",
+) -> dict[str, Any]:
+    """What `order_status_change_record` writes for a change taken on `order` (its
+    status now the target), as JSON-ready columns for a caller that writes them in its
+    own statement (flows.outcome_sql): the audit row ("change"), the event ("event", as
+    `order_event_row`) and the outbox messages ("outbox": the event's delivery, then the
+    new status's work). The audit row's id is not known yet: a message that names it
+    has "names_change" set, a payload without `status_change_id` and a dedup key
+    without the id, which the statement appends."""
+    reason = reason[:500]
+    event = order_event_row(
+        order=order,
+        type="order.created" if not from_status else f"order.{order.status}",
+        change={
+            "from_status": from_status,
+            "to_status": order.status,
+            "transition": transition,
+            "reason": reason,
+        },
+    )
+    status_work = outbox_rows(
+        topic=f"order.{order.status}",
+        payload={
+            "order_id": str(order.pk),
+            "order_number": order.number,
+            "from_status": from_status,
+            "to_status": order.status,
+            "transition": transition,
+        },
+        key="order-status-change-",
+    )
+    return {
+        "change": {
+            "from_status": from_status,
+            "to_status": order.status,
+            "transition": transition,
+            "actor_id": actor.user.pk if actor.user is not None else None,
+            "actor_label": actor.label,
+            "reason": reason,
+            "request_id": actor.request_id,
+        },
+        "event": event,
+        "outbox": [
+            *order_event_messages(event=event, order_id=order.pk),
+            *({**message, "names_change": True} for message in status_work),
+        ],
+    }
+
+
 def order_status_change_record(
     *,
     order: Order,

@@ -111,6 +111,40 @@ def _related_rows_known(instance: Order, **related: Sequence[Any]) -> None:
         cache[name] = queryset
 
 
+@dataclass(frozen=True)
+class PlannedTransition:
+    """A transition taken on a locked order in memory, to be written by the caller."""
+
+    transition: str
+    from_status: str
+    to_status: str
+
+
+def order_transition_planned(*, order: Order, transition: str, now: datetime) -> PlannedTransition:
+    """Take a transition on an order the caller has locked, in memory only, for a caller
+    that writes the change itself, set-based, in its transaction: the state machine
+    guards it and sets the target status as in `order_transition_locked`; the caller
+    writes the status and `updated_at` (now) with the source status in its WHERE, and
+    the audit row, event and outbox messages of `orders.audit.order_status_change_rows`.
+
+    Raise InvalidTransition as `order_transition_locked` does.
+    """
+    if transition not in TRANSITIONS:
+        raise InvalidTransition(transition=transition, current_status=order.status)
+    method = getattr(order, transition)
+    if not can_proceed(method):
+        raise InvalidTransition(transition=transition, current_status=order.status)
+    from_status = order.status
+    method()
+    order.updated_at = now
+    to_status = order.status
+    # Counted once the transition is committed: a rolled-back one never happened.
+    transaction.on_commit(
+        lambda: ORDER_TRANSITIONS.labels(from_status=from_status, to_status=to_status).inc()
+    )
+    return PlannedTransition(transition=transition, from_status=from_status, to_status=to_status)
+
+
 def order_transition_locked(
     *, order: Order, transition: str, actor: Actor, reason: str = ""
 ) -> None:

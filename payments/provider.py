@@ -1,5 +1,8 @@
 """The configured payment gateway behind a circuit breaker shared by every process."""
 
+import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -36,14 +39,46 @@ def payment_breaker_state() -> str:
         return "unknown"
 
 
+# The gateways this process made, by (pid, settings): one per configuration, so each
+# provider call reuses its thread's pooled keep-alive connection (stripe.RequestsClient
+# keeps a requests session per thread) instead of opening a new one. A few only: tests
+# point STRIPE_API_BASE at a new fault proxy each; the least recently used goes first.
+_GATEWAYS: "OrderedDict[tuple[object, ...], StripeGateway]" = OrderedDict()
+_GATEWAYS_LOCK = threading.Lock()
+_GATEWAYS_KEPT = 8
+
+
 def payment_gateway() -> StripeGateway:
-    return StripeGateway(
-        api_key=settings.STRIPE_API_KEY,
-        api_base=settings.STRIPE_API_BASE,
-        connect_timeout=settings.STRIPE_CONNECT_TIMEOUT_SECONDS,
-        read_timeout=settings.STRIPE_READ_TIMEOUT_SECONDS,
-        forbid_redirects=settings.STRIPE_FORBID_REDIRECTS,
+    """The gateway for the current settings, made once per process and configuration.
+
+    A pooled connection the provider closed meanwhile is re-checked by urllib3 before
+    it is reused (a new one is opened); one dropped while the request is sent ends as
+    any transport failure does (OutcomeUnknown, retried with the same idempotency key).
+    """
+    config = (
+        os.getpid(),  # a forked child must not share its parent's sockets
+        settings.STRIPE_API_KEY,
+        settings.STRIPE_API_BASE,
+        settings.STRIPE_CONNECT_TIMEOUT_SECONDS,
+        settings.STRIPE_READ_TIMEOUT_SECONDS,
+        settings.STRIPE_FORBID_REDIRECTS,
     )
+    with _GATEWAYS_LOCK:
+        gateway = _GATEWAYS.get(config)
+        if gateway is not None:
+            _GATEWAYS.move_to_end(config)
+            return gateway
+        gateway = StripeGateway(
+            api_key=settings.STRIPE_API_KEY,
+            api_base=settings.STRIPE_API_BASE,
+            connect_timeout=settings.STRIPE_CONNECT_TIMEOUT_SECONDS,
+            read_timeout=settings.STRIPE_READ_TIMEOUT_SECONDS,
+            forbid_redirects=settings.STRIPE_FORBID_REDIRECTS,
+        )
+        _GATEWAYS[config] = gateway
+        while len(_GATEWAYS) > _GATEWAYS_KEPT:
+            _GATEWAYS.popitem(last=False)
+        return gateway
 
 
 def provider_call(call: Callable[[StripeGateway], T]) -> T:

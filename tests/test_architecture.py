@@ -34,6 +34,7 @@ NOT_USE_CASES = {
     "lock_objects",
     "metrics",
     "checkout_sql",  # the SQL of place's single-statement checkout
+    "outcome_sql",  # the SQL of payment_outcomes' single-statement confirmation
 }
 # Errors raised only inside workers (the email outbox handlers): never an API answer.
 WORKER_ONLY_ERRORS = {"EmailNotSendable", "EmailSendFailed", "EmailSendInProgress"}
@@ -49,13 +50,14 @@ def _app_sources() -> list[Path]:
 
 
 def _transitions_taken(path: Path) -> set[str]:
-    """Names passed as transition="..." to order_transition_locked in this file."""
+    """Names passed as transition="..." to order_transition_locked (or its in-memory
+    form order_transition_planned) in this file."""
     taken = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if not isinstance(node, ast.Call):
             continue
         name = getattr(node.func, "id", None) or getattr(node.func, "attr", None)
-        if name != "order_transition_locked":
+        if name not in ("order_transition_locked", "order_transition_planned"):
             continue
         for keyword in node.keywords:
             if keyword.arg == "transition" and isinstance(keyword.value, ast.Constant):

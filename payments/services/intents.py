@@ -8,6 +8,8 @@ changed so the order use case can decide what it means for the order.
 
 import enum
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 
 from payments.gateways.base import IntentResult
 from payments.models import Payment, PaymentOperation
@@ -179,3 +181,46 @@ def intent_apply_to_payment(
     if unsaved:
         payment.save(update_fields=[*unsaved, "updated_at"])
     return change
+
+
+@dataclass(frozen=True)
+class AuthorizationPlanned:
+    """An authorization applied in memory to a pending payment and its open authorize
+    operation (`intent_authorized_planned`), for the caller to write: each row with the
+    status it leaves (the state machine's source) in its WHERE."""
+
+    operation_from_status: str
+    payment_from_status: str
+
+
+def intent_authorized_planned(
+    payment: Payment, operation: PaymentOperation, intent: IntentResult, *, now: datetime
+) -> AuthorizationPlanned | None:
+    """Apply an authorized intent (requires_capture) to the locked pending payment that
+    has no PaymentIntent yet and to its open authorize operation, in memory only, as
+    `intent_apply_to_payment` would (the operation settled with the intent's id, the
+    payment through its `authorize` transition with the intent's id and no client
+    secret). Return None, changing nothing, for any other case: the caller records it
+    with `intent_apply_to_payment`."""
+    if (
+        intent.status != "requires_capture"
+        or payment.status != Payment.Status.PENDING
+        or payment.provider_payment_id
+        or operation.payment_id != payment.pk
+        or operation.kind != PaymentOperation.Kind.AUTHORIZE
+        or operation.status not in OPEN_OPERATION_STATUSES
+    ):
+        return None
+    planned = AuthorizationPlanned(
+        operation_from_status=operation.status, payment_from_status=payment.status
+    )
+    operation.status = PaymentOperation.Status.SUCCEEDED
+    operation.provider_object_id = intent.id[:255]
+    operation.error_code = ""
+    operation.error_message = ""
+    operation.updated_at = now
+    payment.authorize()
+    payment.provider_payment_id = intent.id
+    payment.client_secret = ""
+    payment.updated_at = now
+    return planned

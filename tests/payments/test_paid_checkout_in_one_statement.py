@@ -10,14 +10,18 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection, connections
+from django.db import DatabaseError, connection, connections
 from django.forms.models import model_to_dict
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from core.actors import Actor
 from core.breakers import circuit_breakers_reset
+from core.errors import ConcurrentUpdate
 from core.idempotency import IdempotencyContext, StatementClaim, idempotent_execute
 from core.models import IdempotencyKey, OutboxMessage
+from events.models import EventSubscription
+from events.topic_cache import topics_with_subscribers_forget
 from flows import pay as pay_module
 from flows.api.actions import order_body
 from flows.api.serializers import OrderOutputSerializer
@@ -277,7 +281,7 @@ def test_the_order_payment_and_checkpoint_are_committed_before_the_provider_is_c
             "key": ("in_progress", True),
         }
     ]
-    sql = [query["sql"] for query in captured.captured_queries]
+    sql = [query["sql"].strip() for query in captured.captured_queries]
     assert len([s for s in sql if s.startswith(WRITE_CALL)]) == 1
     before_call = sql[: next(i for i, s in enumerate(sql) if s.startswith(WRITE_CALL)) + 1]
     # (the API key's first use records itself; nothing else is written before the call)
@@ -361,3 +365,151 @@ def test_concurrent_paid_checkouts_with_one_key_place_one_order_and_authorize_on
     assert (totals["intents"], totals["authorized"]) == (1, 1)
     assert len(provider.sent(AUTHORIZE_PATH)) == 1
     assert_stock_consistent()
+
+
+@pytest.fixture
+def subscribed_to_every_event() -> Iterator[None]:
+    """A webhook subscription to every order event: each event writes its delivery to
+    the outbox (events.handlers)."""
+    topics_with_subscribers_forget()
+    EventSubscription.objects.create(
+        name="all-events", url="http://127.0.0.1:9/hook", secret="secret-all", topics=["*"]
+    )
+    yield
+    topics_with_subscribers_forget()
+
+
+@pytest.mark.django_db
+def test_the_confirmation_in_one_statement_writes_what_the_orm_writes_with_event_deliveries(
+    provider, stocked_product, customer, subscribed_to_every_event
+):
+    # Given a stocked product, the fake provider and a subscription to every event
+    product = stocked_product(quantities={"main": 20}, price=1250, currency="EUR")
+
+    # When the same paid checkout runs through the general path, then the statement
+    outbox_before_general = last_outbox_id()
+    general = paid_checkout(customer, product, key=new_idempotency_key(), one_statement=False)
+    outbox_before_written = last_outbox_id()
+    with CaptureQueriesContext(connection) as captured:
+        written = paid_checkout(customer, product, key=new_idempotency_key(), one_statement=True)
+
+    # Then the outcome was written in one statement, with the key's completion (no
+    # statement of its own), and no backorder check was made
+    sql = [query["sql"].strip() for query in captured.captured_queries]
+    assert len([s for s in sql if s.startswith(OUTCOME_WRITE)]) == 1
+    assert not [s for s in sql if s.startswith('UPDATE "core_idempotencykey"')]
+    assert not [s for s in sql if "inventory_backorderclaim" in s]
+    # ... and it left the rows, audit rows, events (with their sequences) and outbox
+    # messages (event deliveries, routing) the ORM leaves, and the same response
+    written_rows = rows_of(written.body["id"], outbox_after=outbox_before_written)
+    general_rows = rows_of(
+        general.body["id"], outbox_after=outbox_before_general, outbox_upto=outbox_before_written
+    )
+    assert [event[:2] for event in written_rows["events"]] == [
+        (1, "order.created"),
+        (2, "payment.authorized"),
+        (3, "order.confirmed"),
+    ]
+    topics = [message[0] for message in written_rows["outbox"]]
+    assert "order_event.payment.authorized" in topics
+    assert "order_event.order.confirmed" in topics
+    assert "order.confirmed" in topics
+    assert written_rows == general_rows
+    assert without_varying(written.body) == without_varying(general.body)
+    assert written.body == render(Order.objects.get(pk=written.body["id"]))
+    # ... the routing message names the audit row, as the ORM's does
+    change = OrderStatusChange.objects.get(order_id=written.body["id"], to_status="confirmed")
+    routing = OutboxMessage.objects.filter(pk__gt=outbox_before_written, topic="order.confirmed")
+    assert {m.payload["status_change_id"] for m in routing} == {change.pk}
+    assert all(m.dedup_key.endswith(f"order-status-change-{change.pk}") for m in routing)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_that_cannot_complete_with_the_outcome_does_not_cost_the_authorization(
+    provider, stocked_product, customer, fake_stripe
+):
+    # Given a database that refuses to complete this customer's keys (a trigger)
+    product = stocked_product(quantities={"main": 5}, price=900, currency="EUR")
+    with connection.cursor() as cursor:
+        cursor.execute(REFUSE_KEY_COMPLETION_SQL, [customer.pk])
+    try:
+        # When a paid checkout is placed
+        with pytest.raises(DatabaseError, match="key completion refused"):
+            paid_checkout(customer, product, key="refused-key", one_statement=True)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(REFUSE_KEY_COMPLETION_DROP_SQL)
+
+    # Then the statement with the key rolled back, and the authorization was recorded
+    # the general way: one order, confirmed, with one authorization at the provider
+    order = Order.objects.get()
+    assert order.status == "confirmed"
+    payment = Payment.objects.get(order=order)
+    (operation,) = PaymentOperation.objects.filter(payment=payment)
+    assert (payment.status, operation.status) == ("authorized", "succeeded")
+    assert [e.type for e in OrderEvent.objects.filter(order=order).order_by("sequence")] == [
+        "order.created",
+        "payment.authorized",
+        "order.confirmed",
+    ]
+    assert OrderStatusChange.objects.filter(order=order, to_status="confirmed").count() == 1
+    assert assert_provider_consistent(fake_stripe, order.pk)["authorized"] == 1
+    # ... and the key is left resumable (in progress, checkpointed with the order)
+    key = IdempotencyKey.objects.get(key="refused-key")
+    assert (key.status, key.resource_id) == ("in_progress", str(order.pk))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_taken_over_during_the_provider_call_is_not_completed_with_the_outcome(
+    witness, stocked_product, customer, fake_stripe
+):
+    # Given a paid checkout whose key's claim another request takes over while the
+    # authorization is at the provider (as a takeover of a stale claim does)
+    product = stocked_product(quantities={"main": 5}, price=700, currency="EUR")
+    hold = witness.hold_response(path=AUTHORIZE_PATH)
+    outcome: list[Any] = []
+
+    def place() -> None:
+        try:
+            outcome.append(paid_checkout(customer, product, key="taken-key", one_statement=True))
+        except BaseException as error:
+            outcome.append(error)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=place)
+    thread.start()
+    assert hold.answered.wait(10)
+    IdempotencyKey.objects.filter(key="taken-key").update(locked_at=timezone.now())
+    hold.release.set()
+    thread.join(20)
+
+    # Then the request gives way (the key is the other request's to complete), and the
+    # authorization is recorded all the same
+    (error,) = outcome
+    assert isinstance(error, ConcurrentUpdate)
+    order = Order.objects.get()
+    assert order.status == "confirmed"
+    assert Payment.objects.get(order=order).status == "authorized"
+    key = IdempotencyKey.objects.get(key="taken-key")
+    assert (key.status, key.response_body) == ("in_progress", None)
+    assert assert_provider_consistent(fake_stripe, order.pk)["authorized"] == 1
+
+
+OUTCOME_WRITE = "WITH doc AS (SELECT"
+REFUSE_KEY_COMPLETION_SQL = """
+CREATE OR REPLACE FUNCTION oms_test_refuse_key_completion() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+    RAISE EXCEPTION 'key completion refused';
+END
+$fn$;
+DROP TRIGGER IF EXISTS oms_test_refuse_key_completion ON core_idempotencykey;
+CREATE TRIGGER oms_test_refuse_key_completion BEFORE UPDATE ON core_idempotencykey
+FOR EACH ROW WHEN (NEW.status = 'completed' AND NEW.user_id = %s)
+EXECUTE FUNCTION oms_test_refuse_key_completion();
+"""
+REFUSE_KEY_COMPLETION_DROP_SQL = """
+DROP TRIGGER IF EXISTS oms_test_refuse_key_completion ON core_idempotencykey;
+DROP FUNCTION IF EXISTS oms_test_refuse_key_completion();
+"""

@@ -2,6 +2,7 @@
 
     .venv/bin/pytest -q -s -p no:cacheprovider tests/perf/measure_paid_checkout.py
     MEASURE_PATH=general ... (the same, with the single statement turned off)
+    MEASURE_PROFILE=60 ...   (also print cProfile's 60 top functions, cumulative)
 
 Through the Django test client and the WSGI stack with a used API key, against the
 session's fake Stripe server (no proxy), checkouts of 3 lines paying with pm_card_visa.
@@ -72,7 +73,11 @@ def test_measure_a_paid_checkout(fake_stripe: Any, settings: Any, monkeypatch: A
     profile.enable()
     post()
     profile.disable()
-    calls = pstats.Stats(profile).total_calls
+    stats = pstats.Stats(profile)
+    calls = stats.total_calls
+    if os.environ.get("MEASURE_PROFILE"):
+        # By function, cumulative: where the checkout's calls go.
+        stats.sort_stats("cumulative").print_stats(int(os.environ["MEASURE_PROFILE"]))
     checkouts = int(os.environ.get("MEASURE_CHECKOUTS", "60"))
     cpu, wall = time.thread_time(), time.perf_counter()
     for _ in range(checkouts):

@@ -36,13 +36,13 @@ CHECKOUT_GENERAL_PATH_BUDGET = 17
 # A paid checkout (flows.place.order_checkout_written): the key, the read, the rates, the
 # one call (in a savepoint here: 3) writing the key's claim, the order, the payment and
 # its authorize operation; the provider call; then the outcome's transaction (in a
-# savepoint: 2 + 10: the order, payment and operation locked by id in one statement,
-# the operation settled, the payment authorized with its provider id,
-# payment.authorized, the order's backorder check, the order confirmed, its audit row,
-# order.confirmed, its outbox message and that message's id); and the key completed
-# with the response, rendered from what was written. Before it (the general path,
-# 2026-11-29): 46.
-PAID_CHECKOUT_BUDGET = 19
+# savepoint: 2 + 2: the order, payment and operation locked by id in one statement, and
+# one statement (flows.outcome_sql) with the operation settled, the payment authorized,
+# the order confirmed, its audit row, payment.authorized, order.confirmed, their outbox
+# messages and the key completed with the response, rendered from what was written).
+# Before it: 19 (2026-11-29, the outcome through the ORM and the key completed after
+# its commit); the general path 46.
+PAID_CHECKOUT_BUDGET = 10
 ORDER_DETAIL_BUDGET = 4
 # The key, the first page's version (for its ETag), the page, its lines, its payments.
 ORDER_LIST_BUDGET = 5
