@@ -18,6 +18,8 @@ class DbClock:
         self.statements = 0
         self.commits = 0
         self.commit_seconds = 0.0
+        # Health checks that went to PostgreSQL (core.db.backend sends none while the
+        # connection's socket has nothing unread).
         self.health_checks = 0
 
     def __call__(
@@ -40,7 +42,10 @@ class DbClock:
         from django.db import connection
 
         original_commit = getattr(connection, "_commit")  # noqa: B009 - private, untyped
-        original_is_usable = connection.is_usable
+        # core.db.backend's round trip, or the stock backend's check (always one).
+        round_trip = "is_usable_by_round_trip"
+        health_check = round_trip if hasattr(connection, round_trip) else "is_usable"
+        original_is_usable = getattr(connection, health_check)
 
         def timed_commit() -> None:
             start = time.perf_counter()
@@ -61,10 +66,10 @@ class DbClock:
                 self.health_checks += 1
 
         setattr(connection, "_commit", timed_commit)  # noqa: B010 - instance patch, undone below
-        setattr(connection, "is_usable", timed_is_usable)  # noqa: B010
+        setattr(connection, health_check, timed_is_usable)
         try:
             with connection.execute_wrapper(self):
                 yield self
         finally:
             delattr(connection, "_commit")
-            delattr(connection, "is_usable")
+            delattr(connection, health_check)

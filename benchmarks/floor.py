@@ -4,7 +4,8 @@ Capture: `--floor-variants` checkouts go through the WSGI app in this process (t
 request path gunicorn runs, 1 to --max-lines random lines from the same SKU pool as the
 load, so --hot-products 1 gives the hot-row floor) while CaptureQueriesContext records
 every statement with its literal values, BEGIN/COMMIT and savepoints included, plus the
-connection health check (`SELECT 1`) a reused connection sends first.
+connection health check (`SELECT 1`) when the reused connection sent one (core.db.backend
+sends none while the connection's socket has nothing unread).
 
 Parameterise: every value that must be new per transaction (the order's id and number,
 its events' ids, which also name its outbox rows, and the Idempotency-Key) is replaced,
@@ -249,8 +250,10 @@ def _script(
     order_id: uuid.UUID,
     identities: _Identities,
     row_keys: "_RowKeys | None" = None,
+    health_checks: int = 1,
 ) -> str:
-    lines = [*identities.declarations, "SELECT 1;"]  # the health check on a reused connection
+    # The health check(s) the reused connection sent before the request's statements.
+    lines = [*identities.declarations, *["SELECT 1;"] * health_checks]
     for sql in statements:
         sql = sql.strip().rstrip(";")
         if "INSERT INTO inventory_reservation" in sql:
@@ -324,7 +327,7 @@ def floor_scripts(args: argparse.Namespace, seeded: Any, scratch: Path) -> tuple
                 "POST", "/api/v1/orders/", token=token, key=key, body=body
             )
 
-        statements, _kinds = capture(post)
+        statements, kinds = capture(post)
         if outcome["status"] != 201 or (args.payment and not payment_authorized(outcome["body"])):
             raise RuntimeError(f"floor capture checkout failed: {outcome}")
         order = Order.objects.get(pk=outcome["body"]["id"])
@@ -337,9 +340,10 @@ def floor_scripts(args: argparse.Namespace, seeded: Any, scratch: Path) -> tuple
             identities.uuid(event_id)
         row_keys = _row_keys(order, token_user, key, identities)
         script = scratch / f"floor-{variant:02d}.sql"
-        script.write_text(_script(statements, order.pk, identities, row_keys))
+        health_checks = kinds.get("health check", 0)
+        script.write_text(_script(statements, order.pk, identities, row_keys, health_checks))
         scripts.append(script)
-        counts.append(len(statements) + 1)
+        counts.append(len(statements) + health_checks)
     return scripts, sum(counts) / max(len(counts), 1)
 
 

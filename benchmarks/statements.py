@@ -21,8 +21,9 @@ def capture(run: Callable[[], Any]) -> tuple[list[str], dict[str, int]]:
 
     Django 5 logs BEGIN/COMMIT/ROLLBACK too, so every entry is one round trip to
     PostgreSQL; the connection health check (CONN_HEALTH_CHECKS, a raw "SELECT 1" at
-    the first query of a request on a reused connection) is not logged and is counted
-    separately.
+    the first query of a request on a reused connection, sent by core.db.backend only
+    when the socket check cannot rule out a dropped connection) is not logged and is
+    counted separately.
     """
     from django.db import connection
     from django.test.utils import CaptureQueriesContext

@@ -41,7 +41,9 @@ def database_from_url(url: str) -> dict[str, Any]:
             url,
             conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 600),
             # A `SELECT 1` before a persistent connection's first use in each request
-            # (a restarted server costs no request an error): one round trip per request.
+            # (a restarted server costs no request an error), or an empty query at each
+            # checkout from the pool: one round trip per request, unless the socket check
+            # below finds the connection plainly alive.
             conn_health_checks=env_bool("DATABASE_CONN_HEALTH_CHECKS", True),
         )
     )
@@ -49,6 +51,10 @@ def database_from_url(url: str) -> dict[str, Any]:
         # Stock, outbox and idempotency rely on PostgreSQL: UPDATE ... FROM unnest,
         # SKIP LOCKED, partial unique indexes.
         raise ImproperlyConfigured(f"DATABASE_URL must be a postgres:// URL, not {url!r}.")
+    if config["CONN_HEALTH_CHECKS"] and env_bool("DATABASE_CONN_HEALTH_CHECK_SOCKET", True):
+        # The same check, its round trip only when the socket has something unread or
+        # the connection's state is doubtful (core.db.backend).
+        config["ENGINE"] = "core.db.backend"
     pooler = env_str("DATABASE_POOLER", "")
     if pooler == "pgbouncer":
         # PgBouncer in transaction mode hands each transaction (each statement, in

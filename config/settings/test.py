@@ -6,10 +6,12 @@ import shutil
 import tempfile
 
 from .base import *  # noqa: F403
-from .base import DATABASES, env_bool, env_str
+from .base import DATABASES, env_bool, env_int, env_str
 
+# Connections close after each request, unless a test's server keeps them
+# (tests/core/test_db_health_check.py).
 for _database in DATABASES.values():
-    _database["CONN_MAX_AGE"] = 0
+    _database["CONN_MAX_AGE"] = env_int("TEST_DATABASE_CONN_MAX_AGE", 0)
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 # Never the shared Redis: tests that need a shared cache start their own redis-server.
