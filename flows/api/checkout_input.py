@@ -1,12 +1,12 @@
 """The checkout body validated without DRF's field machinery, when it is valid.
 
 OrderCreateInputSerializer defines the checkout body: the OpenAPI schema and every error
-answer come from it. Running it costs about 1,500 Python calls per checkout, most of them
-DRF copying the declared fields for each request. checkout_input_lean applies the same
-rules, read once from the serializer's declared fields, and returns exactly the
-serializer's validated data; for a body it does not take (any error, any type DRF would
-refuse) it returns None and checkout_input runs the serializer, whose errors are the
-answer. tests/orders/test_checkout_input.py holds the two equal on generated bodies.
+answer come from it. Running it costs 1,650-1,900 Python calls per checkout, most of them
+DRF copying the declared fields for each request. checkout_input_lean (about 100 calls)
+applies the same rules, read once from the serializer's declared fields, and returns
+exactly the serializer's validated data; for a body it does not take (any error, any
+type DRF would refuse) it returns None and checkout_input runs the serializer, whose
+errors are the answer. tests/orders/test_checkout_input.py holds the two equal on generated bodies.
 """
 
 import re
