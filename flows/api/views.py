@@ -37,6 +37,7 @@ from flows.api.actions import (
     order_action_schema,
     order_body,
 )
+from flows.api.checkout_input import checkout_input
 from flows.api.filters import OrderFilter
 from flows.api.serializers import (
     OrderCancelInputSerializer,
@@ -113,9 +114,7 @@ class OrderListCreateApi(ReplicaReadsMixin, ListModelMixin, GenericAPIView[Order
     )
     def post(self, request: Request) -> Response:
         idempotency_key_validate(request.headers.get(IDEMPOTENCY_KEY_HEADER))
-        serializer = OrderCreateInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = checkout_input(request.data)
         actor = Actor.from_request(request)
         order_input: dict[str, Any] = {
             "customer": actor.require_user(),
