@@ -298,11 +298,13 @@ def _row_keys(order: Any, user_id: int, key: str, identities: _Identities) -> _R
 
 def floor_scripts(args: argparse.Namespace, seeded: Any, scratch: Path) -> tuple[list[Path], float]:
     """Capture --floor-variants real checkouts; write one pgbench script for each."""
+    import logging
     import random
 
     from benchmarks.wsgi_client import InProcessClient
     from orders.models import Order, OrderEvent
 
+    logging.getLogger("stripe").setLevel(logging.WARNING)  # a line per request otherwise
     rng = random.Random(args.seed + 11)  # noqa: S311 - test data, not secrets
     pool = seeded.skus[: args.hot_products] if args.hot_products else seeded.skus
     client = InProcessClient()
