@@ -78,6 +78,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import requests
 import stripe
 from stripe._request_options import RequestOptions
 from stripe.params import (
@@ -109,6 +110,37 @@ WEBHOOK_TOLERANCE_SECONDS = 300
 _PAGE_SIZE = 100
 
 
+class _RequestsClient(stripe.RequestsClient):
+    """stripe's requests client, each thread's session given the proxies resolved once.
+
+    A requests session that trusts the environment reads the proxy variables (all of
+    ``os.environ``), and ~/.netrc, on every request. Here the gateway resolves
+    HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY for its API address once, when it is
+    built, and the sessions do not look at the environment again.
+    """
+
+    def __init__(self, *, timeout: tuple[float, float], proxies: dict[str, str]) -> None:
+        super().__init__(timeout=timeout)
+        self._proxies = dict(proxies)
+
+    def _request_internal(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str] | None,
+        post_data: Any,
+        is_streaming: bool,
+    ) -> tuple[Any, int, Mapping[str, str]]:
+        if getattr(self._thread_local, "session", None) is None:
+            session = requests.Session()
+            session.trust_env = False
+            session.proxies.update(self._proxies)
+            self._thread_local.session = session
+        return super()._request_internal(  # type: ignore[call-overload]
+            method, url, headers, post_data, is_streaming
+        )
+
+
 class StripeGateway:
     """Authorize, capture, cancel and refund card payments through Stripe PaymentIntents."""
 
@@ -132,7 +164,10 @@ class StripeGateway:
             raise ValueError("a Stripe API key is required")
         if connect_timeout <= 0 or read_timeout <= 0:
             raise ValueError("timeouts must be positive")
-        self._http = stripe.RequestsClient(timeout=(connect_timeout, read_timeout))
+        self._http = _RequestsClient(
+            timeout=(connect_timeout, read_timeout),
+            proxies=requests.utils.get_environ_proxies(api_base),
+        )
         self._client = stripe.StripeClient(
             api_key,
             base_addresses={"api": api_base.rstrip("/")},
