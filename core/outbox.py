@@ -10,13 +10,14 @@ A handler must be idempotent: a message can be handled more than once.
 import logging
 import random
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -151,42 +152,77 @@ def outbox_publish(*, topic: str, payload: dict[str, Any], key: str) -> list[int
     return ids
 
 
-def _send(message: OutboxMessage) -> bool:
+# Claim, in one statement, the listed messages still pending: rows another relay or the
+# sweeper holds are theirs to send (SKIP LOCKED, taken in primary-key order, so two relays
+# given the same ids never wait on each other).
+_CLAIM_SQL = f"""
+    UPDATE {OutboxMessage._meta.db_table}
+    SET status = %(dispatched)s, dispatched_at = %(now)s, available_at = %(lease_end)s
+    WHERE id IN (
+        SELECT id FROM {OutboxMessage._meta.db_table}
+        WHERE id = ANY(%(ids)s) AND status = %(pending)s
+        ORDER BY id
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING id, queue
+"""  # noqa: S608 (the table name is the model's; every value is a parameter)
+
+
+def _send_claimed(claimed: list[tuple[int, str]], now: datetime) -> int:
+    """Hand claimed (id, queue) messages to the broker on one producer; return how many
+    went. When a send fails (the broker is down), give that message and the ones after it
+    back to the sweeper at once rather than fail on each."""
+    if not claimed:
+        return 0
     # By name: core.tasks (registered at start-up by CoreConfig) imports this module.
     handle_task = current_app.tasks[HANDLE_TASK_NAME]
+    # Eager (tests) runs each task inline inside apply_async, and a handler may dispatch
+    # in turn: hold no pooled producer across that.
+    producing = (
+        nullcontext(None)
+        if current_app.conf.task_always_eager
+        else current_app.producer_or_acquire()
+    )
+    sent = 0
     try:
-        handle_task.apply_async(args=[message.pk], queue=message.queue, retry=False)
-    except Exception as error:  # broker down: the sweeper will dispatch it later
-        logger.warning("Outbox message %s not dispatched: %s", message.pk, error)
-        return False
-    return True
+        with producing as producer:
+            for message_id, queue in claimed:
+                handle_task.apply_async(
+                    args=[message_id], queue=queue, retry=False, producer=producer
+                )
+                sent += 1
+    except Exception as error:  # broker down: the sweeper will dispatch them later
+        unsent = [message_id for message_id, _ in claimed[sent:]]
+        if unsent:
+            logger.warning("Outbox messages %s not dispatched: %s", unsent, error)
+            OutboxMessage.objects.filter(
+                pk__in=unsent, status=OutboxMessage.Status.DISPATCHED
+            ).update(status=OutboxMessage.Status.PENDING, available_at=now)
+        else:  # all handed over; releasing the producer failed
+            logger.warning("Outbox producer not released cleanly: %s", error)
+    return sent
 
 
 def outbox_dispatch(message_ids: Iterable[int]) -> int:
-    """Hand pending messages to the broker (best effort, right after commit)."""
-    sent = 0
-    lease = settings.OUTBOX_REDISPATCH_AFTER
-    for message in OutboxMessage.objects.filter(
-        pk__in=list(message_ids), status=OutboxMessage.Status.PENDING
-    ):
-        now = timezone.now()
-        claimed = OutboxMessage.objects.filter(
-            pk=message.pk, status=OutboxMessage.Status.PENDING
-        ).update(
-            status=OutboxMessage.Status.DISPATCHED, dispatched_at=now, available_at=now + lease
+    """Hand pending messages to the broker (best effort, right after commit): claim them
+    in one statement, publish them on one producer."""
+    ids = list(message_ids)
+    if not ids:
+        return 0
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CLAIM_SQL,
+            {
+                "dispatched": OutboxMessage.Status.DISPATCHED.value,
+                "pending": OutboxMessage.Status.PENDING.value,
+                "now": now,
+                "lease_end": now + settings.OUTBOX_REDISPATCH_AFTER,
+                "ids": ids,
+            },
         )
-        if not claimed:
-            continue
-        if _send(message):
-            sent += 1
-        else:
-            OutboxMessage.objects.filter(
-                pk=message.pk, status=OutboxMessage.Status.DISPATCHED
-            ).update(status=OutboxMessage.Status.PENDING, available_at=now)
-            # The broker is down: leave the rest pending for the sweeper instead of
-            # making the request wait for the broker once per message.
-            break
-    return sent
+        claimed = sorted(cursor.fetchall())
+    return _send_claimed(claimed, now)
 
 
 def outbox_sweep(*, now: datetime | None = None) -> int:
@@ -206,17 +242,7 @@ def outbox_sweep(*, now: datetime | None = None) -> int:
         OutboxMessage.objects.filter(pk__in=[m.pk for m in due]).update(
             status=OutboxMessage.Status.DISPATCHED, dispatched_at=now, available_at=now + lease
         )
-    sent = 0
-    for index, message in enumerate(due):
-        if _send(message):
-            sent += 1
-            continue
-        # The broker is down: hand the rest back at once rather than fail on each.
-        OutboxMessage.objects.filter(
-            pk__in=[m.pk for m in due[index:]], status=OutboxMessage.Status.DISPATCHED
-        ).update(status=OutboxMessage.Status.PENDING, available_at=now)
-        break
-    return sent
+    return _send_claimed([(message.pk, message.queue) for message in due], now)
 
 
 def outbox_handle(message_id: int) -> bool:
