@@ -102,6 +102,8 @@ def gunicorn(transactional_db: None, tmp_path: Path) -> Iterator[str]:
     """One sync gunicorn worker on the test database, connections kept 600 s."""
     port = free_port()
     log = open(tmp_path / "gunicorn.log", "wb")  # noqa: SIM115
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "config.wsgi:application", "--workers", "1",
          "--bind", f"{LOOPBACK}:{port}", "--log-level", "warning"],
@@ -112,6 +114,9 @@ def gunicorn(transactional_db: None, tmp_path: Path) -> Iterator[str]:
             "DATABASE_URL": asgi_server.test_database_url(),
             "DATABASE_POOL": "0",
             "TEST_DATABASE_CONN_MAX_AGE": "600",
+            # Its own: gunicorn's on_starting empties the directory it is given, which
+            # would drop this test process's metric files (and the counts of later tests).
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         },
     )  # fmt: skip
     base = f"http://{LOOPBACK}:{port}"
