@@ -398,33 +398,23 @@ def idempotent_execute(
     """
     key = idempotency_key_validate(key)
     fingerprint = request_fingerprint(method=method, path=path, payload=payload)
+    completed_key = CompletedKey(
+        user_id=user.pk,
+        key=key,
+        method=method,
+        path=path,
+        fingerprint=fingerprint,
+        status=written_status,
+    )
     if atomic and written is not None:
         try:
-            body = written(
-                CompletedKey(
-                    user_id=user.pk,
-                    key=key,
-                    method=method,
-                    path=path,
-                    fingerprint=fingerprint,
-                    status=written_status,
-                )
-            )
+            body = written(completed_key)
         except KeyTaken:
             body = None
         if body is not None:
             return IdempotentResult(written_status, body, False)
     if not atomic and claimed_by_statement is not None:
-        claim = StatementClaim(
-            CompletedKey(
-                user_id=user.pk,
-                key=key,
-                method=method,
-                path=path,
-                fingerprint=fingerprint,
-                status=written_status,
-            )
-        )
+        claim = StatementClaim(completed_key)
         try:
             claimed = claimed_by_statement(claim)
         except KeyTaken:

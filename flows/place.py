@@ -42,7 +42,7 @@ from flows.checkout_sql import (
     checkout_rows_read,
     checkout_write,
 )
-from flows.metrics import checkout_observed
+from flows.metrics import CheckoutObservation, checkout_observed
 from flows.pay import CheckoutResponse, CheckpointedPayment, order_pay, order_pay_checkpointed
 from inventory.backorders import BackorderRequest, backorder_claims_create
 from inventory.errors import InsufficientStock, ReservationRaceLost, UnknownSku
@@ -230,8 +230,9 @@ def order_place_written(
     here is observed here (flows.metrics); one passed on is observed where it ends.
     """
     with checkout_observed() as observation:
-        try:
-            written = _order_place_written(
+        written = _written_observed(
+            observation,
+            lambda: _order_place_written(
                 customer=customer,
                 email=email,
                 shipping_address=shipping_address,
@@ -240,16 +241,10 @@ def order_place_written(
                 key=key,
                 render=render,
                 shipping_method=shipping_method,
-            )
-        except KeyTaken:
-            observation.pass_on()
-            raise
-        except DomainError:
-            written = None
+            ),
+        )
         if written is None:
-            observation.pass_on()
             return None
-        observation.placed(currency=written.order.currency, total_amount=written.order.total_amount)
     assert written.body is not None  # noqa: S101 - rendered before the write for a CompletedKey
     return written.body
 
@@ -279,8 +274,9 @@ def order_checkout_written(
     `order_checkout`'s do (the order stays, payment_failed, its stock held).
     """
     with checkout_observed() as observation:
-        try:
-            written = _order_place_written(
+        written = _written_observed(
+            observation,
+            lambda: _order_place_written(
                 customer=customer,
                 email=email,
                 shipping_address=shipping_address,
@@ -290,17 +286,12 @@ def order_checkout_written(
                 render=render,
                 shipping_method=shipping_method,
                 payment_method=payment_method,
-            )
-        except KeyTaken:
-            observation.pass_on()
-            raise
-        except DomainError:
-            written = None
+            ),
+            paid=True,
+        )
         if written is None or written.payment is None:
-            observation.pass_on()
             return None
         order_row = written.order
-        observation.placed(currency=order_row.currency, total_amount=order_row.total_amount)
         now = written.now
 
         def render_paid(order: Order, payment: Payment) -> dict[str, Any]:
@@ -320,6 +311,26 @@ def order_checkout_written(
             response=CheckoutResponse(claim=claim, render=render_paid),
         )
     return body if body is not None else render_paid(order, payment)
+
+
+def _written_observed(
+    observation: CheckoutObservation, write: Callable[[], "_Written | None"], *, paid: bool = False
+) -> "_Written | None":
+    """Run the single statement's `write` for an observed checkout: the written checkout
+    (a paid one with its payment) is placed here; one it leaves to the general path
+    (None, a domain error, or the key taken: re-raised) is passed on and None returned."""
+    try:
+        written = write()
+    except KeyTaken:
+        observation.pass_on()
+        raise
+    except DomainError:
+        written = None
+    if written is None or (paid and written.payment is None):
+        observation.pass_on()
+        return None
+    observation.placed(currency=written.order.currency, total_amount=written.order.total_amount)
+    return written
 
 
 def _order_row_paid(
