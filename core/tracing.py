@@ -9,8 +9,10 @@ or instrumentation is loaded or installed, and the helpers below cost one flag c
 
 When on, it installs an SDK tracer provider exporting over OTLP/HTTP (protobuf) in
 batches, and the maintained instrumentations: Django (a server span per request), psycopg
-(a span per statement), requests (a client span per call to Stripe, a warehouse or a
-webhook subscriber, with `traceparent` sent along) and Celery (producer and task spans,
+(a span per statement), requests (a client span per call to a warehouse or a webhook
+subscriber, with `traceparent` sent along), urllib3 (the same for each call to Stripe,
+whose gateway uses urllib3 directly; a call through requests gets one span, not two) and
+Celery (producer and task spans,
 the trace carried in the task headers). The exporter and the batch processor read the
 standard `OTEL_*` variables (endpoint, headers, timeout, `OTEL_BSP_SCHEDULE_DELAY`, ...).
 
@@ -67,6 +69,7 @@ def _install(default_service_name: str) -> None:
     from opentelemetry.instrumentation.django import DjangoInstrumentor
     from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
     from opentelemetry.instrumentation.requests import RequestsInstrumentor
+    from opentelemetry.instrumentation.urllib3 import URLLib3Instrumentor
     from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
@@ -91,6 +94,7 @@ def _install(default_service_name: str) -> None:
         DjangoInstrumentor(),
         PsycopgInstrumentor(),
         RequestsInstrumentor(),
+        URLLib3Instrumentor(),
         CeleryInstrumentor(),
     ):
         if not instrumentor.is_instrumented_by_opentelemetry:

@@ -40,8 +40,8 @@ def payment_breaker_state() -> str:
 
 
 # The gateways this process made, by (pid, settings): one per configuration, so each
-# provider call reuses its thread's pooled keep-alive connection (stripe.RequestsClient
-# keeps a requests session per thread) instead of opening a new one. A few only: tests
+# provider call reuses a pooled keep-alive connection (the gateway's urllib3 pool, shared
+# by the process's threads) instead of opening a new one. A few only: tests
 # point STRIPE_API_BASE at a new fault proxy each; the least recently used goes first.
 _GATEWAYS: "OrderedDict[tuple[object, ...], StripeGateway]" = OrderedDict()
 _GATEWAYS_LOCK = threading.Lock()

@@ -134,7 +134,7 @@ def authorize(gateway: StripeGateway) -> str:
 
 
 def authorize_in_new_thread(gateway: StripeGateway) -> str:
-    """Authorize from a thread of its own (so with a session of its own)."""
+    """Authorize from a thread of its own (on a pooled connection of its own)."""
     statuses: list[str] = []
     worker = threading.Thread(target=lambda: statuses.append(authorize(gateway)))
     worker.start()
