@@ -186,6 +186,8 @@ def inprocess_analysis(
         for lines in lines_list:
             run_one(lines)
         profiler.disable()
+        if args.profile_dump:
+            profiler.dump_stats(args.profile_dump)
         report.profile_areas, report.profile_text = profile_summary(
             profiler, args.profile, args.profile_top, args.source_root
         )

@@ -122,6 +122,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="profile order_place alone, or the whole POST through the WSGI app",
     )
     parser.add_argument(
+        "--profile-dump",
+        default="",
+        metavar="FILE",
+        help="also write the cProfile's raw stats to FILE (for pstats: callers, callees)",
+    )
+    parser.add_argument(
         "--profile-clock",
         choices=["cpu", "wall"],
         default="cpu",
