@@ -77,6 +77,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import unquote
 
 import requests
 import stripe
@@ -126,7 +127,11 @@ class _Urllib3Client(stripe.HTTPClient):
     name = "urllib3"
 
     def __init__(
-        self, *, timeout: tuple[float, float], proxy_url: str | None, maxsize: int
+        self,
+        *,
+        timeout: tuple[float, float],
+        proxy: tuple[str | None, dict[str, str]],
+        maxsize: int,
     ) -> None:
         super().__init__()
         pool_options: dict[str, Any] = {
@@ -136,8 +141,9 @@ class _Urllib3Client(stripe.HTTPClient):
             "cert_reqs": "CERT_REQUIRED",
             "ca_certs": stripe.ca_bundle_path,
         }
+        proxy_url, proxy_headers = proxy
         self._pool: urllib3.PoolManager = (
-            urllib3.ProxyManager(proxy_url, **pool_options)
+            urllib3.ProxyManager(proxy_url, proxy_headers=proxy_headers, **pool_options)
             if proxy_url
             else urllib3.PoolManager(**pool_options)
         )
@@ -197,11 +203,22 @@ class _Urllib3Client(stripe.HTTPClient):
         self._pool.clear()
 
 
-def _proxy_for(api_base: str) -> str | None:
-    """The proxy the environment names for ``api_base`` (none if NO_PROXY covers it)."""
+def _proxy_for(api_base: str) -> tuple[str | None, dict[str, str]]:
+    """The proxy the environment names for ``api_base`` (none if NO_PROXY covers it),
+    without its credentials, and the ``Proxy-Authorization`` header they make: requests
+    sends the proxy URL's user and password itself, urllib3 takes them as a header."""
     proxies = requests.utils.get_environ_proxies(api_base)
     scheme = api_base.split("://", 1)[0].lower()
-    return proxies.get(scheme) or proxies.get("all") or None
+    url = proxies.get(scheme) or proxies.get("all")
+    if not url:
+        return None, {}
+    proxy = urllib3.util.parse_url(requests.utils.prepend_scheme_if_needed(url, "http"))
+    if not proxy.auth:
+        return proxy.url, {}
+    user, _, password = proxy.auth.partition(":")
+    return proxy._replace(auth=None).url, urllib3.util.make_headers(
+        proxy_basic_auth=f"{unquote(user)}:{unquote(password)}"
+    )
 
 
 class StripeGateway:
@@ -231,7 +248,7 @@ class StripeGateway:
             raise ValueError("timeouts must be positive")
         self._http = _Urllib3Client(
             timeout=(connect_timeout, read_timeout),
-            proxy_url=_proxy_for(api_base),
+            proxy=_proxy_for(api_base),
             maxsize=max_connections,
         )
         self._client = stripe.StripeClient(

@@ -1,6 +1,7 @@
 """The gateway honours the environment's proxy settings (HTTPS_PROXY, HTTP_PROXY,
 NO_PROXY), resolved once when it is built: provider calls do not read the environment."""
 
+import base64
 import http.client
 import socket
 import threading
@@ -37,15 +38,28 @@ class ForwardingProxy(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(self, credentials: str = "") -> None:
         self.forwarded: list[str] = []
         self.forwarded_lock = threading.Lock()
+        # user:password the proxy asks for (407 without them), as Basic credentials
+        self.required_authorization = (
+            "Basic " + base64.b64encode(credentials.encode()).decode() if credentials else ""
+        )
         super().__init__(("127.0.0.1", 0), _ForwardingHandler)
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+_NOT_FORWARDED = (
+    "host",
+    "connection",
+    "proxy-connection",
+    "proxy-authorization",
+    "content-length",
+)
 
 
 class _ForwardingHandler(BaseHTTPRequestHandler):
@@ -59,6 +73,14 @@ class _ForwardingHandler(BaseHTTPRequestHandler):
         if not target.hostname:
             self.send_error(400, "a proxy needs an absolute URL")
             return
+        required = self.server.required_authorization
+        if required and self.headers.get("Proxy-Authorization") != required:
+            self.send_response_only(407)
+            self.send_header("Proxy-Authenticate", 'Basic realm="egress"')
+            self.send_header("Content-Length", "0")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            return
         with self.server.forwarded_lock:
             self.server.forwarded.append(self.path)
         length = int(self.headers.get("Content-Length") or 0)
@@ -66,7 +88,7 @@ class _ForwardingHandler(BaseHTTPRequestHandler):
         headers = {
             name: value
             for name, value in self.headers.items()
-            if name.lower() not in ("host", "connection", "proxy-connection", "content-length")
+            if name.lower() not in _NOT_FORWARDED
         }
         upstream = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=10)
         try:
@@ -90,6 +112,17 @@ class _ForwardingHandler(BaseHTTPRequestHandler):
 @pytest.fixture
 def forwarding_proxy() -> Iterator[ForwardingProxy]:
     proxy = ForwardingProxy()
+    proxy.thread.start()
+    try:
+        yield proxy
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+
+@pytest.fixture
+def authenticating_proxy() -> Iterator[ForwardingProxy]:
+    proxy = ForwardingProxy(credentials="egress user:p@ss:word")
     proxy.thread.start()
     try:
         yield proxy
@@ -199,3 +232,29 @@ def test_the_environment_is_read_when_the_gateway_is_built_not_per_call(
     # and a gateway built now uses the proxy
     with pytest.raises(ProviderUnavailable):
         authorize(gateway_for(fake_stripe))
+
+
+def test_a_proxy_that_asks_for_credentials_gets_the_ones_in_its_address(
+    fake_stripe, authenticating_proxy, clean_proxy_environment
+):
+    # Given HTTP_PROXY naming a proxy that answers 407 without its credentials, with them
+    # in the address (percent-encoded, as a URL carries them)
+    host = authenticating_proxy.url.removeprefix("http://")
+    clean_proxy_environment.setenv("HTTP_PROXY", f"http://egress%20user:p%40ss%3Aword@{host}")
+    gateway = gateway_for(fake_stripe)
+
+    # When it authorizes, then the proxy took the credentials and carried the call
+    assert authorize(gateway) == "requires_capture"
+    assert authenticating_proxy.forwarded == [f"{fake_stripe.url}/v1/payment_intents"]
+
+
+def test_a_proxy_address_without_a_scheme_is_taken_as_http(
+    fake_stripe, forwarding_proxy, clean_proxy_environment
+):
+    # Given HTTP_PROXY as host:port only, as requests (and curl) accept it
+    clean_proxy_environment.setenv("HTTP_PROXY", forwarding_proxy.url.removeprefix("http://"))
+    gateway = gateway_for(fake_stripe)
+
+    # When it authorizes, then the call went through that proxy
+    assert authorize(gateway) == "requires_capture"
+    assert forwarding_proxy.forwarded == [f"{fake_stripe.url}/v1/payment_intents"]
