@@ -16,8 +16,10 @@ the runs measured:
 Every run serves the API from 2 gunicorn gthread workers of 2 threads over 1,000
 products. Options it does not know go to every run (``--duration 30``,
 ``--ports 18400-18499``, ``--worker-class sync``: the last of a repeated option wins);
-the configurations' own options come last, so those stay as above. It exits non-zero
-when a run fails (a server error, a failed correctness check).
+the configurations' own options come last, so those stay as above. ``--repeat N`` runs
+the configurations N times over, in turn, a row each ("paid #1", "paid #2", ...): on a
+shared machine one run's rate can be off by a third. It exits non-zero when a run fails
+(an answer other than a success or a `304`, a failed correctness check).
 """
 
 from __future__ import annotations
@@ -126,7 +128,8 @@ def read_rows(reports: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
         "| read | req/s | p99 | `304`s | CPU per request: server + PostgreSQL |",
         "| --- | ---: | ---: | ---: | --- |",
     ]
-    for _name, report in reports:
+    for name, report in reports:
+        of_run = f" ({name})" if "#" in name else ""
         for phase in report.get("phases", []):
             if not phase["name"].startswith("GET"):
                 continue
@@ -134,7 +137,7 @@ def read_rows(reports: Sequence[tuple[str, dict[str, Any]]]) -> list[str]:
             total = sum(statuses.values()) or 1
             not_modified = 100 * statuses.get("304", 0) / total
             rows.append(
-                f"| `{phase['name']}` | {phase['throughput']:,.1f}/s | "
+                f"| `{phase['name']}`{of_run} | {phase['throughput']:,.1f}/s | "
                 f"{phase['latency_ms']['p99']:.1f} ms | {not_modified:.0f} % | {_cpu(phase)} |"
             )
     return rows
@@ -162,6 +165,16 @@ def summary(reports: Sequence[tuple[str, dict[str, Any]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def planned_runs(only: Sequence[str] | None, repeat: int) -> list[tuple[str, Configuration]]:
+    """The runs in order, by name: the configurations asked for, `repeat` times over."""
+    wanted = [c for c in CONFIGURATIONS if not only or c.name in only]
+    return [
+        (configuration.name if repeat == 1 else f"{configuration.name} #{turn}", configuration)
+        for turn in range(1, repeat + 1)
+        for configuration in wanted
+    ]
+
+
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.suite",
@@ -171,6 +184,14 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[str
     parser.add_argument("--markdown", default="", metavar="FILE", help="also write the tables")
     parser.add_argument(
         "--json", default="", metavar="FILE", help="write every run's figures, by name"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run the configurations N times over, in turn (a row per run: on a shared "
+        "machine one run's rate can be off by a third)",
     )
     parser.add_argument(
         "--only",
@@ -185,11 +206,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, passthrough = parse_args(argv)
     if "--json" in passthrough:
         raise SystemExit("--json belongs to the suite: it writes every run's figures")
-    wanted = [c for c in CONFIGURATIONS if not args.only or c.name in args.only]
+    if args.repeat < 1:
+        raise SystemExit("--repeat takes a positive number")
+    runs = planned_runs(args.only, args.repeat)
     reports: list[tuple[str, dict[str, Any]]] = []
     failed: list[str] = []
     with tempfile.TemporaryDirectory(prefix="oms-bench-suite-") as scratch:
-        for number, configuration in enumerate(wanted):
+        for number, (name, configuration) in enumerate(runs):
             figures = Path(scratch) / f"run-{number}.json"
             command = [
                 sys.executable,
@@ -201,16 +224,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "--json",
                 str(figures),
             ]
-            print(f"\n=== {configuration.name}: {' '.join(command[1:])}", flush=True)
+            print(f"\n=== {name}: {' '.join(command[1:])}", flush=True)
             returncode = subprocess.run(command, check=False).returncode  # noqa: S603
             if returncode != 0 or not figures.exists():
-                failed.append(f"{configuration.name} (exit {returncode})")
+                failed.append(f"{name} (exit {returncode})")
                 continue
             report = json.loads(figures.read_text())
-            reports.append((configuration.name, report))
+            reports.append((name, report))
             wrong = errors(report)
             if wrong:
-                failed.append(f"{configuration.name} ({'; '.join(wrong)})")
+                failed.append(f"{name} ({'; '.join(wrong)})")
     text = summary(reports)
     print("\n" + text, end="")
     if args.markdown:

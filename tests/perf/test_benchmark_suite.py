@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.source import REPO_ROOT
-from benchmarks.suite import CONFIGURATIONS, checkout_rows, errors, summary
+from benchmarks.suite import CONFIGURATIONS, checkout_rows, errors, planned_runs, summary
 
 
 def _run(**phases: Any) -> dict[str, Any]:
@@ -74,6 +74,16 @@ def test_answers_other_than_a_success_or_a_304_are_errors():
         "GET /api/v1/products/: {'ConnectionResetError': 1}",
     ]
     assert errors(_run(**{"POST /api/v1/orders/": (1.0, {"201": 1})})) == []
+
+
+def test_repeats_run_the_configurations_in_turn_a_row_each():
+    runs = planned_runs(["paid", "unpaid"], 2)
+    assert [name for name, _ in runs] == ["paid #1", "unpaid #1", "paid #2", "unpaid #2"]
+    assert [name for name, _ in planned_runs(None, 1)] == ["paid", "hot SKU", "unpaid"]
+
+    paid = _run(**{"GET /api/v1/products/": (900.0, {"304": 9})})
+    text = summary([("paid #1", paid), ("paid #2", paid)])
+    assert "| `GET /api/v1/products/` (paid #2) | 900.0/s |" in text
 
 
 def test_one_command_runs_every_configuration_and_prints_the_tables(tmp_path: Path):
