@@ -109,26 +109,23 @@ class _ForwardingHandler(BaseHTTPRequestHandler):
     do_POST = _forward
 
 
-@pytest.fixture
-def forwarding_proxy() -> Iterator[ForwardingProxy]:
-    proxy = ForwardingProxy()
+def _serving(proxy: ForwardingProxy) -> Iterator[ForwardingProxy]:
     proxy.thread.start()
     try:
         yield proxy
     finally:
         proxy.shutdown()
         proxy.server_close()
+
+
+@pytest.fixture
+def forwarding_proxy() -> Iterator[ForwardingProxy]:
+    yield from _serving(ForwardingProxy())
 
 
 @pytest.fixture
 def authenticating_proxy() -> Iterator[ForwardingProxy]:
-    proxy = ForwardingProxy(credentials="egress user:p@ss:word")
-    proxy.thread.start()
-    try:
-        yield proxy
-    finally:
-        proxy.shutdown()
-        proxy.server_close()
+    yield from _serving(ForwardingProxy(credentials="egress user:p@ss:word"))
 
 
 @pytest.fixture
