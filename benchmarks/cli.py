@@ -58,6 +58,11 @@ def run_environment(args: argparse.Namespace, fake: PaymentFake | None) -> dict[
 
 def run_with(args: argparse.Namespace, scratch: Path, fake: PaymentFake | None) -> int:
     env = run_environment(args, fake)
+    if env.get("PROMETHEUS_MULTIPROC_DIR"):
+        # The run's metrics (this process's, the servers' in their own directories) stay
+        # in its scratch directory, out of the caller's.
+        (scratch / "metrics").mkdir(exist_ok=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(scratch / "metrics")
     started = time.perf_counter()
     print(f"Benchmarking {args.source}; checkout: {describe_payment(args)}")
     print(f"Recreating {database_name(args.database_url)} and migrating ...", flush=True)

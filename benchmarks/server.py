@@ -100,6 +100,12 @@ class Server:
         self.port = free_port(getattr(args, "port_range", None))
         self.log_path = log_path
         command, extra = server_command(args, self.port)
+        if env.get("PROMETHEUS_MULTIPROC_DIR"):
+            # gunicorn empties the metrics directory it is given when it starts (the
+            # repo's gunicorn.conf.py): never the caller's, whose processes write there.
+            metrics_dir = log_path.parent / f"metrics-{self.port}"
+            metrics_dir.mkdir(exist_ok=True)
+            env = env | {"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
         self.name = Path(command[2]).name
         self.log = log_path.open("wb")
         # Own session: a terminal Ctrl-C reaches this script, which then stops the server.

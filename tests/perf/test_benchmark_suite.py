@@ -90,6 +90,10 @@ def test_one_command_runs_every_configuration_and_prints_the_tables(tmp_path: Pa
     # Given a database name of the suite's own and tiny phases
     database = f"postgres://postgres@127.0.0.1:5432/oms_bench_suite_{uuid.uuid4().hex[:8]}"
     figures, tables = tmp_path / "suite.json", tmp_path / "suite.md"
+    # and a metrics directory of the caller's own, which the runs' servers must not empty
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    (metrics / "counter_1.db").write_bytes(b"the caller's")
 
     # When the suite runs
     done = subprocess.run(
@@ -116,7 +120,8 @@ def test_one_command_runs_every_configuration_and_prints_the_tables(tmp_path: Pa
             "0",
         ],
         cwd=REPO_ROOT,
-        env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
+        env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+        | {"PROMETHEUS_MULTIPROC_DIR": str(metrics)},
         capture_output=True,
         text=True,
         timeout=600,
@@ -143,3 +148,4 @@ def test_one_command_runs_every_configuration_and_prints_the_tables(tmp_path: Pa
     for name in ("paid", "hot SKU", "unpaid"):
         assert f"\n| {name} | " in text
     assert text.count("| `GET ") == 3
+    assert [p.name for p in metrics.iterdir()] == ["counter_1.db"]
