@@ -28,6 +28,8 @@ def test_scheduled_heartbeats_show_on_the_workers_metrics_port(start_worker, tmp
         beat=True,
     )
 
+    task = {"task": "oms.core.worker_heartbeat"}
+
     def heartbeat_scraped() -> dict | None:
         try:
             answer = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
@@ -35,11 +37,13 @@ def test_scheduled_heartbeats_show_on_the_workers_metrics_port(start_worker, tmp
             return None
         samples = parse_samples(answer.text)
         beat = value(samples, "oms_worker_heartbeat_timestamp_seconds")
-        return samples if beat >= started else None
+        # The task's counter and its duration are written one after the other, after the
+        # task: a scrape between the two sees one without the other.
+        timed = value(samples, "oms_celery_task_duration_seconds_count", **task)
+        return samples if beat >= started and timed >= 1 else None
 
     samples = wait_for(heartbeat_scraped, what="a heartbeat on the worker's port", worker=worker)
 
-    task = {"task": "oms.core.worker_heartbeat"}
     assert value(samples, "oms_celery_tasks_total", **task, outcome="success") >= 1
     assert value(samples, "oms_celery_task_duration_seconds_count", **task) >= 1
     assert value(samples, "oms_worker_heartbeat_timestamp_seconds") <= time.time()
