@@ -1,6 +1,6 @@
 """The relay after commit on a real Redis broker: it claims the listed messages in one
-statement and publishes them on one producer; when the broker dies midway, the
-messages not handed over go back to the sweeper at once."""
+statement and publishes them on one producer, as one pipeline; when the broker dies
+midway, the messages of the batch go back to the sweeper at once."""
 
 import base64
 import json
@@ -25,7 +25,7 @@ pytest_plugins = ("tests.support.redis_server", "tests.support.worker")
 QUEUE = "events"
 
 
-def pending_messages(count: int) -> list[int]:
+def pending_messages(count: int, first: int = 0) -> list[int]:
     messages = OutboxMessage.objects.bulk_create(
         OutboxMessage(
             topic="test.dispatch.batch",
@@ -34,7 +34,7 @@ def pending_messages(count: int) -> list[int]:
             payload={"n": n},
             dedup_key=f"tests.dispatch.batch:{n}",
         )
-        for n in range(count)
+        for n in range(first, first + count)
     )
     return [message.pk for message in messages]
 
@@ -82,7 +82,32 @@ def test_dispatch_claims_in_one_statement_and_publishes_on_one_producer(
     assert len(queued_message_ids(celery_broker)) == 5
 
 
-def test_broker_dying_midway_leaves_the_unsent_messages_pending_for_the_sweeper(
+def reads_processed(client: Any) -> int:
+    """How many times the broker has read requests from its clients (a pipeline: once)."""
+    return int(client.info("stats")["total_reads_processed"])
+
+
+def test_on_redis_the_messages_of_one_dispatch_go_in_one_round_trip(
+    db: None, celery_broker: RedisServer
+) -> None:
+    # Given a relay that has published before (its connection is open, the queue's
+    # binding declared), and 5 pending messages
+    outbox_dispatch(pending_messages(1))
+    ids = pending_messages(5, first=1)
+    stats = celery_broker.client()
+    before = reads_processed(stats)
+
+    # When the relay dispatches them
+    sent = outbox_dispatch(ids)
+
+    # Then the broker read them in one request (the producer's batch sent them as one
+    # pipeline; one at a time would be 5 reads), besides the INFO that counts
+    assert reads_processed(stats) - before == 2
+    assert sent == 5
+    assert queued_message_ids(celery_broker)[1:] == ids
+
+
+def test_broker_dying_midway_leaves_every_message_of_the_batch_pending_for_the_sweeper(
     db: None, celery_broker: RedisServer
 ) -> None:
     # Given 5 pending messages, and a broker that dies once 2 have been handed over
@@ -106,15 +131,18 @@ def test_broker_dying_midway_leaves_the_unsent_messages_pending_for_the_sweeper(
         before_task_publish.disconnect(count_attempt)
         after_task_publish.disconnect(kill_after_two)
 
-    # Then the first 2 went, the 3rd was tried once, and the rest were not tried at all
-    assert sent == 2
-    assert len(attempts) == 3
-    # And the failed one and the 2 never tried are pending now, for the sweeper
+    # Then all 5 were handed to the producer's batch, which could not send them at its end
+    assert len(attempts) == 5
+    assert sent == 0
+    # And all 5 are pending now, for the sweeper
     statuses = dict(OutboxMessage.objects.filter(pk__in=ids).values_list("pk", "status"))
-    assert [statuses[pk] for pk in ids] == ["dispatched"] * 2 + ["pending"] * 3
+    assert [statuses[pk] for pk in ids] == ["pending"] * 5
     now = timezone.now()
-    assert all(
-        message.available_at <= now for message in OutboxMessage.objects.filter(pk__in=ids[2:])
-    )
+    assert all(message.available_at <= now for message in OutboxMessage.objects.filter(pk__in=ids))
     # And the request did not wait for the dead broker (its connect timeout is 2 s)
     assert elapsed < 2
+
+    # And once the broker is back, the sweeper's dispatch sends them
+    celery_broker.start()
+    assert outbox_dispatch(ids) == 5
+    assert queued_message_ids(celery_broker) == ids
