@@ -189,9 +189,7 @@ def _send_claimed(claimed: list[tuple[int, str]], now: datetime) -> int:
         if current_app.conf.task_always_eager
         else current_app.producer_or_acquire()
     )
-    handed = 0
-    batching = False
-    done = False
+    sent = 0  # known to have gone: none of a batch until it ends
     try:
         with producing as producer:
             batching = producer is not None and producer.supports_batch_publish
@@ -206,10 +204,10 @@ def _send_claimed(claimed: list[tuple[int, str]], now: datetime) -> int:
                     handle_task.apply_async(
                         args=[message_id], queue=queue, retry=False, producer=producer
                     )
-                    handed += 1
-            done = True
+                    if not batching:
+                        sent += 1
+            sent = len(claimed)
     except Exception as error:  # broker down: the sweeper will dispatch them later
-        sent = 0 if batching and not done else handed
         unsent = [message_id for message_id, _ in claimed[sent:]]
         if unsent:
             logger.warning("Outbox messages %s not dispatched: %s", unsent, error)
@@ -218,8 +216,7 @@ def _send_claimed(claimed: list[tuple[int, str]], now: datetime) -> int:
             ).update(status=OutboxMessage.Status.PENDING, available_at=now)
         else:  # all handed over; releasing the producer failed
             logger.warning("Outbox producer not released cleanly: %s", error)
-        return sent
-    return handed
+    return sent
 
 
 def outbox_dispatch(message_ids: Iterable[int]) -> int:
