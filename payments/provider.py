@@ -4,7 +4,7 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pybreaker
 import redis
@@ -55,26 +55,21 @@ def payment_gateway() -> StripeGateway:
     it is reused (a new one is opened); one dropped while the request is sent ends as
     any transport failure does (OutcomeUnknown, retried with the same idempotency key).
     """
-    config = (
-        os.getpid(),  # a forked child must not share its parent's sockets
-        settings.STRIPE_API_KEY,
-        settings.STRIPE_API_BASE,
-        settings.STRIPE_CONNECT_TIMEOUT_SECONDS,
-        settings.STRIPE_READ_TIMEOUT_SECONDS,
-        settings.STRIPE_FORBID_REDIRECTS,
-    )
+    options: dict[str, Any] = {
+        "api_key": settings.STRIPE_API_KEY,
+        "api_base": settings.STRIPE_API_BASE,
+        "connect_timeout": settings.STRIPE_CONNECT_TIMEOUT_SECONDS,
+        "read_timeout": settings.STRIPE_READ_TIMEOUT_SECONDS,
+        "forbid_redirects": settings.STRIPE_FORBID_REDIRECTS,
+    }
+    # A forked child must not share its parent's sockets: the pid is part of the key.
+    config = (os.getpid(), *options.values())
     with _GATEWAYS_LOCK:
         gateway = _GATEWAYS.get(config)
         if gateway is not None:
             _GATEWAYS.move_to_end(config)
             return gateway
-        gateway = StripeGateway(
-            api_key=settings.STRIPE_API_KEY,
-            api_base=settings.STRIPE_API_BASE,
-            connect_timeout=settings.STRIPE_CONNECT_TIMEOUT_SECONDS,
-            read_timeout=settings.STRIPE_READ_TIMEOUT_SECONDS,
-            forbid_redirects=settings.STRIPE_FORBID_REDIRECTS,
-        )
+        gateway = StripeGateway(**options)
         _GATEWAYS[config] = gateway
         while len(_GATEWAYS) > _GATEWAYS_KEPT:
             _GATEWAYS.popitem(last=False)
