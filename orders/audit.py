@@ -110,6 +110,33 @@ def order_event_record(*, order: Order, type: str, change: dict[str, Any]) -> No
     outbox_publish(**_event_delivery(event_id=event_id, order_id=order.pk, type=type))
 
 
+def _status_change_event(
+    *, order: Order, from_status: str, transition: str, reason: str
+) -> dict[str, Any]:
+    """The type and change of the event a status change appends (reason already cut)."""
+    return {
+        "type": "order.created" if not from_status else f"order.{order.status}",
+        "change": {
+            "from_status": from_status,
+            "to_status": order.status,
+            "transition": transition,
+            "reason": reason,
+        },
+    }
+
+
+def _status_work_payload(*, order: Order, from_status: str, transition: str) -> dict[str, Any]:
+    """The payload of the new status's work (emails, routing, voids), without the audit
+    row's id."""
+    return {
+        "order_id": str(order.pk),
+        "order_number": order.number,
+        "from_status": from_status,
+        "to_status": order.status,
+        "transition": transition,
+    }
+
+
 def order_status_change_rows(
     *,
     order: Order,
@@ -128,23 +155,13 @@ def order_status_change_rows(
     reason = reason[:500]
     event = order_event_row(
         order=order,
-        type="order.created" if not from_status else f"order.{order.status}",
-        change={
-            "from_status": from_status,
-            "to_status": order.status,
-            "transition": transition,
-            "reason": reason,
-        },
+        **_status_change_event(
+            order=order, from_status=from_status, transition=transition, reason=reason
+        ),
     )
     status_work = outbox_rows(
         topic=f"order.{order.status}",
-        payload={
-            "order_id": str(order.pk),
-            "order_number": order.number,
-            "from_status": from_status,
-            "to_status": order.status,
-            "transition": transition,
-        },
+        payload=_status_work_payload(order=order, from_status=from_status, transition=transition),
         key="order-status-change-",
     )
     return {
@@ -186,23 +203,15 @@ def order_status_change_record(
     )
     order_event_record(
         order=order,
-        type="order.created" if not from_status else f"order.{order.status}",
-        change={
-            "from_status": from_status,
-            "to_status": order.status,
-            "transition": transition,
-            "reason": reason[:500],
-        },
+        **_status_change_event(
+            order=order, from_status=from_status, transition=transition, reason=reason[:500]
+        ),
     )
     # The work this change triggers (emails, routing, voids) commits with it.
     outbox_publish(
         topic=f"order.{order.status}",
         payload={
-            "order_id": str(order.pk),
-            "order_number": order.number,
-            "from_status": from_status,
-            "to_status": order.status,
-            "transition": transition,
+            **_status_work_payload(order=order, from_status=from_status, transition=transition),
             "status_change_id": change.pk,
         },
         key=f"order-status-change-{change.pk}",
