@@ -77,7 +77,6 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import unquote
 
 import requests
 import stripe
@@ -205,20 +204,18 @@ class _Urllib3Client(stripe.HTTPClient):
 
 def _proxy_for(api_base: str) -> tuple[str | None, dict[str, str]]:
     """The proxy the environment names for ``api_base`` (none if NO_PROXY covers it),
-    without its credentials, and the ``Proxy-Authorization`` header they make: requests
-    sends the proxy URL's user and password itself, urllib3 takes them as a header."""
+    and the ``Proxy-Authorization`` header its user and password make, as requests'
+    adapter builds them (urllib3 does not read credentials from a proxy URL)."""
     proxies = requests.utils.get_environ_proxies(api_base)
     scheme = api_base.split("://", 1)[0].lower()
     url = proxies.get(scheme) or proxies.get("all")
     if not url:
         return None, {}
-    proxy = urllib3.util.parse_url(requests.utils.prepend_scheme_if_needed(url, "http"))
-    if not proxy.auth:
-        return proxy.url, {}
-    user, _, password = proxy.auth.partition(":")
-    return proxy._replace(auth=None).url, urllib3.util.make_headers(
-        proxy_basic_auth=f"{unquote(user)}:{unquote(password)}"
-    )
+    url = requests.utils.prepend_scheme_if_needed(url, "http")
+    user, password = requests.utils.get_auth_from_url(url)
+    if not user:
+        return url, {}
+    return url, urllib3.util.make_headers(proxy_basic_auth=f"{user}:{password}")
 
 
 class StripeGateway:
