@@ -2,7 +2,6 @@
 NO_PROXY), resolved once when it is built: provider calls do not read the environment."""
 
 import base64
-import http.client
 import socket
 import threading
 import uuid
@@ -17,6 +16,7 @@ from payments.gateways.base import ProviderUnavailable
 from payments.gateways.stripe import StripeGateway
 from tests.payments.conftest import GOOD_CARD
 from tests.support.fake_stripe import FakeStripeServer, new_order_id
+from tests.support.http_relay import relay
 
 pytest_plugins = ("tests.support.fake_stripe",)
 
@@ -53,15 +53,6 @@ class ForwardingProxy(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
 
-_NOT_FORWARDED = (
-    "host",
-    "connection",
-    "proxy-connection",
-    "proxy-authorization",
-    "content-length",
-)
-
-
 class _ForwardingHandler(BaseHTTPRequestHandler):
     server: ForwardingProxy
 
@@ -84,26 +75,15 @@ class _ForwardingHandler(BaseHTTPRequestHandler):
         with self.server.forwarded_lock:
             self.server.forwarded.append(self.path)
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else None
-        headers = {
-            name: value
-            for name, value in self.headers.items()
-            if name.lower() not in _NOT_FORWARDED
-        }
-        upstream = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=10)
-        try:
-            path = target.path + (f"?{target.query}" if target.query else "")
-            upstream.request(self.command, path, body=body, headers=headers)
-            answer = upstream.getresponse()
-            answer_body = answer.read()
-        finally:
-            upstream.close()
-        self.send_response_only(answer.status)
-        self.send_header("Content-Type", answer.getheader("Content-Type") or "application/json")
-        self.send_header("Content-Length", str(len(answer_body)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(answer_body)
+        path = target.path + (f"?{target.query}" if target.query else "")
+        relay(
+            self,
+            host=target.hostname,
+            port=target.port or 80,
+            path=path,
+            body=self.rfile.read(length) if length else None,
+            close=True,
+        )
 
     do_GET = _forward
     do_POST = _forward

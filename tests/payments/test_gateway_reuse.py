@@ -3,7 +3,6 @@ provider calls reuse their thread's keep-alive connection, a pooled connection t
 provider closed meanwhile is replaced without failing the call, and a test (or a
 deployment) that points STRIPE_API_BASE elsewhere gets a gateway for that address."""
 
-import http.client
 import socket
 import threading
 import time
@@ -20,6 +19,7 @@ from payments.gateways.stripe import StripeGateway
 from payments.provider import payment_gateway, provider_call
 from tests.payments.conftest import GOOD_CARD
 from tests.support.fake_stripe import FakeStripeServer, new_order_id
+from tests.support.http_relay import relay
 
 pytest_plugins = ("tests.support.fake_stripe",)
 
@@ -70,24 +70,16 @@ class _KeepAliveHandler(BaseHTTPRequestHandler):
         if self.path == "/v1/payment_intents":
             with self.server.counts_lock:
                 self.server.authorizations.append(self.headers.get("Idempotency-Key", ""))
-        upstream = http.client.HTTPConnection(*self.server.upstream, timeout=10)
-        try:
-            forwarded = {
-                name: value
-                for name, value in self.headers.items()
-                if name.lower() not in ("host", "connection", "content-length")
-            }
-            upstream.request(self.command, self.path, body=body, headers=forwarded)
-            answer = upstream.getresponse()
-            answer_body = answer.read()
-        finally:
-            upstream.close()
-        self.send_response_only(answer.status)
-        self.send_header("Content-Type", answer.getheader("Content-Type") or "application/json")
-        self.send_header("Content-Length", str(len(answer_body)))
-        self.end_headers()
-        self.wfile.write(answer_body)
-        self.wfile.flush()
+        host, port = self.server.upstream
+        relay(
+            self,
+            host=host,
+            port=port,
+            path=self.path,
+            body=body,
+            close=False,
+            not_relayed=("host", "connection", "content-length"),
+        )
 
 
 @pytest.fixture
