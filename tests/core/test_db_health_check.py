@@ -7,7 +7,6 @@ import io
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from django.db.utils import ConnectionHandler, load_backend
 from config.settings.base import database_from_url
 from tests.scale.clusters import Cluster
 from tests.support import asgi_server
-from tests.support.processes import LOOPBACK, free_port, stop_process
+from tests.support.processes import LOOPBACK, free_port, stop_process, wait_answering
 
 pytest_plugins = ("tests.support.asgi_server",)
 
@@ -121,15 +120,7 @@ def gunicorn(transactional_db: None, tmp_path: Path) -> Iterator[str]:
     )  # fmt: skip
     base = f"http://{LOOPBACK}:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"{base}/health/live", timeout=30)
-                break
-            except requests.ConnectionError:
-                assert server.poll() is None, "gunicorn exited"
-                assert time.monotonic() < deadline, "gunicorn did not start"
-                time.sleep(0.1)
+        wait_answering(server, f"{base}/health/live", name="gunicorn")
         yield base
     finally:
         stop_process(server)

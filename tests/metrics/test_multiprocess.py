@@ -3,7 +3,6 @@
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ import requests
 
 from core.metrics import API_ERRORS
 from tests.metrics.conftest import METRICS_TOKEN, parse_samples, value
-from tests.support.processes import free_port, stop_process
+from tests.support.processes import free_port, stop_process, wait_answering
 from tests.support.worker import REPO_ROOT, worker_database_url
 
 INCREMENT = """
@@ -61,17 +60,8 @@ def test_gunicorn_workers_share_one_count_from_a_fresh_directory(tmp_path: Path)
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                # The socket accepts before a worker has loaded the app: wait for the
-                # answer (counted like the others) rather than give up on it.
-                requests.get(f"{base}/health/", timeout=30)
-                break
-            except requests.ConnectionError:
-                assert server.poll() is None, "gunicorn exited"
-                assert time.monotonic() < deadline, "gunicorn did not start"
-                time.sleep(0.1)
+        # The first answer is counted like the others.
+        wait_answering(server, f"{base}/health/", name="gunicorn")
         for _ in range(9):
             with requests.Session() as session:  # a new connection each time
                 assert session.get(f"{base}/health/", timeout=5).status_code == 200

@@ -40,3 +40,22 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> int
     if process.stdout is not None:
         process.stdout.close()
     return process.returncode
+
+
+def wait_answering(
+    process: subprocess.Popen[bytes], url: str, *, name: str, timeout: float = 30.0
+) -> None:
+    """Wait until `url` answers (any status): a server's socket can accept before a
+    worker has loaded the app, so the first answer, not the port, says it is up. Fail if
+    the process exits first or `timeout` seconds pass."""
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            requests.get(url, timeout=30)
+            return
+        except requests.ConnectionError:
+            assert process.poll() is None, f"{name} exited"
+            assert time.monotonic() < deadline, f"{name} did not start"
+            time.sleep(0.1)
